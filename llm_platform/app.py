@@ -1,0 +1,48 @@
+"""The application factory: wires settings, state, middleware, error handlers and domain routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from llm_platform import health
+from llm_platform.auth.router import router as auth_router
+from llm_platform.error_handlers import install_error_handlers
+from llm_platform.logging_setup import configure_logging
+from llm_platform.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from llm_platform.settings import Settings
+from llm_platform.state import PlatformState
+from tenants.router import platform_router, tenant_admin_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = PlatformState.build(settings)
+        app.state.platform = state
+        try:
+            yield
+        finally:
+            await state.close()
+
+    app = FastAPI(
+        title="llm-platform",
+        version="0.1.0",
+        summary="A tenant-aware, metered API over local Hugging Face models.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    # Added last = outermost: the request id exists before anything else runs, even a 413.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_request_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+
+    app.include_router(health.router)
+    app.include_router(auth_router)
+    app.include_router(platform_router)
+    app.include_router(tenant_admin_router)
+    return app

@@ -1,0 +1,32 @@
+"""Who is calling: a user (JWT) or an API key, always bound to one tenant unless a platform admin."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from tenants.models import ApiKeyScope, UserRole
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Literal["user", "api_key"]
+    id: uuid.UUID
+    tenant_id: uuid.UUID | None
+    tenant_slug: str | None
+    role: UserRole | None = None  # users only
+    scopes: tuple[str, ...] = ()  # API keys only
+    email: str | None = None
+    api_key_prefix: str | None = None
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.role is UserRole.platform_admin
+
+    @property
+    def can_administer_tenant(self) -> bool:
+        """Tenant admins, platform admins and keys with the admin scope manage their tenant."""
+        if self.kind == "api_key":
+            return ApiKeyScope.admin.value in self.scopes
+        return self.role in (UserRole.tenant_admin, UserRole.platform_admin)

@@ -1,0 +1,64 @@
+"""Login (OAuth2 password flow), refresh, logout, and `GET /auth/me`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Response, status
+
+from llm_platform.auth import service
+from llm_platform.auth.schemas import PrincipalOut, RefreshRequest, TokenResponse
+from llm_platform.dependencies import ClientAddressDep, PrincipalDep, SessionDep, SettingsDep, StateDep
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post("/token")
+async def issue_token(
+    username: Annotated[str, Form(description="The user's email", max_length=320)],
+    password: Annotated[str, Form(max_length=1024)],
+    session: SessionDep,
+    state: StateDep,
+    address: ClientAddressDep,
+    tenant: Annotated[
+        str | None, Form(description="Tenant slug; omit for a platform admin", max_length=63)
+    ] = None,
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+) -> TokenResponse:
+    pair = await service.login(
+        session,
+        state.settings,
+        state.passwords,
+        state.login_throttle,
+        tenant_slug=tenant,
+        email=username,
+        password=password,
+        client_address=address,
+    )
+    return TokenResponse(**asdict(pair))
+
+
+@router.post("/refresh")
+async def refresh_token(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenResponse:
+    pair = await service.refresh(session, settings, body.refresh_token)
+    return TokenResponse(**asdict(pair))
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(body: RefreshRequest, session: SessionDep) -> Response:
+    await service.logout(session, body.refresh_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me")
+async def me(principal: PrincipalDep) -> PrincipalOut:
+    return PrincipalOut(
+        kind=principal.kind,
+        id=principal.id,
+        tenant=principal.tenant_slug,
+        role=principal.role.value if principal.role else None,
+        email=principal.email,
+        scopes=list(principal.scopes) if principal.kind == "api_key" else None,
+        api_key_prefix=principal.api_key_prefix,
+    )

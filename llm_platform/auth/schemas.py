@@ -1,0 +1,29 @@
+"""Wire shapes of the authentication endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
+    expires_in: int = Field(description="Seconds until the access token expires")
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class PrincipalOut(BaseModel):
+    kind: Literal["user", "api_key"]
+    id: uuid.UUID
+    tenant: str | None
+    role: str | None = None
+    email: str | None = None
+    scopes: list[str] | None = None
+    api_key_prefix: str | None = None

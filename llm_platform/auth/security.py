@@ -1,0 +1,135 @@
+"""Credential primitives: password hashing, JWTs, API keys and refresh tokens. No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from jose import JWTError, jwt
+from passlib.context import CryptContext
+
+from llm_platform.settings import Settings
+
+API_KEY_PREFIX_MARK = "sk-"
+_PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_PREFIX_LENGTH = 12
+ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
+
+
+def password_context(settings: Settings) -> CryptContext:
+    return CryptContext(
+        schemes=["argon2"],
+        argon2__memory_cost=settings.password_hash_memory_kib,
+        argon2__rounds=settings.password_hash_time_cost,
+        argon2__parallelism=1,
+    )
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def digests_equal(left: str, right: str) -> bool:
+    return hmac.compare_digest(left.encode(), right.encode())
+
+
+# --- API keys -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    key: str  # shown to the creator exactly once
+    prefix: str  # stored and shown in listings, used to find the row
+    secret_hash: str  # SHA-256 of the whole key
+
+
+def generate_api_key() -> NewApiKey:
+    prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(_PREFIX_LENGTH))
+    key = f"{API_KEY_PREFIX_MARK}{prefix}_{secrets.token_urlsafe(32)}"
+    return NewApiKey(key=key, prefix=prefix, secret_hash=sha256_hex(key))
+
+
+def api_key_prefix(key: str) -> str | None:
+    """The lookup prefix of a well-formed key (`sk-<prefix>_<secret>`), else None."""
+    if not key.startswith(API_KEY_PREFIX_MARK):
+        return None
+    prefix, sep, secret = key[len(API_KEY_PREFIX_MARK) :].partition("_")
+    if not sep or len(prefix) != _PREFIX_LENGTH or not secret:
+        return None
+    return prefix
+
+
+# --- refresh tokens -------------------------------------------------------------------------------
+
+
+def generate_refresh_token() -> tuple[str, str]:
+    """An opaque refresh token and the hash we store of it."""
+    token = f"rt_{secrets.token_urlsafe(48)}"
+    return token, sha256_hex(token)
+
+
+# --- JWT access tokens ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    tenant_slug: str | None
+    role: str
+    jti: str
+    expires_at: datetime
+
+
+class InvalidToken(Exception):
+    """A JWT that is malformed, forged, expired or not an access token."""
+
+
+def issue_access_token(
+    settings: Settings, *, user_id: uuid.UUID, tenant_slug: str | None, role: str
+) -> tuple[str, int]:
+    """A signed access token and its lifetime in seconds."""
+    now = datetime.now(UTC)
+    ttl_s = settings.access_token_ttl_s
+    claims = {
+        "sub": str(user_id),
+        "tenant": tenant_slug,
+        "role": role,
+        "typ": ACCESS_TOKEN_TYPE,
+        "iss": settings.jwt_issuer,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    token = jwt.encode(claims, settings.resolved_jwt_secret, algorithm=settings.jwt_algorithm)
+    return token, ttl_s
+
+
+def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    """Verifies signature (only our algorithm: `alg: none` and algorithm swaps fail), expiry and claims."""
+    try:
+        claims = jwt.decode(
+            token,
+            settings.resolved_jwt_secret,
+            algorithms=[settings.jwt_algorithm],
+            issuer=settings.jwt_issuer,
+            options={"require_exp": True, "require_iat": True, "require_sub": True, "require_jti": True},
+        )
+    except JWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+    if claims.get("typ") != ACCESS_TOKEN_TYPE or "tenant" not in claims or "role" not in claims:
+        raise InvalidToken("not an access token")
+    try:
+        user_id = uuid.UUID(claims["sub"])
+    except (ValueError, TypeError) as exc:
+        raise InvalidToken("bad subject") from exc
+    return AccessClaims(
+        user_id=user_id,
+        tenant_slug=claims["tenant"],
+        role=claims["role"],
+        jti=claims["jti"],
+        expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+    )

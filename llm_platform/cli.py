@@ -1,0 +1,186 @@
+"""`llmp`: the operator's command line. Its surface is a contract: scripts and operators depend on it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_platform.auth.security import password_context
+from llm_platform.db import run_in_session
+from llm_platform.errors import PlatformError
+from llm_platform.migrate import upgrade_to_head
+from llm_platform.settings import Settings, settings_help
+from tenants import service
+from tenants.models import UserRole
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="llm-platform: a multi-tenant API over local models.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals hold passwords and keys
+)
+admin_app = typer.Typer(help="Bootstrap tenants, users and API keys (no API needed).", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+
+def _load_settings() -> Settings:
+    """Settings from the environment; a bad or unsafe value ends the command with a clear message."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            reason = str(error.get("ctx", {}).get("error") or error["msg"])
+            typer.echo(f"error: invalid settings{f' ({where})' if where else ''}: {reason}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
+def _run_with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    try:
+        return run_in_session(settings, work)
+    except PlatformError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(code=1) from exc
+
+
+@app.command(epilog="Settings (environment variables):\n\n" + settings_help().replace("\n", "\n\n"))
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [default: LLMP_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Bind port [default: LLMP_PORT]")] = None,
+) -> None:
+    """Start the API server. The embedded database is migrated first."""
+    import uvicorn
+
+    settings = _load_settings()
+    if settings.embedded:
+        upgrade_to_head(settings.resolved_database_url)
+    from llm_platform.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        proxy_headers=True,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations up to the latest revision."""
+    settings = _load_settings()
+    upgrade_to_head(settings.resolved_database_url)
+    typer.echo("database is at the latest revision")
+
+
+@admin_app.command("create-tenant")
+def create_tenant(
+    slug: Annotated[str, typer.Argument(help="Lowercase slug: ^[a-z0-9][a-z0-9-]{1,62}$")],
+    name: Annotated[str | None, typer.Option(help="Display name [default: the slug]")] = None,
+) -> None:
+    """Create a tenant."""
+    from tenants.schemas import TenantCreate
+
+    try:
+        TenantCreate(slug=slug, name=name)
+    except ValueError as exc:
+        typer.echo(
+            f"error: invalid tenant slug '{slug}' (lowercase letters, digits, dashes; 2-63 chars)", err=True
+        )
+        raise typer.Exit(code=2) from exc
+    tenant = _run_with_session(_load_settings(), lambda session: service.create_tenant(session, slug, name))
+    typer.echo(f"created tenant {tenant.slug} ({tenant.id})")
+
+
+@admin_app.command("create-user")
+def create_user(
+    email: Annotated[str, typer.Option(help="Login email")],
+    password: Annotated[str, typer.Option(help="Initial password")],
+    role: Annotated[UserRole, typer.Option(help="platform_admin needs no --tenant; the others need one")],
+    tenant: Annotated[str | None, typer.Option(help="Tenant slug")] = None,
+) -> None:
+    """Create a user (a platform admin when no tenant is given)."""
+    settings = _load_settings()
+
+    async def work(session: AsyncSession):  # type: ignore[no-untyped-def]
+        tenant_id = (await service.get_tenant(session, tenant)).id if tenant else None
+        return await service.create_user(
+            session,
+            password_context(settings),
+            tenant_id=tenant_id,
+            email=email,
+            password=password,
+            role=role,
+            min_password_length=settings.min_password_length,
+        )
+
+    user = _run_with_session(settings, work)
+    typer.echo(f"created {user.role.value} {user.email} ({user.id})")
+
+
+@admin_app.command("create-key")
+def create_key(
+    tenant: Annotated[str, typer.Option(help="Tenant slug")],
+    name: Annotated[str, typer.Option(help="A name to recognise the key by")],
+) -> None:
+    """Create an API key; the key is printed once, alone on the last line."""
+
+    async def work(session: AsyncSession) -> str:
+        found = await service.get_tenant(session, tenant)
+        api_key, secret = await service.create_api_key(session, tenant_id=found.id, name=name)
+        typer.echo(f"created API key {api_key.name} (prefix {api_key.prefix}) for tenant {found.slug}")
+        return secret
+
+    typer.echo(_run_with_session(_load_settings(), work))
+
+
+@admin_app.command("bootstrap-demo")
+def bootstrap_demo(
+    slug: Annotated[str, typer.Option(help="Tenant to create")] = "demo",
+) -> None:
+    """Create the demo tenant, its admin user and an API key, once; print how to call the API."""
+    settings = _load_settings()
+    admin_email = f"admin@{slug}.example.com"
+    admin_password = secrets.token_urlsafe(12)
+
+    async def work(session: AsyncSession) -> str | None:
+        if await service.find_tenant(session, slug) is not None:
+            return None
+        tenant = await service.create_tenant(session, slug, "Demo tenant")
+        await service.create_user(
+            session,
+            password_context(settings),
+            tenant_id=tenant.id,
+            email=admin_email,
+            password=admin_password,
+            role=UserRole.tenant_admin,
+            min_password_length=settings.min_password_length,
+        )
+        _, secret = await service.create_api_key(session, tenant_id=tenant.id, name="demo")
+        return secret
+
+    secret = _run_with_session(settings, work)
+    if secret is None:
+        typer.echo(
+            f"Tenant '{slug}' already exists; its key was shown when it was created. "
+            f"New key: llmp admin create-key --tenant {slug} --name NAME"
+        )
+        return
+    base_url = f"http://{settings.host}:{settings.port}"
+    typer.echo(
+        f"Created tenant '{slug}' with admin {admin_email} / {admin_password}\n"
+        f"API key (shown once, keep it): {secret}\n\n"
+        f"Try it once the server is up:\n"
+        f'  curl -s {base_url}/auth/me -H "Authorization: Bearer {secret}"\n'
+        f"OpenAPI docs: {base_url}/docs"
+    )
+
+
+def main() -> None:
+    app()

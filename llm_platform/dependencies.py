@@ -1,0 +1,113 @@
+"""FastAPI dependencies, typed once with Annotated so routers read like sentences."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from passlib.context import CryptContext
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_platform.auth import service as auth_service
+from llm_platform.auth.principal import Principal
+from llm_platform.auth.security import API_KEY_PREFIX_MARK
+from llm_platform.errors import Forbidden, NotFound, Unauthorized
+from llm_platform.settings import Settings
+from llm_platform.state import PlatformState
+from tenants import service as tenant_service
+from tenants.models import Tenant
+
+
+def get_state(request: Request) -> PlatformState:
+    return request.app.state.platform
+
+
+StateDep = Annotated[PlatformState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_passwords(state: StateDep) -> CryptContext:
+    return state.passwords
+
+
+PasswordsDep = Annotated[CryptContext, Depends(get_passwords)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    async with state.session_factory() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT from /auth/token, or an API key `sk-...`")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key `sk-...`")
+
+
+async def get_principal(
+    session: SessionDep,
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+) -> Principal:
+    """Authenticates the caller from `Authorization: Bearer` (JWT or API key) or `X-API-Key`."""
+    credential = bearer.credentials if bearer else api_key
+    if not credential:
+        raise Unauthorized("Missing credentials: send `Authorization: Bearer <token or key>` or `X-API-Key`")
+    if credential.startswith(API_KEY_PREFIX_MARK):
+        return await auth_service.principal_from_api_key(session, credential)
+    return await auth_service.principal_from_access_token(session, settings, credential)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_platform_admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_platform_admin:
+        raise Forbidden("This action needs a platform admin")
+    return principal
+
+
+PlatformAdminDep = Annotated[Principal, Depends(require_platform_admin)]
+
+TenantSlugPath = Annotated[str, Path(description="The tenant's slug")]
+
+
+async def get_tenant(session: SessionDep, principal: PrincipalDep, tenant: TenantSlugPath) -> Tenant:
+    """The tenant named in the path, if the caller belongs to it (or is a platform admin).
+
+    Another tenant's resources answer 404 exactly as missing ones do, so tenants cannot be enumerated.
+    """
+    if not principal.is_platform_admin and principal.tenant_slug != tenant:
+        raise NotFound("Not found")
+    found = await tenant_service.find_tenant(session, tenant)
+    if found is None:
+        raise NotFound("Not found")
+    return found
+
+
+TenantDep = Annotated[Tenant, Depends(get_tenant)]
+
+
+def require_tenant_admin(principal: PrincipalDep, tenant: TenantDep) -> Principal:
+    if not principal.can_administer_tenant:
+        raise Forbidden("This action needs a tenant admin (or an API key with the `admin` scope)")
+    return principal
+
+
+TenantAdminDep = Annotated[Principal, Depends(require_tenant_admin)]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddressDep = Annotated[str, Depends(client_address)]

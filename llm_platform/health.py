@@ -1,0 +1,43 @@
+"""Liveness and readiness probes for Kubernetes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from llm_platform.dependencies import StateDep
+
+router = APIRouter(tags=["health"])
+logger = logging.getLogger(__name__)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive and serving; says nothing of its dependencies."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: StateDep) -> JSONResponse:
+    """Ready when the database (and Redis, when configured) answer; 503 names what does not."""
+    checks: dict[str, str] = {}
+    try:
+        async with state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception:
+        logger.warning("readiness: database unreachable", exc_info=True)
+        checks["database"] = "unreachable"
+    if state.settings.redis_url:
+        try:
+            checks["redis"] = "ok" if await state.limits_storage.check() else "unreachable"
+        except Exception:
+            logger.warning("readiness: redis unreachable", exc_info=True)
+            checks["redis"] = "unreachable"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )

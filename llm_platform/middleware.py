@@ -1,0 +1,122 @@
+"""Pure ASGI middleware: request ids and the request body size limit.
+
+Pure ASGI (not BaseHTTPMiddleware) so streaming responses pass through untouched and the per-request
+overhead stays a few microseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import uuid
+from contextvars import ContextVar
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llm_platform.errors import PayloadTooLarge, error_body
+
+REQUEST_ID_HEADER = "x-request-id"
+# A client-supplied id is echoed only when it is short and printable: it lands in logs and audit rows.
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+def current_request_id() -> str:
+    return request_id_var.get()
+
+
+class RequestIdMiddleware:
+    """Takes X-Request-ID from the request (or makes one), exposes it to logs, and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        supplied = _header(scope, REQUEST_ID_HEADER.encode())
+        request_id = supplied if supplied and _SAFE_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).setdefault(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """Answers 413 for bodies over the limit: at once from Content-Length, or while a chunked body streams."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._reject(send)
+            return
+
+        received_bytes = 0
+        rejected = False
+
+        async def limited_receive() -> Message:
+            nonlocal received_bytes, rejected
+            message = await receive()
+            if message["type"] == "http.request":
+                received_bytes += len(message.get("body", b""))
+                if received_bytes > self.max_body_bytes:
+                    rejected = True
+                    raise PayloadTooLarge(self._message())
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            # Once the body is over the limit, whatever the app makes of the failed read (FastAPI turns
+            # it into a 400) is dropped: the client gets our 413 instead.
+            if not rejected:
+                await send(message)
+
+        with contextlib.suppress(PayloadTooLarge):  # when the app let the failed read escape
+            await self.app(scope, limited_receive, guarded_send)
+        if rejected:
+            await self._reject(send)
+
+    def _message(self) -> str:
+        return f"Request body exceeds the limit of {self.max_body_bytes} bytes"
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps(
+            error_body(self._message(), PayloadTooLarge.error_type, PayloadTooLarge.code)
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None

@@ -1,0 +1,8 @@
+"""Where Alembic and the tests find every domain's SQLAlchemy models."""
+
+from __future__ import annotations
+
+
+def import_all_models() -> None:
+    """Imports each domain's models so that Base.metadata knows every table."""
+    import tenants.models  # noqa: F401

@@ -1,0 +1,132 @@
+"""The one settings class: every knob of the platform, read from `LLMP_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_JWT_SECRET_BYTES = 32
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class InsecureSettings(ValueError):
+    """Raised at start-up when production settings are unsafe (e.g. a missing or weak JWT secret)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LLMP_", env_file=".env", extra="ignore")
+
+    env: Annotated[
+        Environment,
+        Field(description="development generates missing secrets; production refuses to start without them"),
+    ] = Environment.development
+    data_dir: Annotated[
+        Path, Field(description="Holds the embedded SQLite database and generated secrets")
+    ] = Path("./var")
+    database_url: Annotated[
+        str | None,
+        Field(description="Async SQLAlchemy URL (postgresql+psycopg://user@host/db); unset: embedded SQLite"),
+    ] = None
+    redis_url: Annotated[
+        str | None,
+        Field(description="redis://host:port/db for limits shared by replicas; unset = in-process stand-ins"),
+    ] = None
+    host: Annotated[str, Field(description="Address `llmp serve` binds")] = "127.0.0.1"
+    port: Annotated[int, Field(description="Port `llmp serve` binds", ge=1, le=65535)] = 8000
+    log_level: Annotated[str, Field(description="Python log level of the platform's loggers")] = "INFO"
+
+    jwt_secret: Annotated[
+        SecretStr | None,
+        Field(
+            description=f"HMAC key for JWTs (>= {MIN_JWT_SECRET_BYTES} bytes); dev generates one in data_dir"
+        ),
+    ] = None
+    jwt_algorithm: Annotated[str, Field(description="JWT signing algorithm (HMAC family)")] = "HS256"
+    jwt_issuer: Annotated[str, Field(description="`iss` claim written into and required of every JWT")] = (
+        "llm-platform"
+    )
+    access_token_ttl_s: Annotated[int, Field(description="Lifetime of an access token", ge=30)] = 15 * 60
+    refresh_token_ttl_s: Annotated[int, Field(description="Lifetime of a refresh token", ge=60)] = 30 * 86400
+
+    password_hash_memory_kib: Annotated[
+        int, Field(description="argon2id memory cost per password hash (OWASP minimum: 19456)", ge=1024)
+    ] = 19456
+    password_hash_time_cost: Annotated[int, Field(description="argon2id iterations per hash", ge=1)] = 2
+    min_password_length: Annotated[int, Field(description="Shortest password accepted for a user", ge=8)] = 10
+
+    login_max_failures_per_account: Annotated[
+        int, Field(description="Failed logins allowed per account per login window", ge=1)
+    ] = 5
+    login_max_failures_per_address: Annotated[
+        int, Field(description="Failed logins allowed per client address per login window", ge=1)
+    ] = 30
+    login_window_s: Annotated[int, Field(description="Sliding window for counting failed logins", ge=1)] = 900
+
+    max_request_body_bytes: Annotated[
+        int, Field(description="Request bodies above this size answer 413", ge=1024)
+    ] = 1024 * 1024
+    database_pool_size: Annotated[int, Field(description="Connections per API process (Postgres)", ge=1)] = 10
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env is Environment.production:
+            secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+            if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+                raise InsecureSettings(
+                    f"LLMP_JWT_SECRET must be set to at least {MIN_JWT_SECRET_BYTES} bytes in production"
+                )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no database URL is configured: SQLite under data_dir and in-process stand-ins."""
+        return self.database_url is None
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'llmp.db').resolve()}"
+
+    @cached_property
+    def resolved_jwt_secret(self) -> str:
+        """The configured secret, or (development only) one generated once and kept under data_dir."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        secret_file = self.data_dir / "jwt_secret"
+        if not secret_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Written aside, then linked into place: two processes starting at once agree on one
+            # secret, and neither ever reads a half-written file.
+            scratch = self.data_dir / f".jwt_secret.{secrets.token_hex(8)}"
+            scratch.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+            scratch.chmod(0o600)
+            try:
+                os.link(scratch, secret_file)
+            except FileExistsError:
+                pass
+            finally:
+                scratch.unlink()
+        return secret_file.read_text(encoding="utf-8").strip()
+
+
+def settings_help() -> str:
+    """One line per setting, for `llmp serve --help` and the README table."""
+    lines = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "unset" if default is None else str(default)
+        lines.append(f"LLMP_{name.upper()} (default: {shown}): {field.description}")
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""SQLAlchemy models of the tenant domain: tenants, users, API keys, refresh tokens and limits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from llm_platform.db import Base, UUIDPrimaryKey, utcnow
+
+
+class TenantStatus(StrEnum):
+    active = "active"
+    suspended = "suspended"
+
+
+class UserRole(StrEnum):
+    platform_admin = "platform_admin"
+    tenant_admin = "tenant_admin"
+    member = "member"
+
+
+class ApiKeyScope(StrEnum):
+    inference = "inference"  # model endpoints: chat, completions, embeddings, models
+    admin = "admin"  # the tenant's admin API, as a tenant admin would
+
+
+def _str_enum(enum_cls: type[StrEnum]) -> Enum:
+    # VARCHAR rather than a native enum: portable to SQLite and no ALTER TYPE dance to add a value.
+    return Enum(enum_cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class Tenant(UUIDPrimaryKey, Base):
+    __tablename__ = "tenants"
+
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[TenantStatus] = mapped_column(_str_enum(TenantStatus), default=TenantStatus.active)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    limits: Mapped[TenantLimits | None] = relationship(back_populates="tenant", lazy="raise")
+
+
+class User(UUIDPrimaryKey, Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        # Email is unique per tenant; platform admins (no tenant) share one namespace of their own.
+        Index("uq_users_tenant_email", "tenant_id", "email", unique=True),
+        Index(
+            "uq_users_platform_email",
+            "email",
+            unique=True,
+            postgresql_where=text("tenant_id IS NULL"),
+            sqlite_where=text("tenant_id IS NULL"),
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[UserRole] = mapped_column(_str_enum(UserRole))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(UUIDPrimaryKey, Base):
+    __tablename__ = "api_keys"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))  # hex SHA-256 of the whole key
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class RefreshToken(UUIDPrimaryKey, Base):
+    """A rotating refresh token. Each use retires it; reuse of a retired one revokes its whole family."""
+
+    __tablename__ = "refresh_tokens"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    family_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class TenantLimits(Base):
+    """Limits and quotas of a tenant; None means unlimited (allowed_models None: every model)."""
+
+    __tablename__ = "tenant_limits"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    requests_per_minute: Mapped[int | None]
+    tokens_per_minute: Mapped[int | None]
+    concurrent_requests: Mapped[int | None]
+    monthly_token_quota: Mapped[int | None] = mapped_column(BigInteger)
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    tenant: Mapped[Tenant] = relationship(back_populates="limits", lazy="raise")

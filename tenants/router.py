@@ -1,0 +1,163 @@
+"""Admin API of the tenant domain: platform admins manage tenants; tenant admins manage their tenant."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from llm_platform.dependencies import (
+    PasswordsDep,
+    PlatformAdminDep,
+    SessionDep,
+    SettingsDep,
+    TenantAdminDep,
+    TenantDep,
+)
+from tenants import service
+from tenants.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    LimitsIn,
+    LimitsOut,
+    PasswordReset,
+    TenantCreate,
+    TenantOut,
+    TenantUpdate,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
+
+platform_router = APIRouter(prefix="/admin/tenants", tags=["platform admin"])
+tenant_admin_router = APIRouter(prefix="/{tenant}/admin", tags=["tenant admin"])
+
+
+@platform_router.post("", status_code=status.HTTP_201_CREATED)
+async def create_tenant(body: TenantCreate, session: SessionDep, _: PlatformAdminDep) -> TenantOut:
+    tenant = await service.create_tenant(session, body.slug, body.name)
+    return TenantOut.model_validate(tenant)
+
+
+@platform_router.get("")
+async def list_tenants(session: SessionDep, _: PlatformAdminDep) -> list[TenantOut]:
+    return [TenantOut.model_validate(tenant) for tenant in await service.list_tenants(session)]
+
+
+@platform_router.get("/{tenant}")
+async def get_tenant(tenant: str, session: SessionDep, _: PlatformAdminDep) -> TenantOut:
+    return TenantOut.model_validate(await service.get_tenant(session, tenant))
+
+
+@platform_router.patch("/{tenant}")
+async def update_tenant(
+    tenant: str, body: TenantUpdate, session: SessionDep, _: PlatformAdminDep
+) -> TenantOut:
+    found = await service.get_tenant(session, tenant)
+    updated = await service.update_tenant(session, found, name=body.name, status=body.status)
+    return TenantOut.model_validate(updated)
+
+
+# --- users ----------------------------------------------------------------------------------------
+
+
+@tenant_admin_router.post("/users", status_code=status.HTTP_201_CREATED, tags=["users"])
+async def create_user(
+    body: UserCreate,
+    tenant: TenantDep,
+    _: TenantAdminDep,
+    session: SessionDep,
+    passwords: PasswordsDep,
+    settings: SettingsDep,
+) -> UserOut:
+    user = await service.create_user(
+        session,
+        passwords,
+        tenant_id=tenant.id,
+        email=body.email,
+        password=body.password,
+        role=body.role,
+        min_password_length=settings.min_password_length,
+    )
+    return UserOut.model_validate(user)
+
+
+@tenant_admin_router.get("/users", tags=["users"])
+async def list_users(tenant: TenantDep, _: TenantAdminDep, session: SessionDep) -> list[UserOut]:
+    return [UserOut.model_validate(user) for user in await service.list_users(session, tenant.id)]
+
+
+@tenant_admin_router.patch("/users/{user_id}", tags=["users"])
+async def update_user(
+    user_id: uuid.UUID, body: UserUpdate, tenant: TenantDep, _: TenantAdminDep, session: SessionDep
+) -> UserOut:
+    user = await service.update_user(session, tenant.id, user_id, disabled=body.disabled, role=body.role)
+    return UserOut.model_validate(user)
+
+
+@tenant_admin_router.post("/users/{user_id}/password", tags=["users"])
+async def reset_password(
+    user_id: uuid.UUID,
+    body: PasswordReset,
+    tenant: TenantDep,
+    _: TenantAdminDep,
+    session: SessionDep,
+    passwords: PasswordsDep,
+    settings: SettingsDep,
+) -> UserOut:
+    user = await service.reset_password(
+        session,
+        passwords,
+        tenant.id,
+        user_id,
+        password=body.password,
+        min_password_length=settings.min_password_length,
+    )
+    return UserOut.model_validate(user)
+
+
+# --- API keys -------------------------------------------------------------------------------------
+
+
+@tenant_admin_router.post("/keys", status_code=status.HTTP_201_CREATED, tags=["api keys"])
+async def create_api_key(
+    body: ApiKeyCreate, tenant: TenantDep, principal: TenantAdminDep, session: SessionDep
+) -> ApiKeyCreated:
+    api_key, secret = await service.create_api_key(
+        session,
+        tenant_id=tenant.id,
+        name=body.name,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
+        created_by=principal.id if principal.kind == "user" else None,
+    )
+    return ApiKeyCreated.model_validate({**ApiKeyOut.model_validate(api_key).model_dump(), "key": secret})
+
+
+@tenant_admin_router.get("/keys", tags=["api keys"])
+async def list_api_keys(tenant: TenantDep, _: TenantAdminDep, session: SessionDep) -> list[ApiKeyOut]:
+    return [ApiKeyOut.model_validate(api_key) for api_key in await service.list_api_keys(session, tenant.id)]
+
+
+@tenant_admin_router.delete("/keys/{key_id}", tags=["api keys"])
+async def revoke_api_key(
+    key_id: uuid.UUID, tenant: TenantDep, _: TenantAdminDep, session: SessionDep
+) -> ApiKeyOut:
+    return ApiKeyOut.model_validate(await service.revoke_api_key(session, tenant.id, key_id))
+
+
+# --- limits ---------------------------------------------------------------------------------------
+
+
+@tenant_admin_router.get("/limits", tags=["limits"])
+async def get_limits(tenant: TenantDep, _: TenantAdminDep, session: SessionDep) -> LimitsOut:
+    return LimitsOut.model_validate(await service.get_limits(session, tenant.id))
+
+
+@tenant_admin_router.put("/limits", tags=["limits"])
+async def put_limits(
+    body: LimitsIn, tenant: TenantDep, _: PlatformAdminDep, session: SessionDep
+) -> LimitsOut:
+    """Only platform admins set limits: a tenant that could raise its own quota would not be metered."""
+    return LimitsOut.model_validate(await service.put_limits(session, tenant.id, body.model_dump()))

@@ -1,0 +1,111 @@
+"""Wire shapes of the tenant domain's admin API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from tenants.models import ApiKeyScope, TenantStatus, UserRole
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Limit = Annotated[int, Field(ge=0)]
+
+
+class ORMModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- tenants --------------------------------------------------------------------------------------
+
+
+class TenantCreate(BaseModel):
+    slug: Slug
+    name: DisplayName | None = None
+
+
+class TenantUpdate(BaseModel):
+    name: DisplayName | None = None
+    status: TenantStatus | None = None
+
+
+class TenantOut(ORMModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+    status: TenantStatus
+    created_at: datetime
+
+
+# --- users ----------------------------------------------------------------------------------------
+
+
+class UserCreate(BaseModel):
+    email: EmailStr
+    password: Password
+    role: UserRole = UserRole.member
+
+
+class UserUpdate(BaseModel):
+    disabled: bool | None = None
+    role: UserRole | None = None
+
+
+class PasswordReset(BaseModel):
+    password: Password
+
+
+class UserOut(ORMModel):
+    id: uuid.UUID
+    tenant_id: uuid.UUID | None
+    email: str
+    role: UserRole
+    disabled: bool
+    created_at: datetime
+
+
+# --- API keys -------------------------------------------------------------------------------------
+
+
+class ApiKeyCreate(BaseModel):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    scopes: Annotated[list[ApiKeyScope], Field(min_length=1)] = [ApiKeyScope.inference]
+    expires_at: datetime | None = Field(default=None, description="UTC; a naive time is read as UTC")
+
+
+class ApiKeyOut(ORMModel):
+    id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_by: uuid.UUID | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The whole key. It is shown this once and cannot be recovered.")
+
+
+# --- limits ---------------------------------------------------------------------------------------
+
+
+class LimitsIn(BaseModel):
+    """Every field null means unlimited; allowed_models null means every enabled model."""
+
+    requests_per_minute: Limit | None = None
+    tokens_per_minute: Limit | None = None
+    concurrent_requests: Limit | None = None
+    monthly_token_quota: Limit | None = None
+    allowed_models: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = None
+
+
+class LimitsOut(LimitsIn, ORMModel):
+    updated_at: datetime

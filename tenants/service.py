@@ -1,0 +1,230 @@
+"""Tenant domain logic: tenants, users, API keys and limits. Knows nothing of HTTP.
+
+Every function that touches a tenant's resource takes the tenant id and filters by it, so isolation
+does not depend on the caller remembering to.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from passlib.context import CryptContext
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_platform.auth.security import generate_api_key
+from llm_platform.auth.service import revoke_user_sessions
+from llm_platform.db import utcnow
+from llm_platform.errors import BadRequest, Conflict, NotFound
+from tenants.models import ApiKey, ApiKeyScope, Tenant, TenantLimits, TenantStatus, User, UserRole
+
+# --- tenants --------------------------------------------------------------------------------------
+
+
+async def create_tenant(session: AsyncSession, slug: str, name: str | None = None) -> Tenant:
+    """Creates a tenant with unlimited limits (admins tighten them with PUT .../admin/limits)."""
+    tenant = Tenant(slug=slug, name=name or slug, status=TenantStatus.active)
+    session.add(tenant)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict(
+            f"A tenant with slug '{slug}' already exists", code="tenant_exists", param="slug"
+        ) from exc
+    session.add(TenantLimits(tenant_id=tenant.id))
+    await session.commit()
+    return tenant
+
+
+async def find_tenant(session: AsyncSession, slug: str) -> Tenant | None:
+    return await session.scalar(select(Tenant).where(Tenant.slug == slug))
+
+
+async def get_tenant(session: AsyncSession, slug: str) -> Tenant:
+    tenant = await find_tenant(session, slug)
+    if tenant is None:
+        raise NotFound(f"Tenant '{slug}' not found", code="tenant_not_found")
+    return tenant
+
+
+async def list_tenants(session: AsyncSession) -> list[Tenant]:
+    return list(await session.scalars(select(Tenant).order_by(Tenant.created_at, Tenant.slug)))
+
+
+async def update_tenant(
+    session: AsyncSession, tenant: Tenant, *, name: str | None = None, status: TenantStatus | None = None
+) -> Tenant:
+    """Renames or suspends/reactivates. Suspension takes effect on the next request of every credential."""
+    if name is not None:
+        tenant.name = name
+    if status is not None:
+        tenant.status = status
+    await session.commit()
+    return tenant
+
+
+# --- users ----------------------------------------------------------------------------------------
+
+
+def _check_password(password: str, min_length: int) -> None:
+    if len(password) < min_length:
+        raise BadRequest(
+            f"Password must be at least {min_length} characters", code="weak_password", param="password"
+        )
+
+
+async def create_user(
+    session: AsyncSession,
+    passwords: CryptContext,
+    *,
+    tenant_id: uuid.UUID | None,
+    email: str,
+    password: str,
+    role: UserRole,
+    min_password_length: int,
+) -> User:
+    """Creates a user of a tenant, or a platform admin when tenant_id is None (and only then)."""
+    if (role is UserRole.platform_admin) != (tenant_id is None):
+        raise BadRequest(
+            "Platform admins belong to no tenant, and tenant users cannot be platform admins",
+            code="invalid_role",
+            param="role",
+        )
+    _check_password(password, min_password_length)
+    user = User(
+        tenant_id=tenant_id, email=email.strip().lower(), password_hash=passwords.hash(password), role=role
+    )
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict("A user with this email already exists", code="user_exists", param="email") from exc
+    return user
+
+
+async def list_users(session: AsyncSession, tenant_id: uuid.UUID) -> list[User]:
+    return list(
+        await session.scalars(select(User).where(User.tenant_id == tenant_id).order_by(User.created_at))
+    )
+
+
+async def get_user(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> User:
+    user = await session.scalar(select(User).where(User.id == user_id, User.tenant_id == tenant_id))
+    if user is None:
+        raise NotFound("User not found", code="user_not_found")
+    return user
+
+
+async def update_user(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    disabled: bool | None = None,
+    role: UserRole | None = None,
+) -> User:
+    """Disables/enables a user or changes their role; disabling ends their sessions at once."""
+    user = await get_user(session, tenant_id, user_id)
+    if role is not None:
+        if role is UserRole.platform_admin:
+            raise BadRequest("Tenant users cannot be platform admins", code="invalid_role", param="role")
+        user.role = role
+    if disabled is not None:
+        user.disabled = disabled
+        if disabled:
+            await revoke_user_sessions(session, user.id)
+    await session.commit()
+    return user
+
+
+async def reset_password(
+    session: AsyncSession,
+    passwords: CryptContext,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    password: str,
+    min_password_length: int,
+) -> User:
+    """Sets a new password and revokes the user's refresh tokens."""
+    _check_password(password, min_password_length)
+    user = await get_user(session, tenant_id, user_id)
+    user.password_hash = passwords.hash(password)
+    await revoke_user_sessions(session, user.id)
+    await session.commit()
+    return user
+
+
+# --- API keys -------------------------------------------------------------------------------------
+
+
+async def create_api_key(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    name: str,
+    scopes: list[ApiKeyScope] | None = None,
+    expires_at: datetime | None = None,
+    created_by: uuid.UUID | None = None,
+) -> tuple[ApiKey, str]:
+    """Creates a key and returns it with its secret, which is never stored and never shown again."""
+    if expires_at is not None:
+        expires_at = expires_at.replace(tzinfo=UTC) if expires_at.tzinfo is None else expires_at
+        if expires_at <= utcnow():
+            raise BadRequest("expires_at must be in the future", code="invalid_expiry", param="expires_at")
+    new_key = generate_api_key()
+    api_key = ApiKey(
+        tenant_id=tenant_id,
+        name=name,
+        prefix=new_key.prefix,
+        secret_hash=new_key.secret_hash,
+        scopes=sorted({scope.value for scope in scopes or [ApiKeyScope.inference]}),
+        created_by=created_by,
+        expires_at=expires_at,
+    )
+    session.add(api_key)
+    await session.commit()
+    return api_key, new_key.key
+
+
+async def list_api_keys(session: AsyncSession, tenant_id: uuid.UUID) -> list[ApiKey]:
+    return list(
+        await session.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at))
+    )
+
+
+async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
+    """Revokes a key of this tenant; it stops working on its next request. Revoking twice is harmless."""
+    api_key = await session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == tenant_id))
+    if api_key is None:
+        raise NotFound("API key not found", code="api_key_not_found")
+    if api_key.revoked_at is None:
+        api_key.revoked_at = utcnow()
+        await session.commit()
+    return api_key
+
+
+# --- limits ---------------------------------------------------------------------------------------
+
+
+async def get_limits(session: AsyncSession, tenant_id: uuid.UUID) -> TenantLimits:
+    limits = await session.get(TenantLimits, tenant_id)
+    if limits is None:  # tenants made before limits existed, or by hand
+        limits = TenantLimits(tenant_id=tenant_id)
+        session.add(limits)
+        await session.commit()
+    return limits
+
+
+async def put_limits(session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object]) -> TenantLimits:
+    """Replaces the tenant's limits as a whole (PUT semantics: an omitted field becomes unlimited)."""
+    limits = await get_limits(session, tenant_id)
+    for field, value in values.items():
+        setattr(limits, field, value)
+    limits.updated_at = utcnow()
+    await session.commit()
+    return limits

@@ -1,0 +1,212 @@
+"""Fixtures: a real Postgres and Redis (fail under CI when unreachable, skip otherwise), a fresh schema
+per session, emptied tables per test, and an API client with helpers to make tenants and principals."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_platform.app import create_app
+from llm_platform.auth.security import password_context
+from llm_platform.db import run_in_session, sync_database_url
+from llm_platform.migrate import upgrade_to_head
+from llm_platform.settings import Settings
+from tenants import service
+from tenants.models import UserRole
+
+TEST_DATABASE_URL = os.environ.get(
+    "LLMP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TEST_REDIS_URL = os.environ.get("LLMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TABLES = ("refresh_tokens", "api_keys", "tenant_limits", "users", "tenants")
+PASSWORD = "correct horse battery staple"
+
+
+def _unreachable(what: str, exc: Exception) -> None:
+    message = f"{what} is unreachable ({exc}); run scripts/services.sh"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """The test database, emptied and migrated to head once per session."""
+    try:
+        with psycopg.connect(
+            sync_database_url(TEST_DATABASE_URL).replace("postgresql+psycopg", "postgresql"),
+            connect_timeout=3,
+        ) as connection:
+            connection.execute("DROP SCHEMA public CASCADE")
+            connection.execute("CREATE SCHEMA public")
+    except psycopg.OperationalError as exc:
+        _unreachable("Postgres", exc)
+    upgrade_to_head(TEST_DATABASE_URL)
+    return TEST_DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        _unreachable("Redis", exc)
+    return TEST_REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def db_engine(database_url: str) -> Iterator[Engine]:
+    """A synchronous engine for asserting on rows directly."""
+    engine = create_engine(sync_database_url(database_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clean_state(db_engine: Engine, redis_url: str) -> None:
+    with db_engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        jwt_secret="test-secret-" + "x" * 40,
+        # Cheap hashing keeps the suite fast; production defaults are OWASP's.
+        password_hash_memory_kib=1024,
+        password_hash_time_cost=1,
+        login_max_failures_per_account=3,
+        login_max_failures_per_address=6,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings, clean_state: None) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@dataclass
+class TenantCtx:
+    slug: str
+    id: str
+    admin_email: str
+    admin_headers: dict[str, str]
+
+
+class PlatformHelper:
+    """Drives the API the way an operator would: a platform admin, then tenants, users and keys."""
+
+    def __init__(self, client: TestClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self._admin_headers: dict[str, str] | None = None
+
+    def login(self, email: str, password: str = PASSWORD, tenant: str | None = None) -> dict:
+        form = {"username": email, "password": password}
+        if tenant:
+            form["tenant"] = tenant
+        response = self.client.post("/auth/token", data=form)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """A platform admin, made through the CLI's own code path the first time it is needed."""
+        if self._admin_headers is None:
+            email = f"root-{uuid.uuid4().hex[:8]}@example.com"
+            create_platform_admin(self.settings, email)
+            self._admin_headers = bearer(self.login(email)["access_token"])
+        return self._admin_headers
+
+    def create_tenant(self, slug: str | None = None) -> TenantCtx:
+        slug = slug or f"t-{uuid.uuid4().hex[:10]}"
+        response = self.client.post("/admin/tenants", json={"slug": slug}, headers=self.admin_headers)
+        assert response.status_code == 201, response.text
+        tenant_id = response.json()["id"]
+        email = f"admin@{slug}.example.com"
+        self.create_user(slug, email, role="tenant_admin", headers=self.admin_headers)
+        token = self.login(email, tenant=slug)["access_token"]
+        return TenantCtx(slug=slug, id=tenant_id, admin_email=email, admin_headers=bearer(token))
+
+    def create_user(
+        self, slug: str, email: str, *, role: str = "member", headers: dict[str, str] | None = None
+    ) -> dict:
+        response = self.client.post(
+            f"/{slug}/admin/users",
+            json={"email": email, "password": PASSWORD, "role": role},
+            headers=headers or self.admin_headers,
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def create_key(self, tenant: TenantCtx, *, scopes: list[str] | None = None, **extra: object) -> dict:
+        body: dict[str, object] = {"name": "test key", **extra}
+        if scopes is not None:
+            body["scopes"] = scopes
+        response = self.client.post(f"/{tenant.slug}/admin/keys", json=body, headers=tenant.admin_headers)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+
+def create_platform_admin(settings: Settings, email: str, password: str = PASSWORD) -> None:
+    """Platform admins have no API to create them (only the CLI); this uses the same service call."""
+
+    async def make(session: AsyncSession) -> None:
+        await service.create_user(
+            session,
+            password_context(settings),
+            tenant_id=None,
+            email=email,
+            password=password,
+            role=UserRole.platform_admin,
+            min_password_length=settings.min_password_length,
+        )
+
+    run_in_session(settings, make)
+
+
+def bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
+
+
+@pytest.fixture
+def platform(client: TestClient, settings: Settings) -> PlatformHelper:
+    return PlatformHelper(client, settings)
+
+
+@pytest.fixture
+def tenant_a(platform: PlatformHelper) -> TenantCtx:
+    return platform.create_tenant("alpha")
+
+
+@pytest.fixture
+def tenant_b(platform: PlatformHelper) -> TenantCtx:
+    return platform.create_tenant("bravo")
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    """Every error has the one shape; returns its `error` object."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"message", "type", "code", "param"}, error
+    assert isinstance(error["message"], str) and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    return error

@@ -1,0 +1,76 @@
+"""Platform admin's tenant API, suspension, and the tenant boundary for users."""
+
+from __future__ import annotations
+
+from tests.conftest import assert_error, bearer
+
+
+def test_platform_admin_creates_lists_and_renames_tenants(platform):
+    created = platform.client.post(
+        "/admin/tenants", json={"slug": "acme", "name": "Acme"}, headers=platform.admin_headers
+    )
+    assert created.status_code == 201 and created.json()["status"] == "active"
+    listed = platform.client.get("/admin/tenants", headers=platform.admin_headers).json()
+    assert [t["slug"] for t in listed] == ["acme"]
+    renamed = platform.client.patch(
+        "/admin/tenants/acme", json={"name": "Acme Corp"}, headers=platform.admin_headers
+    )
+    assert renamed.json()["name"] == "Acme Corp"
+
+
+def test_duplicate_and_malformed_slugs_are_refused(platform):
+    assert (
+        platform.client.post(
+            "/admin/tenants", json={"slug": "acme"}, headers=platform.admin_headers
+        ).status_code
+        == 201
+    )
+    assert_error(
+        platform.client.post("/admin/tenants", json={"slug": "acme"}, headers=platform.admin_headers), 409
+    )
+    for slug in ("A", "-leading", "has space", "UPPER", "x" * 64, "a"):
+        error = assert_error(
+            platform.client.post("/admin/tenants", json={"slug": slug}, headers=platform.admin_headers), 422
+        )
+        assert error["param"] == "slug"
+
+
+def test_tenant_users_and_keys_cannot_manage_tenants(platform, tenant_a):
+    key = platform.create_key(tenant_a, scopes=["admin"])
+    for headers in (tenant_a.admin_headers, bearer(key["key"])):
+        assert_error(platform.client.get("/admin/tenants", headers=headers), 403)
+        assert_error(platform.client.post("/admin/tenants", json={"slug": "evil"}, headers=headers), 403)
+
+
+def test_suspended_tenant_is_locked_out_at_once(platform, tenant_a, tenant_b):
+    key = platform.create_key(tenant_a)
+    tokens = platform.login(tenant_a.admin_email, tenant=tenant_a.slug)
+    suspended = platform.client.patch(
+        f"/admin/tenants/{tenant_a.slug}", json={"status": "suspended"}, headers=platform.admin_headers
+    )
+    assert suspended.json()["status"] == "suspended"
+
+    assert_error(platform.client.get("/auth/me", headers=bearer(key["key"])), 403, "tenant_suspended")
+    assert_error(platform.client.get("/auth/me", headers=tenant_a.admin_headers), 403, "tenant_suspended")
+    assert_error(platform.client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 403)
+    login = platform.client.post(
+        "/auth/token",
+        data={
+            "username": tenant_a.admin_email,
+            "password": "correct horse battery staple",
+            "tenant": tenant_a.slug,
+        },
+    )
+    assert_error(login, 403, "tenant_suspended")
+    # Other tenants are untouched; reactivation restores access.
+    assert platform.client.get("/auth/me", headers=tenant_b.admin_headers).status_code == 200
+    platform.client.patch(
+        f"/admin/tenants/{tenant_a.slug}", json={"status": "active"}, headers=platform.admin_headers
+    )
+    assert platform.client.get("/auth/me", headers=bearer(key["key"])).status_code == 200
+
+
+def test_platform_admin_may_act_on_any_tenant(platform, tenant_a):
+    users = platform.client.get(f"/{tenant_a.slug}/admin/users", headers=platform.admin_headers)
+    assert users.status_code == 200 and [u["email"] for u in users.json()] == [tenant_a.admin_email]
+    assert_error(platform.client.get("/no-such-tenant/admin/users", headers=platform.admin_headers), 404)

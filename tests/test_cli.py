@@ -1,0 +1,148 @@
+"""The operator's path: `llmp` bootstraps an embedded platform, and the curl line it prints works."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llm_platform.settings import Settings
+
+LLMP = str(Path(sys.executable).parent / "llmp")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def cli_env(tmp_path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """An embedded platform of its own: SQLite and generated secrets under a fresh data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMP_")}
+    env.update(
+        LLMP_DATA_DIR=str(tmp_path / "var"),
+        LLMP_PORT=str(_free_port()),
+        LLMP_PASSWORD_HASH_MEMORY_KIB="1024",
+    )
+    return env
+
+
+def llmp(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([LLMP, *args], env=env, capture_output=True, text=True, timeout=120)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def server(cli_env):  # type: ignore[no-untyped-def]
+    process = subprocess.Popen([LLMP, "serve"], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{cli_env['LLMP_PORT']}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base_url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("llmp serve did not come up")
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_bootstrap_prints_a_working_curl_line(cli_env, server):
+    llmp(cli_env, "migrate")
+    first = llmp(cli_env, "admin", "bootstrap-demo").stdout
+    key = re.search(r"(sk-\S+)", first).group(1)
+    curl_line = next(line.strip() for line in first.splitlines() if line.strip().startswith("curl "))
+    assert key in curl_line
+
+    answer = subprocess.run(["bash", "-c", curl_line], capture_output=True, text=True, timeout=30)
+    assert answer.returncode == 0
+    assert '"tenant":"demo"' in answer.stdout and '"kind":"api_key"' in answer.stdout
+
+    admin_email, admin_password = re.search(r"admin (\S+@\S+) / (\S+)", first).groups()
+    login = httpx.post(
+        f"{server}/auth/token", data={"username": admin_email, "password": admin_password, "tenant": "demo"}
+    )
+    assert login.status_code == 200
+
+    again = llmp(cli_env, "admin", "bootstrap-demo").stdout
+    assert "already exists" in again and "sk-" not in again
+
+
+def test_admin_commands_create_tenants_users_and_keys(cli_env, server):
+    assert "created tenant acme" in llmp(cli_env, "admin", "create-tenant", "acme", "--name", "Acme").stdout
+    llmp(
+        cli_env, "admin", "create-user", "--tenant", "acme", "--email", "ops@acme.example.com",
+        "--password", "a long enough password", "--role", "tenant_admin",
+    )  # fmt: skip
+    llmp(
+        cli_env, "admin", "create-user", "--email", "root@example.com",
+        "--password", "a long enough password", "--role", "platform_admin",
+    )  # fmt: skip
+    key = llmp(cli_env, "admin", "create-key", "--tenant", "acme", "--name", "ci").stdout.splitlines()[-1]
+    assert re.fullmatch(r"sk-[a-z0-9]+_\S+", key)
+
+    me = httpx.get(f"{server}/auth/me", headers={"X-API-Key": key}).json()
+    assert me["tenant"] == "acme"
+    root = httpx.post(
+        f"{server}/auth/token", data={"username": "root@example.com", "password": "a long enough password"}
+    )
+    tenants = httpx.get(
+        f"{server}/admin/tenants", headers={"Authorization": f"Bearer {root.json()['access_token']}"}
+    )
+    assert [t["slug"] for t in tenants.json()] == ["acme"]
+
+
+def test_admin_commands_fail_clearly(cli_env):
+    llmp(cli_env, "migrate")
+    bad_slug = llmp(cli_env, "admin", "create-tenant", "Not A Slug", check=False)
+    assert bad_slug.returncode == 2 and "invalid tenant slug" in bad_slug.stderr
+    unknown = llmp(cli_env, "admin", "create-key", "--tenant", "ghost", "--name", "x", check=False)
+    assert unknown.returncode == 1 and "not found" in unknown.stderr and "Traceback" not in unknown.stderr
+    llmp(cli_env, "admin", "create-tenant", "acme")
+    duplicate = llmp(cli_env, "admin", "create-tenant", "acme", check=False)
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+
+
+def test_serve_help_lists_every_setting(cli_env):
+    help_text = llmp(cli_env, "serve", "--help").stdout
+    for name in Settings.model_fields:
+        assert f"LLMP_{name.upper()}" in help_text
+
+
+def test_production_refuses_a_missing_or_weak_jwt_secret(cli_env):
+    for secret in (None, "too-short"):
+        env = cli_env | {"LLMP_ENV": "production"} | ({"LLMP_JWT_SECRET": secret} if secret else {})
+        result = llmp(env, "serve", check=False)
+        assert result.returncode == 2 and "LLMP_JWT_SECRET" in result.stderr
+    with pytest.raises(ValueError, match="LLMP_JWT_SECRET"):
+        Settings(env="production", jwt_secret="x" * 10)
+    assert Settings(env="production", jwt_secret="x" * 32).resolved_jwt_secret == "x" * 32
+
+
+def test_embedded_mode_keeps_one_generated_secret(tmp_path):
+    first = Settings(data_dir=tmp_path).resolved_jwt_secret
+    assert len(first) >= 32
+    assert Settings(data_dir=tmp_path).resolved_jwt_secret == first
+    assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_readme_documents_every_setting():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    for name in Settings.model_fields:
+        assert f"`LLMP_{name.upper()}`" in readme, f"LLMP_{name.upper()} is missing from the README"
