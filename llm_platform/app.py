@@ -9,11 +9,16 @@ from fastapi import FastAPI
 
 from llm_platform import health
 from llm_platform.auth.router import router as auth_router
+from llm_platform.chat.openai_router import router as openai_router
+from llm_platform.chat.router import router as chat_router
 from llm_platform.error_handlers import install_error_handlers
 from llm_platform.logging_setup import configure_logging
 from llm_platform.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from llm_platform.settings import Settings
 from llm_platform.state import PlatformState
+from models_registry.router import admin_router as models_admin_router
+from models_registry.router import tenant_router as models_tenant_router
+from models_registry.worker.registry_router import router as worker_registry_router
 from tenants.router import platform_router, tenant_admin_router
 
 
@@ -45,4 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(platform_router)
     app.include_router(tenant_admin_router)
+    app.include_router(models_admin_router)
+    app.include_router(openai_router)
+    app.include_router(models_tenant_router)
+    app.include_router(chat_router)
+    if not settings.redis_url:  # with Redis, workers register there themselves
+        app.include_router(worker_registry_router)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -53,22 +54,63 @@ def _run_with_session(settings: Settings, work: Callable[[AsyncSession], Awaitab
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [default: LLMP_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="Bind port [default: LLMP_PORT]")] = None,
+    no_workers: Annotated[
+        bool, typer.Option("--no-workers", help="Do not start the bundled model workers")
+    ] = False,
 ) -> None:
-    """Start the API server. The embedded database is migrated first."""
+    """Start the API server. In embedded mode the database is migrated first and a worker is started
+    for each enabled bundled model."""
     import uvicorn
 
     settings = _load_settings()
     if settings.embedded:
         upgrade_to_head(settings.resolved_database_url)
     from llm_platform.app import create_app
+    from llm_platform.workers import spawn_bundled_workers, stop_workers
 
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        proxy_headers=True,
-        log_level=settings.log_level.lower(),
+    if host or port:  # workers report to the address this server really binds
+        settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    children = (
+        spawn_bundled_workers(settings)
+        if settings.embedded and settings.serve_workers and not no_workers
+        else []
     )
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            proxy_headers=True,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        stop_workers(children)
+
+
+@app.command()
+def worker(
+    model: Annotated[str, typer.Option(help="Catalogue name of the model to serve")],
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    port: Annotated[int | None, typer.Option(help="Port [default: a free one]")] = None,
+    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+) -> None:
+    """Run a model worker: load the model, warm up, register, and serve generations."""
+    import uvicorn
+
+    from models_registry import service as catalogue
+    from models_registry.sources import ModelSourceMissing, resolve_model_dir
+    from models_registry.worker.app import create_worker_app
+
+    settings = _load_settings()
+    entry = _run_with_session(settings, lambda session: catalogue.get_model(session, model))
+    try:
+        model_dir = resolve_model_dir(entry.source, settings.resolved_models_dir)
+    except (ModelSourceMissing, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    port = port or free_port(host)
+    app = create_worker_app(settings, entry.name, str(model_dir), device, f"http://{host}:{port}")
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
 
 
 @app.command()
@@ -180,6 +222,12 @@ def bootstrap_demo(
         f'  curl -s {base_url}/auth/me -H "Authorization: Bearer {secret}"\n'
         f"OpenAPI docs: {base_url}/docs"
     )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def main() -> None:

@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llm_platform.auth import service as auth_service
 from llm_platform.auth.principal import Principal
 from llm_platform.auth.security import API_KEY_PREFIX_MARK
-from llm_platform.errors import Forbidden, NotFound, Unauthorized
+from llm_platform.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from llm_platform.settings import Settings
 from llm_platform.state import PlatformState
+from models_registry.dispatch import Dispatcher
 from tenants import service as tenant_service
-from tenants.models import Tenant
+from tenants.models import ApiKeyScope, Tenant
 
 
 def get_state(request: Request) -> PlatformState:
@@ -104,6 +105,41 @@ def require_tenant_admin(principal: PrincipalDep, tenant: TenantDep) -> Principa
 
 
 TenantAdminDep = Annotated[Principal, Depends(require_tenant_admin)]
+
+
+def require_inference(principal: PrincipalDep) -> Principal:
+    if principal.kind == "api_key" and ApiKeyScope.inference.value not in principal.scopes:
+        raise Forbidden("This API key lacks the `inference` scope", code="missing_scope")
+    return principal
+
+
+InferenceDep = Annotated[Principal, Depends(require_inference)]
+
+
+async def get_credential_tenant(session: SessionDep, principal: InferenceDep) -> Tenant:
+    """The tenant of the credential, for the tenant-less OpenAI paths (/v1/...)."""
+    if principal.tenant_slug is None:
+        raise BadRequest(
+            "Platform admins belong to no tenant: use /{tenant}/v1/... to act for one", code="tenant_required"
+        )
+    return await tenant_service.get_tenant(session, principal.tenant_slug)
+
+
+CredentialTenantDep = Annotated[Tenant, Depends(get_credential_tenant)]
+
+
+async def get_inference_tenant(tenant: TenantDep, _: InferenceDep) -> Tenant:
+    return tenant
+
+
+InferenceTenantDep = Annotated[Tenant, Depends(get_inference_tenant)]
+
+
+def get_dispatcher(state: StateDep) -> Dispatcher:
+    return state.dispatcher
+
+
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
 def client_address(request: Request) -> str:

@@ -5,4 +5,5 @@ from __future__ import annotations
 
 def import_all_models() -> None:
     """Imports each domain's models so that Base.metadata knows every table."""
+    import models_registry.models  # noqa: F401
     import tenants.models  # noqa: F401

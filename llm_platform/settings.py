@@ -78,6 +78,45 @@ class Settings(BaseSettings):
     ] = 1024 * 1024
     database_pool_size: Annotated[int, Field(description="Connections per API process (Postgres)", ge=1)] = 10
 
+    worker_secret: Annotated[
+        SecretStr | None,
+        Field(description="Shared secret of the internal worker API; dev generates one in data_dir"),
+    ] = None
+    worker_heartbeat_s: Annotated[float, Field(description="How often a worker reports itself", gt=0)] = 2.0
+    worker_ttl_s: Annotated[
+        float, Field(description="A worker silent this long drops out of the registry", gt=0)
+    ] = 6.0
+    registry_url: Annotated[
+        str | None,
+        Field(description="Without Redis, workers report to this API URL; unset: http://LLMP_HOST:LLMP_PORT"),
+    ] = None
+    models_dir: Annotated[
+        Path | None, Field(description="Converted bundled models are cached here; unset: data_dir/models")
+    ] = None
+    serve_workers: Annotated[
+        bool, Field(description="In embedded mode, `llmp serve` starts a worker per enabled bundled model")
+    ] = True
+    engine_max_running: Annotated[int, Field(description="Sequences a worker decodes together", ge=1)] = 32
+    engine_fair_headroom: Annotated[
+        int, Field(description="Extra running slots for tenants below their fair share", ge=0)
+    ] = 4
+    engine_max_queued: Annotated[int, Field(description="Waiting requests per worker before 503", ge=1)] = 256
+    engine_max_seq_len: Annotated[
+        int, Field(description="Prompt + completion tokens per sequence (capped by the model)", ge=16)
+    ] = 4096
+    engine_max_batch_tokens: Annotated[
+        int, Field(description="Prompt + max_tokens summed over a worker's admitted sequences", ge=16)
+    ] = 131072
+    default_max_tokens: Annotated[
+        int, Field(description="Completion tokens allowed when a request sets no max_tokens", ge=1)
+    ] = 1024
+    default_chat_model: Annotated[
+        str, Field(description="Model used by /{tenant}/chat when the request names none")
+    ] = "smollm2-135m"
+    engine_prefill_chunk_tokens: Annotated[
+        int, Field(description="Prompt tokens prefilled per engine step (long prompts take several)", ge=1)
+    ] = 256
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env is Environment.production:
@@ -85,6 +124,11 @@ class Settings(BaseSettings):
             if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
                 raise InsecureSettings(
                     f"LLMP_JWT_SECRET must be set to at least {MIN_JWT_SECRET_BYTES} bytes in production"
+                )
+            worker_secret = self.worker_secret.get_secret_value() if self.worker_secret else ""
+            if len(worker_secret.encode()) < MIN_JWT_SECRET_BYTES:
+                raise InsecureSettings(
+                    f"LLMP_WORKER_SECRET must be set to at least {MIN_JWT_SECRET_BYTES} bytes in production"
                 )
         return self
 
@@ -105,12 +149,29 @@ class Settings(BaseSettings):
         """The configured secret, or (development only) one generated once and kept under data_dir."""
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
-        secret_file = self.data_dir / "jwt_secret"
+        return self._generated_secret("jwt_secret")
+
+    @cached_property
+    def resolved_worker_secret(self) -> str:
+        if self.worker_secret is not None:
+            return self.worker_secret.get_secret_value()
+        return self._generated_secret("worker_secret")
+
+    @property
+    def resolved_registry_url(self) -> str:
+        return self.registry_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
+    def _generated_secret(self, name: str) -> str:
+        secret_file = self.data_dir / name
         if not secret_file.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             # Written aside, then linked into place: two processes starting at once agree on one
             # secret, and neither ever reads a half-written file.
-            scratch = self.data_dir / f".jwt_secret.{secrets.token_hex(8)}"
+            scratch = self.data_dir / f".{name}.{secrets.token_hex(8)}"
             scratch.write_text(secrets.token_urlsafe(48), encoding="utf-8")
             scratch.chmod(0o600)
             try:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
 from limits.aio.storage import Storage
 from passlib.context import CryptContext
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from llm_platform.auth.security import password_context
 from llm_platform.auth.throttle import LoginThrottle, limits_storage
 from llm_platform.db import create_engine_for, create_session_factory
 from llm_platform.settings import Settings
+from models_registry.dispatch import Dispatcher
+from models_registry.worker.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerRegistry
 
 
 @dataclass
@@ -22,11 +26,26 @@ class PlatformState:
     limits_storage: Storage
     login_throttle: LoginThrottle
     passwords: CryptContext
+    redis: Redis | None
+    registry: WorkerRegistry
+    worker_client: httpx.AsyncClient
+    dispatcher: Dispatcher
 
     @classmethod
     def build(cls, settings: Settings) -> PlatformState:
         engine = create_engine_for(settings)
         storage = limits_storage(settings)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        registry: WorkerRegistry = (
+            RedisWorkerRegistry(redis, settings.worker_ttl_s)
+            if redis
+            else InProcessWorkerRegistry(settings.worker_ttl_s)
+        )
+        # Reads may wait long (a long prompt prefills for seconds), connecting may not.
+        worker_client = httpx.AsyncClient(
+            timeout=httpx.Timeout(300.0, connect=3.0),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -34,7 +53,14 @@ class PlatformState:
             limits_storage=storage,
             login_throttle=LoginThrottle(settings, storage),
             passwords=password_context(settings),
+            redis=redis,
+            registry=registry,
+            worker_client=worker_client,
+            dispatcher=Dispatcher(registry, worker_client, settings.resolved_worker_secret),
         )
 
     async def close(self) -> None:
+        await self.worker_client.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.engine.dispose()

@@ -87,13 +87,29 @@ def test_bootstrap_prints_a_working_curl_line(cli_env, server):
 def test_admin_commands_create_tenants_users_and_keys(cli_env, server):
     assert "created tenant acme" in llmp(cli_env, "admin", "create-tenant", "acme", "--name", "Acme").stdout
     llmp(
-        cli_env, "admin", "create-user", "--tenant", "acme", "--email", "ops@acme.example.com",
-        "--password", "a long enough password", "--role", "tenant_admin",
-    )  # fmt: skip
+        cli_env,
+        "admin",
+        "create-user",
+        "--tenant",
+        "acme",
+        "--email",
+        "ops@acme.example.com",
+        "--password",
+        "a long enough password",
+        "--role",
+        "tenant_admin",
+    )
     llmp(
-        cli_env, "admin", "create-user", "--email", "root@example.com",
-        "--password", "a long enough password", "--role", "platform_admin",
-    )  # fmt: skip
+        cli_env,
+        "admin",
+        "create-user",
+        "--email",
+        "root@example.com",
+        "--password",
+        "a long enough password",
+        "--role",
+        "platform_admin",
+    )
     key = llmp(cli_env, "admin", "create-key", "--tenant", "acme", "--name", "ci").stdout.splitlines()[-1]
     assert re.fullmatch(r"sk-[a-z0-9]+_\S+", key)
 
@@ -125,14 +141,22 @@ def test_serve_help_lists_every_setting(cli_env):
         assert f"LLMP_{name.upper()}" in help_text
 
 
-def test_production_refuses_a_missing_or_weak_jwt_secret(cli_env):
-    for secret in (None, "too-short"):
-        env = cli_env | {"LLMP_ENV": "production"} | ({"LLMP_JWT_SECRET": secret} if secret else {})
+def test_production_refuses_missing_or_weak_secrets(cli_env):
+    strong = "x" * 32
+    for secrets_set in (
+        {},
+        {"LLMP_JWT_SECRET": "too-short", "LLMP_WORKER_SECRET": strong},
+        {"LLMP_JWT_SECRET": strong},
+    ):
+        env = cli_env | {"LLMP_ENV": "production"} | secrets_set
         result = llmp(env, "serve", check=False)
-        assert result.returncode == 2 and "LLMP_JWT_SECRET" in result.stderr
+        assert result.returncode == 2 and "SECRET must be set" in result.stderr
     with pytest.raises(ValueError, match="LLMP_JWT_SECRET"):
-        Settings(env="production", jwt_secret="x" * 10)
-    assert Settings(env="production", jwt_secret="x" * 32).resolved_jwt_secret == "x" * 32
+        Settings(env="production", jwt_secret="x" * 10, worker_secret=strong)
+    with pytest.raises(ValueError, match="LLMP_WORKER_SECRET"):
+        Settings(env="production", jwt_secret=strong)
+    production = Settings(env="production", jwt_secret=strong, worker_secret="w" * 32)
+    assert production.resolved_jwt_secret == strong and production.resolved_worker_secret == "w" * 32
 
 
 def test_embedded_mode_keeps_one_generated_secret(tmp_path):

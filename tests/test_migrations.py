@@ -13,7 +13,15 @@ from llm_platform.db import Base, sync_database_url
 from llm_platform.migrate import downgrade_to_base, upgrade_to_head
 from llm_platform.models import import_all_models
 
-EXPECTED_TABLES = {"tenants", "users", "api_keys", "refresh_tokens", "tenant_limits", "alembic_version"}
+EXPECTED_TABLES = {
+    "tenants",
+    "users",
+    "api_keys",
+    "refresh_tokens",
+    "tenant_limits",
+    "models",
+    "alembic_version",
+}
 
 
 @pytest.fixture

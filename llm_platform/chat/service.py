@@ -1,0 +1,133 @@
+"""Chat: resolve the model a tenant may use, apply its defaults, dispatch, and account for usage.
+
+Shared by the OpenAI-compatible API and the tenant's simple /chat API; knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_platform.errors import BadRequest, ServiceUnavailable
+from models_registry import service as catalogue
+from models_registry.dispatch import Dispatcher, WorkerFailed
+from models_registry.engine.params import InvalidParameter, SamplingParams
+from models_registry.models import ModelBackend, ModelKind
+from models_registry.worker.protocol import ChatMessage, GenerateParams, GenerateRequest, WorkerEvent
+from tenants.models import Tenant
+
+MAX_PROMPT_CHARS = 2_000_000  # far beyond any context we serve; stops pathological bodies early
+
+
+@dataclass
+class ChatTurn:
+    """What a caller asks for, in our terms (the wire shapes are converted to this)."""
+
+    model: str
+    messages: list[ChatMessage]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: int
+
+
+async def prepare(session: AsyncSession, tenant: Tenant, turn: ChatTurn, request_id: str) -> GenerateRequest:
+    """Checks access to the model and the parameters; fills in the model's defaults."""
+    model = await catalogue.model_for_tenant(session, tenant.id, turn.model)
+    if model.kind is not ModelKind.chat:
+        raise BadRequest(f"The model '{model.name}' is not a chat model", code="invalid_model", param="model")
+    if model.backend is not ModelBackend.hf:
+        raise ServiceUnavailable(
+            f"The backend of model '{model.name}' is not served yet", code="model_unavailable"
+        )
+    if sum(len(m.content) for m in turn.messages) > MAX_PROMPT_CHARS:
+        raise BadRequest(
+            "The messages are far longer than the model's context",
+            code="context_length_exceeded",
+            param="messages",
+        )
+    defaults = model.default_params or {}
+    values = {
+        "max_tokens": turn.max_tokens or defaults.get("max_tokens"),
+        "temperature": _first(turn.temperature, defaults.get("temperature"), 1.0),
+        "top_p": _first(turn.top_p, defaults.get("top_p"), 1.0),
+        "top_k": _first(turn.top_k, defaults.get("top_k"), 0),
+        "seed": turn.seed,
+        "stop": turn.stop,
+        "presence_penalty": turn.presence_penalty,
+        "frequency_penalty": turn.frequency_penalty,
+        "repetition_penalty": _first(turn.repetition_penalty, defaults.get("repetition_penalty"), 1.0),
+    }
+    try:  # the engine's own rules, checked here so a bad request never reaches a worker
+        SamplingParams(**{**values, "stop": tuple(turn.stop), "max_tokens": values["max_tokens"] or 1})
+    except InvalidParameter as exc:
+        raise BadRequest(exc.message, code="invalid_request", param=exc.param) from exc
+    if values["max_tokens"] and values["max_tokens"] > model.context_length:
+        raise BadRequest(
+            f"max_tokens ({values['max_tokens']}) exceeds the model's context ({model.context_length})",
+            code="context_length_exceeded",
+            param="max_tokens",
+        )
+    return GenerateRequest(
+        request_id=request_id,
+        tenant=tenant.slug,
+        model=model.name,
+        messages=turn.messages,
+        params=GenerateParams(**values),
+    )
+
+
+async def stream(dispatcher: Dispatcher, request: GenerateRequest) -> AsyncIterator[WorkerEvent]:
+    """The worker's events; a worker failure mid-stream becomes a final `error` event."""
+    try:
+        async for event in dispatcher.generate(request):
+            yield event
+    except WorkerFailed:
+        yield WorkerEvent(finished=True, finish_reason="error", error="The model failed while generating")
+
+
+async def complete(dispatcher: Dispatcher, request: GenerateRequest) -> Completion:
+    """The whole answer at once."""
+    started = time.perf_counter()
+    parts: list[str] = []
+    async for event in stream(dispatcher, request):
+        parts.append(event.text)
+        if event.finished:
+            if event.finish_reason == "error":
+                raise ServiceUnavailable(
+                    "The model failed while generating; please retry", code="model_error"
+                )
+            return Completion(
+                text="".join(parts),
+                finish_reason=event.finish_reason or "stop",
+                prompt_tokens=event.prompt_tokens,
+                completion_tokens=event.completion_tokens,
+                latency_ms=round((time.perf_counter() - started) * 1000),
+            )
+    raise ServiceUnavailable("The model ended the answer early; please retry", code="model_error")
+
+
+def new_message_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _first(*values: object) -> object:
+    return next(value for value in values if value is not None)

@@ -1,0 +1,27 @@
+"""Server-Sent Events framing, and a stream wrapper that always closes what it wraps."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from pydantic import BaseModel
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(payload: BaseModel | dict) -> bytes:
+    body = (
+        payload.model_dump_json(exclude_none=False) if isinstance(payload, BaseModel) else json.dumps(payload)
+    )
+    return b"data: " + body.encode() + b"\n\n"
+
+
+async def closing(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Starlette cancels a stream whose client disconnected; closing the generator at once releases the
+    worker connection, which cancels the sequence and frees its slot at the next engine step."""
+    try:
+        async for frame in frames:
+            yield frame
+    finally:
+        await frames.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,116 @@
+"""Dispatch: send a generation to the least-loaded live worker serving the model, and stream it back.
+
+A worker that fails before the first token is retried once on another worker; after the first token a
+failure ends the stream with an error event (the client already has part of the answer). Worker
+internals never reach the client: their errors are mapped to our own messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import httpx
+
+from llm_platform.errors import BadRequest, ServiceUnavailable
+from models_registry.worker.protocol import GENERATE_PATH, GenerateRequest, WorkerEvent
+from models_registry.worker.registry import WorkerInfo, WorkerRegistry
+
+logger = logging.getLogger(__name__)
+
+# Worker answers that are the client's fault, passed on as our own 400s.
+_CLIENT_ERROR_CODES = {"context_length_exceeded", "invalid_request"}
+RETRY_AFTER_S = 2
+
+
+class ModelUnavailable(ServiceUnavailable):
+    code = "model_unavailable"
+
+
+class WorkerFailed(Exception):
+    """The worker failed after streaming had begun."""
+
+
+class Dispatcher:
+    def __init__(self, registry: WorkerRegistry, client: httpx.AsyncClient, worker_secret: str) -> None:
+        self._registry = registry
+        self._client = client
+        self._headers = {"Authorization": f"Bearer {worker_secret}"}
+        self._in_flight: Counter[str] = Counter()  # this process's requests per worker, between heartbeats
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[WorkerEvent]:
+        """Streams the worker's events; the last one has `finished` set."""
+        candidates = sorted(await self._registry.live_workers(request.model), key=self._load)
+        if not candidates:
+            raise ModelUnavailable(
+                f"No worker is serving the model '{request.model}' right now; try again shortly",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        busy = False
+        for worker in candidates[:2]:  # the least loaded, then one retry elsewhere
+            started = False
+            self._in_flight[worker.worker_id] += 1
+            try:
+                async for event in self._stream_from(worker, request):
+                    started = True
+                    yield event
+                return
+            except _WorkerBusy:
+                busy = True
+            except (httpx.HTTPError, _WorkerBroken) as exc:
+                if started:
+                    logger.warning("worker %s failed mid-stream: %s", worker.worker_id, exc)
+                    raise WorkerFailed(str(exc)) from exc
+                logger.warning("worker %s failed before the first token: %s", worker.worker_id, exc)
+            finally:
+                self._in_flight[worker.worker_id] -= 1
+        if busy:
+            raise ServiceUnavailable(
+                f"The model '{request.model}' is at capacity; retry shortly",
+                code="model_overloaded",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        raise ModelUnavailable(
+            f"The model '{request.model}' is temporarily unavailable",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    def _load(self, worker: WorkerInfo) -> float:
+        return (worker.load + self._in_flight[worker.worker_id]) / max(1, worker.capacity)
+
+    async def _stream_from(self, worker: WorkerInfo, request: GenerateRequest) -> AsyncIterator[WorkerEvent]:
+        async with self._client.stream(
+            "POST", worker.url + GENERATE_PATH, content=request.model_dump_json(), headers=self._headers
+        ) as response:
+            if response.status_code != 200:
+                await self._raise_for(response)
+            finished = False
+            async for line in response.aiter_lines():
+                if line:
+                    event = WorkerEvent.model_validate_json(line)
+                    finished = event.finished
+                    yield event
+            if not finished:
+                raise _WorkerBroken("stream ended without a final event")
+
+    @staticmethod
+    async def _raise_for(response: httpx.Response) -> None:
+        await response.aread()
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            error = {}
+        if response.status_code == 400 and error.get("code") in _CLIENT_ERROR_CODES:
+            raise BadRequest(str(error.get("message")), code=error["code"], param=error.get("param"))
+        if response.status_code == 503:
+            raise _WorkerBusy()
+        raise _WorkerBroken(f"worker answered {response.status_code}")
+
+
+class _WorkerBusy(Exception):
+    pass
+
+
+class _WorkerBroken(Exception):
+    pass

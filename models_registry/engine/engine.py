@@ -1,0 +1,350 @@
+"""The continuous-batching engine: one scheduler thread over one model.
+
+Between decode steps the thread admits requests fairly across tenants, prefills them in chunks (a
+long prompt does not stall the running batch), moves each prefilled sequence into the running batch's
+KV cache, runs one batched decode step, streams each sequence's new text and drops finished or
+cancelled sequences. torch releases the GIL inside its kernels, so callers on an asyncio loop in the
+same process stay responsive.
+
+This package imports torch and transformers only (no HTTP, no database), so it can be benchmarked alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from models_registry.engine.detokenizer import IncrementalDetokenizer, StopStringFilter
+from models_registry.engine.kv_cache import BatchKVCache
+from models_registry.engine.params import ContextLengthExceeded, InvalidParameter, SamplingParams
+from models_registry.engine.sampler import RowState, sample_next_tokens
+from models_registry.engine.scheduler import FairScheduler, QueueFull
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Engine", "EngineConfig", "GenerationEvent", "GenerationRequest", "QueueFull"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_running: int = 32  # sequences decoded together
+    fair_headroom: int = 4  # extra slots for tenants below their fair share
+    max_queued: int = 256  # waiting requests beyond which submit() raises QueueFull
+    max_seq_len: int = 4096  # prompt + completion, capped by the model's own context
+    max_batch_tokens: int = 131072  # sum of prompt + max_tokens over admitted sequences (bounds KV memory)
+    prefill_chunk_tokens: int = 256  # prompt tokens prefilled per step
+
+
+@dataclass(frozen=True)
+class GenerationEvent:
+    request_id: str
+    text: str
+    finished: bool = False
+    finish_reason: str | None = None  # stop | length | cancelled | error
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+@dataclass
+class GenerationRequest:
+    request_id: str
+    tenant: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    sink: Callable[[GenerationEvent], None]  # called on the engine thread; must not block
+
+
+class EngineClosed(RuntimeError):
+    pass
+
+
+@dataclass
+class _Sequence:
+    request: GenerationRequest
+    row_state: RowState
+    detokenizer: IncrementalDetokenizer
+    stop_filter: StopStringFilter
+    generated: list[int] = field(default_factory=list)
+    prefilled: int = 0
+    prefill_cache: DynamicCache | None = None
+    pending_token: int | None = None  # sampled, not yet fed through the model
+    finish_reason: str | None = None
+
+    @property
+    def reserved_tokens(self) -> int:
+        return len(self.request.prompt_ids) + self.request.params.max_tokens
+
+
+class Engine:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or EngineConfig()
+        self.device = next(model.parameters()).device
+        context = getattr(model.config, "max_position_embeddings", None) or self.config.max_seq_len
+        self.max_seq_len = min(self.config.max_seq_len, context)
+        self.eos_token_ids = _eos_token_ids(model, tokenizer)
+        self._generator = torch.Generator(device="cpu")
+        self._generator.seed()
+
+        self._lock = threading.Condition()
+        self._scheduler: FairScheduler[_Sequence] = FairScheduler(
+            self.config.max_running, self.config.fair_headroom, self.config.max_queued
+        )
+        self._cancelled: set[str] = set()
+        self._prefilling: deque[_Sequence] = deque()
+        self._rows: list[_Sequence] = []  # index == row in the KV cache
+        self._reserved_tokens = 0
+        self._cache = BatchKVCache(
+            num_layers=model.config.num_hidden_layers,
+            max_rows=self.config.max_running + self.config.fair_headroom,
+            max_columns=self.max_seq_len + 1,
+        )
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="llmp-engine", daemon=True)
+        self.steps = 0
+
+    # --- the caller's side (any thread) -----------------------------------------------------------
+
+    def start(self) -> Engine:
+        self._thread.start()
+        return self
+
+    def submit(self, request: GenerationRequest) -> None:
+        """Queues a request. Raises ContextLengthExceeded, InvalidParameter, QueueFull or EngineClosed."""
+        prompt_tokens = len(request.prompt_ids)
+        if prompt_tokens == 0:
+            raise InvalidParameter("messages", "the prompt is empty")
+        if prompt_tokens + request.params.max_tokens > self.max_seq_len:
+            raise ContextLengthExceeded(prompt_tokens, request.params.max_tokens, self.max_seq_len)
+        sequence = _Sequence(
+            request=request,
+            row_state=RowState.create(request.params, request.prompt_ids),
+            detokenizer=IncrementalDetokenizer(self.tokenizer),
+            stop_filter=StopStringFilter(request.params.stop),
+        )
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("engine is shutting down")
+            self._scheduler.enqueue(request.tenant, request.request_id, sequence)
+            self._lock.notify()
+
+    def cancel(self, request_id: str) -> None:
+        """Stops a request at the next step (its slot is freed); a final event says `cancelled`."""
+        with self._lock:
+            self._cancelled.add(request_id)
+            self._lock.notify()
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def load(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "running": len(self._rows) + len(self._prefilling),
+                "waiting": self._scheduler.waiting,
+                "capacity": self.config.max_running,
+            }
+
+    # --- the engine thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._lock:
+                    while not self._closed and not self._has_work():
+                        self._lock.wait()
+                    if self._closed:
+                        break
+                    cancelled, self._cancelled = self._cancelled, set()
+                    for request_id in cancelled:
+                        queued = self._scheduler.remove(request_id)
+                        if queued is not None:
+                            self._emit_final(queued, "cancelled")
+                    admitted = self._scheduler.admit(self._fits)
+                for _, sequence in admitted:
+                    self._reserved_tokens += sequence.reserved_tokens
+                    self._prefilling.append(sequence)
+                self._drop_cancelled(cancelled)
+                try:
+                    self._prefill_step()
+                    if self._rows:
+                        self._decode_step()
+                except Exception:  # a model failure must not leave clients waiting forever
+                    logger.exception("engine step failed; failing the running requests")
+                    self._fail_everything()
+                self.steps += 1
+            self._fail_everything(reason="cancelled")
+            with self._lock:
+                waiting = self._scheduler.drain()
+            for sequence in waiting:
+                self._emit_final(sequence, "cancelled")
+
+    def _has_work(self) -> bool:
+        return bool(self._rows or self._prefilling or self._scheduler.waiting or self._cancelled)
+
+    def _fits(self, sequence: _Sequence) -> bool:
+        return self._reserved_tokens + sequence.reserved_tokens <= self.config.max_batch_tokens
+
+    def _drop_cancelled(self, cancelled: set[str]) -> None:
+        if not cancelled:
+            return
+        for sequence in [s for s in self._prefilling if s.request.request_id in cancelled]:
+            self._prefilling.remove(sequence)
+            self._finish(sequence, "cancelled")
+        for row in sorted(
+            (r for r, s in enumerate(self._rows) if s.request.request_id in cancelled), reverse=True
+        ):
+            self._finish_row(row, "cancelled")
+
+    def _prefill_step(self) -> None:
+        budget = self.config.prefill_chunk_tokens
+        while budget > 0 and self._prefilling:
+            sequence = self._prefilling[0]
+            prompt = sequence.request.prompt_ids
+            start = sequence.prefilled
+            chunk = prompt[start : start + budget]
+            if sequence.prefill_cache is None:
+                sequence.prefill_cache = DynamicCache(config=self.model.config)
+            output = self.model(
+                input_ids=torch.tensor([chunk], device=self.device),
+                position_ids=torch.arange(start, start + len(chunk), device=self.device).unsqueeze(0),
+                past_key_values=sequence.prefill_cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            sequence.prefilled += len(chunk)
+            budget -= len(chunk)
+            if sequence.prefilled < len(prompt):
+                return  # the budget is spent; this prompt continues next step
+            self._prefilling.popleft()
+            first_token = sample_next_tokens(output.logits[:, -1, :], [sequence.row_state], self._generator)[
+                0
+            ]
+            if self._accept(sequence, first_token):
+                self._finish(sequence, sequence.finish_reason or "stop")
+                continue
+            layers = sequence.prefill_cache.layers
+            self._cache.add_sequence([(layer.keys, layer.values) for layer in layers])
+            sequence.prefill_cache = None
+            self._rows.append(sequence)
+
+    def _decode_step(self) -> None:
+        attention_mask, position_ids = self._cache.prepare_step()
+        input_ids = torch.tensor([[s.pending_token] for s in self._rows], device=self.device)
+        output = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=self._cache,
+            use_cache=True,
+        )
+        self._cache.finish_step()
+        tokens = sample_next_tokens(
+            output.logits[:, -1, :], [s.row_state for s in self._rows], self._generator
+        )
+        finished = [row for row, token in enumerate(tokens) if self._accept(self._rows[row], token)]
+        for row in reversed(finished):
+            self._finish_row(row, self._rows[row].finish_reason or "stop")
+
+    def _accept(self, sequence: _Sequence, token: int) -> bool:
+        """Records a sampled token and streams its text. True when the sequence is done."""
+        sequence.generated.append(token)
+        sequence.row_state.record(token)
+        sequence.pending_token = token
+        params = sequence.request.params
+        if token in self.eos_token_ids:
+            sequence.finish_reason = "stop"
+            return True
+        text = sequence.stop_filter.feed(sequence.detokenizer.push(token))
+        if sequence.stop_filter.stopped:
+            self._emit(sequence, text)
+            sequence.finish_reason = "stop"
+            return True
+        total = len(sequence.request.prompt_ids) + len(sequence.generated)
+        if len(sequence.generated) >= params.max_tokens or total >= self.max_seq_len:
+            self._emit(sequence, text)
+            sequence.finish_reason = "length"
+            return True
+        self._emit(sequence, text)
+        return False
+
+    def _finish_row(self, row: int, reason: str, error: str | None = None) -> None:
+        sequence = self._rows[row]
+        moved = self._cache.remove_row(row)
+        if moved is not None:
+            self._rows[row] = self._rows[moved]
+        self._rows.pop()
+        self._finish(sequence, reason, error)
+
+    def _finish(self, sequence: _Sequence, reason: str, error: str | None = None) -> None:
+        self._reserved_tokens -= sequence.reserved_tokens
+        with self._lock:
+            self._scheduler.release(sequence.request.tenant)
+        self._emit_final(sequence, reason, error)
+
+    def _emit_final(self, sequence: _Sequence, reason: str, error: str | None = None) -> None:
+        tail = (
+            ""
+            if reason in ("cancelled", "error")
+            else sequence.stop_filter.feed(sequence.detokenizer.flush())
+        )
+        tail += "" if reason in ("cancelled", "error") else sequence.stop_filter.flush()
+        self._send(
+            sequence,
+            GenerationEvent(
+                request_id=sequence.request.request_id,
+                text=tail,
+                finished=True,
+                finish_reason=reason,
+                prompt_tokens=len(sequence.request.prompt_ids),
+                completion_tokens=len(sequence.generated),
+                error=error,
+            ),
+        )
+
+    def _emit(self, sequence: _Sequence, text: str) -> None:
+        if text:
+            self._send(sequence, GenerationEvent(request_id=sequence.request.request_id, text=text))
+
+    @staticmethod
+    def _send(sequence: _Sequence, event: GenerationEvent) -> None:
+        try:
+            sequence.request.sink(event)
+        except Exception:  # a broken consumer must not take the engine down
+            logger.exception("event sink of request %s failed", sequence.request.request_id)
+
+    def _fail_everything(self, reason: str = "error") -> None:
+        error = None if reason == "cancelled" else "the model failed while generating"
+        while self._rows:
+            self._finish_row(len(self._rows) - 1, reason, error)
+        while self._prefilling:
+            self._finish(self._prefilling.popleft(), reason, error)
+
+
+def _eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+    ids: set[int] = set()
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return frozenset(ids)

@@ -1,0 +1,206 @@
+"""The running batch's KV cache: preallocated buffers that transformers' attention reads through views.
+
+Rows are sequences, columns are cache positions. Every decode step writes one column for all rows at
+`end`, so each row's tokens sit in one contiguous run of columns ending at `end` (shorter rows are
+left-padded, and the attention mask hides the padding). transformers sees an ordinary DynamicLayer whose
+keys and values are views of the active window [start, end): no torch.cat of the whole cache per step,
+which costs ~13% of a step at 32 rows on a CPU (measured: 155 ms vs 137 ms a step at 300 columns).
+
+RoPE is applied before keys are cached, so a row's keys do not care which columns they sit in; only the
+per-row position ids (passed to the model) and the mask matter.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+
+_INITIAL_COLUMNS = 256
+_INITIAL_ROWS = 8
+
+
+class _WindowLayer(DynamicLayer):
+    """One decoder layer's slice of the batch buffers, presented as a DynamicLayer."""
+
+    def __init__(self, owner: BatchKVCache, index: int) -> None:
+        super().__init__()
+        self._owner = owner
+        self._index = index
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._owner.write_step(self._index, key_states, value_states)
+
+    def get_seq_length(self) -> int:
+        return self._owner.width
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self._owner.width + query_length, 0
+
+
+class BatchKVCache(Cache):
+    def __init__(self, num_layers: int, max_rows: int, max_columns: int) -> None:
+        super().__init__(layers=[_WindowLayer(self, index) for index in range(num_layers)])
+        self.max_rows = max_rows
+        self.max_columns = max_columns
+        self.rows = 0
+        self.start = 0
+        self.end = 0
+        self._keys: list[torch.Tensor] = []
+        self._values: list[torch.Tensor] = []
+        self._mask = torch.zeros(0, 0, dtype=torch.bool)
+        self._row_start: list[int] = []  # first column of each row
+        self.positions = torch.zeros(0, dtype=torch.long)  # next position id of each row
+
+    @property
+    def width(self) -> int:
+        return self.end - self.start
+
+    # --- what a decode step uses ------------------------------------------------------------------
+
+    def prepare_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Makes room for one more column; returns the attention mask and position ids of the step."""
+        self._ensure_columns(1)
+        self._mask[: self.rows, self.end] = True
+        attention_mask = self._mask[: self.rows, self.start : self.end + 1]
+        return attention_mask, self.positions[: self.rows].unsqueeze(-1)
+
+    def write_step(self, layer: int, key_states: torch.Tensor, value_states: torch.Tensor):  # type: ignore[no-untyped-def]
+        columns = key_states.shape[-2]
+        keys, values = self._keys[layer], self._values[layer]
+        keys[: self.rows, :, self.end : self.end + columns] = key_states
+        values[: self.rows, :, self.end : self.end + columns] = value_states
+        return keys[: self.rows, :, self.start : self.end + columns], values[
+            : self.rows, :, self.start : self.end + columns
+        ]
+
+    def finish_step(self) -> None:
+        self.end += 1
+        self.positions[: self.rows] += 1
+
+    # --- joining and leaving ----------------------------------------------------------------------
+
+    def add_sequence(self, layer_states: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+        """Adds a prefilled sequence (per layer: keys and values of shape (1, heads, length, dim)).
+
+        Returns its row. The sequence's next position id is its length.
+        """
+        length = layer_states[0][0].shape[-2]
+        if not self._keys:
+            self._allocate(layer_states[0][0], layer_states[0][1])
+        if self.rows == 0:
+            self.start = self.end = 0
+        self._ensure_rows(self.rows + 1)
+        if self.end < length:  # not enough columns left of `end`: move everyone right
+            self._shift_right(length - self.end)
+        first_column = self.end - length
+        row = self.rows
+        for layer, (keys, values) in enumerate(layer_states):
+            self._keys[layer][row, :, first_column : self.end] = keys[0]
+            self._values[layer][row, :, first_column : self.end] = values[0]
+        self._mask[row].zero_()
+        self._mask[row, first_column : self.end] = True
+        self.positions[row] = length
+        self._row_start.append(first_column)
+        self.rows += 1
+        self.start = min(self.start, first_column) if row else first_column
+        return row
+
+    def remove_row(self, row: int) -> int | None:
+        """Drops a row; the last row moves into its place. Returns the moved row's old index, if any."""
+        last = self.rows - 1
+        moved = None
+        if row != last:
+            for keys, values in zip(self._keys, self._values, strict=True):
+                keys[row] = keys[last]
+                values[row] = values[last]
+            self._mask[row] = self._mask[last]
+            self.positions[row] = self.positions[last]
+            self._row_start[row] = self._row_start[last]
+            moved = last
+        self._row_start.pop()
+        self.rows -= 1
+        # Columns that no remaining row uses drop out of the window (no copy, just a narrower view).
+        self.start = min(self._row_start, default=self.end)
+        if self.rows == 0:
+            self._release_if_large()
+        return moved
+
+    # --- capacity ---------------------------------------------------------------------------------
+
+    def _allocate(
+        self,
+        sample_keys: torch.Tensor,
+        sample_values: torch.Tensor,
+        rows: int = _INITIAL_ROWS,
+        columns: int = _INITIAL_COLUMNS,
+    ) -> None:
+        rows, columns = min(rows, self.max_rows), min(columns, self.max_columns)
+        _, heads, _, key_dim = sample_keys.shape
+        value_dim = sample_values.shape[-1]
+        options = {"dtype": sample_keys.dtype, "device": sample_keys.device}
+        self._keys = [torch.zeros(rows, heads, columns, key_dim, **options) for _ in self.layers]
+        self._values = [torch.zeros(rows, heads, columns, value_dim, **options) for _ in self.layers]
+        self._mask = torch.zeros(rows, columns, dtype=torch.bool, device=sample_keys.device)
+        self.positions = torch.zeros(rows, dtype=torch.long, device=sample_keys.device)
+
+    def _ensure_rows(self, needed: int) -> None:
+        capacity = self._mask.shape[0]
+        if needed <= capacity:
+            return
+        if needed > self.max_rows:
+            raise RuntimeError(f"batch is full ({self.max_rows} rows)")
+        grown = min(max(needed, capacity * 2), self.max_rows)
+        self._keys = [self._grow(t, 0, grown) for t in self._keys]
+        self._values = [self._grow(t, 0, grown) for t in self._values]
+        self._mask = self._grow(self._mask, 0, grown)
+        self.positions = self._grow(self.positions, 0, grown)
+
+    def _ensure_columns(self, extra: int) -> None:
+        """Makes sure `extra` more columns fit after `end`."""
+        capacity = self._mask.shape[1]
+        if self.end + extra <= capacity:
+            return
+        # Compact first: move the window to column 0. Grow only when the window itself is too wide.
+        if self.start > 0:
+            self._move_window(-self.start)
+            if self.end + extra <= capacity:
+                return
+        needed = self.end + extra
+        if needed > self.max_columns:
+            raise RuntimeError(f"sequence longer than {self.max_columns} cache columns")
+        grown = min(max(needed, capacity * 2), self.max_columns)
+        self._keys = [self._grow(t, 2, grown) for t in self._keys]
+        self._values = [self._grow(t, 2, grown) for t in self._values]
+        self._mask = self._grow(self._mask, 1, grown)
+
+    def _shift_right(self, offset: int) -> None:
+        self._ensure_columns(offset + 1)
+        self._move_window(offset)
+
+    def _move_window(self, offset: int) -> None:
+        """Moves every row's columns by `offset` (positive: right)."""
+        start, end, rows = self.start, self.end, self.rows
+        for tensor in (*self._keys, *self._values):
+            tensor[:rows, :, start + offset : end + offset] = tensor[:rows, :, start:end].clone()
+        window = self._mask[:rows, start:end].clone()
+        self._mask[:rows].zero_()
+        self._mask[:rows, start + offset : end + offset] = window
+        self._row_start = [column + offset for column in self._row_start]
+        self.start, self.end = start + offset, end + offset
+
+    def _release_if_large(self) -> None:
+        """An idle engine should not keep a peak-sized cache: drop buffers beyond the initial size."""
+        if self._mask.shape[0] > _INITIAL_ROWS or self._mask.shape[1] > _INITIAL_COLUMNS:
+            self._keys, self._values = [], []
+            self._mask = torch.zeros(0, 0, dtype=torch.bool)
+            self.positions = torch.zeros(0, dtype=torch.long)
+        self.start = self.end = 0
+
+    @staticmethod
+    def _grow(tensor: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+        shape = list(tensor.shape)
+        shape[dim] = size
+        grown = torch.zeros(shape, dtype=tensor.dtype, device=tensor.device)
+        grown.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
+        return grown

@@ -1,0 +1,52 @@
+"""Loading a chat model for the engine, and turning chat messages into prompt token ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+
+class UnsupportedModel(ValueError):
+    """The model's architecture is one the batch KV cache cannot serve (e.g. sliding-window layers)."""
+
+
+def pick_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs (half the memory, tensor cores), float32 on CPUs (bf16 matmuls are slow there)."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def load_chat_model(path: str | Path, device: str = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Loads weights and tokenizer from a local directory; never reaches for a model hub."""
+    target = torch.device(device)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(target), local_files_only=True)
+    check_supported(model)
+    return model.to(target).eval(), tokenizer
+
+
+def check_supported(model: PreTrainedModel) -> None:
+    layer_types = getattr(model.config, "layer_types", None) or []
+    if getattr(model.config, "sliding_window", None) and getattr(model.config, "use_sliding_window", True):
+        raise UnsupportedModel("sliding-window attention is not supported by the batching engine yet")
+    if any(kind != "full_attention" for kind in layer_types):
+        raise UnsupportedModel(
+            f"layer types {sorted(set(layer_types))} are not supported by the batching engine"
+        )
+
+
+def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
+    """The tokenizer's own chat template, ending with the assistant's turn."""
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if hasattr(encoded, "keys"):  # transformers 5 returns a BatchEncoding
+        encoded = encoded["input_ids"]
+    return list(encoded)
+
+
+@torch.inference_mode()
+def warm_up(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """One short forward, so the first real request does not pay for lazy initialisation."""
+    ids = chat_prompt_ids(tokenizer, [{"role": "user", "content": "Hello"}])
+    device = next(model.parameters()).device
+    model(input_ids=torch.tensor([ids], device=device), logits_to_keep=1)

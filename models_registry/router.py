@@ -1,0 +1,40 @@
+"""Catalogue API: platform admins manage models; a tenant's members list what they may use."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from llm_platform.dependencies import PlatformAdminDep, SessionDep, TenantDep
+from models_registry import service
+from models_registry.schemas import ModelCreate, ModelOut, ModelUpdate, TenantModelOut
+
+admin_router = APIRouter(prefix="/admin/models", tags=["models (platform admin)"])
+tenant_router = APIRouter(prefix="/{tenant}", tags=["models"])
+
+
+@admin_router.post("", status_code=status.HTTP_201_CREATED)
+async def register_model(body: ModelCreate, session: SessionDep, _: PlatformAdminDep) -> ModelOut:
+    return ModelOut.model_validate(await service.register_model(session, body.model_dump(mode="json")))
+
+
+@admin_router.get("")
+async def list_models(session: SessionDep, _: PlatformAdminDep) -> list[ModelOut]:
+    return [ModelOut.model_validate(model) for model in await service.list_models(session)]
+
+
+@admin_router.get("/{name:path}")
+async def get_model(name: str, session: SessionDep, _: PlatformAdminDep) -> ModelOut:
+    return ModelOut.model_validate(await service.get_model(session, name))
+
+
+@admin_router.patch("/{name:path}")
+async def update_model(name: str, body: ModelUpdate, session: SessionDep, _: PlatformAdminDep) -> ModelOut:
+    values = body.model_dump(mode="json", exclude_unset=True)
+    return ModelOut.model_validate(await service.update_model(session, name, values))
+
+
+@tenant_router.get("/models")
+async def tenant_models(tenant: TenantDep, session: SessionDep) -> list[TenantModelOut]:
+    return [
+        TenantModelOut.model_validate(model) for model in await service.models_for_tenant(session, tenant.id)
+    ]

@@ -1,0 +1,185 @@
+"""The model worker: a uvicorn app that owns one model and one engine, and streams generations.
+
+It loads the model (bf16 on GPU, float32 on CPU), warms up, starts the engine, then registers itself
+and heartbeats. Every route needs the shared worker secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from llm_platform.errors import error_body
+from llm_platform.settings import Settings
+from models_registry.engine.engine import (
+    Engine,
+    EngineClosed,
+    EngineConfig,
+    GenerationEvent,
+    GenerationRequest,
+)
+from models_registry.engine.loader import chat_prompt_ids, load_chat_model, warm_up
+from models_registry.engine.params import ContextLengthExceeded, InvalidParameter, SamplingParams
+from models_registry.engine.scheduler import QueueFull
+from models_registry.worker.heartbeat import HeartbeatSender
+from models_registry.worker.protocol import (
+    GENERATE_PATH,
+    HEALTH_PATH,
+    METRICS_PATH,
+    GenerateRequest,
+    WorkerEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerState:
+    worker_id: str
+    model_name: str
+    engine: Engine
+    started_at: float
+    generated_tokens: int = 0
+    requests: int = 0
+
+
+def create_worker_app(settings: Settings, model_name: str, model_dir: str, device: str, url: str) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model, tokenizer = await asyncio.to_thread(load_chat_model, model_dir, device)
+        await asyncio.to_thread(warm_up, model, tokenizer)
+        engine = Engine(model, tokenizer, _engine_config(settings)).start()
+        state = WorkerState(f"{model_name}-{uuid.uuid4().hex[:8]}", model_name, engine, time.time())
+        app.state.worker = state
+        heartbeat = HeartbeatSender(settings, state.worker_id, url, (model_name,), engine)
+        await heartbeat.start()
+        logger.info("worker %s serving %s on %s (%s)", state.worker_id, model_name, url, device)
+        try:
+            yield
+        finally:
+            await heartbeat.stop()
+            await asyncio.to_thread(engine.shutdown)
+
+    app = FastAPI(
+        title=f"llm-platform worker: {model_name}", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+
+    def authorize(request: Request) -> WorkerState:
+        supplied = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(supplied.encode(), settings.resolved_worker_secret.encode()):
+            raise _Rejected(401, "invalid_credentials", "bad worker secret")
+        return request.app.state.worker
+
+    WorkerDep = Annotated[WorkerState, Depends(authorize)]
+
+    @app.exception_handler(_Rejected)
+    async def _rejected(_: Request, exc: _Rejected) -> JSONResponse:
+        return JSONResponse(error_body(exc.message, "invalid_request_error", exc.code, exc.param), exc.status)
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("worker error")
+        return JSONResponse(error_body("worker error", "server_error", "internal_error"), 500)
+
+    @app.post(GENERATE_PATH)
+    async def generate(body: GenerateRequest, worker: WorkerDep) -> StreamingResponse:
+        engine = worker.engine
+        prompt_ids = chat_prompt_ids(engine.tokenizer, [m.model_dump() for m in body.messages])
+        max_tokens = body.params.max_tokens or max(
+            1, min(settings.default_max_tokens, engine.max_seq_len - len(prompt_ids))
+        )
+        try:
+            params = SamplingParams(
+                **{**body.params.model_dump(), "stop": tuple(body.params.stop), "max_tokens": max_tokens}
+            )
+        except InvalidParameter as exc:
+            raise _Rejected(400, "invalid_request", exc.message, exc.param) from exc
+        events: asyncio.Queue[GenerationEvent] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def sink(event: GenerationEvent) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        try:
+            engine.submit(GenerationRequest(body.request_id, body.tenant, prompt_ids, params, sink))
+        except ContextLengthExceeded as exc:
+            raise _Rejected(400, "context_length_exceeded", str(exc), "messages") from exc
+        except InvalidParameter as exc:
+            raise _Rejected(400, "invalid_request", exc.message, exc.param) from exc
+        except (QueueFull, EngineClosed) as exc:
+            raise _Rejected(503, "worker_busy", "the worker's queue is full") from exc
+        worker.requests += 1
+        return StreamingResponse(_stream(worker, body.request_id, events), media_type="application/x-ndjson")
+
+    @app.get(HEALTH_PATH)
+    async def health(worker: WorkerDep) -> dict[str, object]:
+        return {
+            "status": "ok",
+            "worker_id": worker.worker_id,
+            "model": worker.model_name,
+            **worker.engine.load(),
+        }
+
+    @app.get(METRICS_PATH)
+    async def metrics(worker: WorkerDep) -> dict[str, object]:
+        return {
+            **worker.engine.load(),
+            "requests_total": worker.requests,
+            "generated_tokens_total": worker.generated_tokens,
+            "engine_steps_total": worker.engine.steps,
+            "uptime_s": round(time.time() - worker.started_at, 1),
+        }
+
+    return app
+
+
+async def _stream(
+    worker: WorkerState, request_id: str, events: asyncio.Queue[GenerationEvent]
+) -> AsyncIterator[bytes]:
+    """NDJSON lines until the final event; a client that goes away cancels the sequence."""
+    finished = False
+    try:
+        while not finished:
+            event = await events.get()
+            finished = event.finished
+            if finished:
+                worker.generated_tokens += event.completion_tokens
+            line = WorkerEvent(
+                text=event.text,
+                finished=event.finished,
+                finish_reason=event.finish_reason,
+                prompt_tokens=event.prompt_tokens,
+                completion_tokens=event.completion_tokens,
+                error=event.error,
+            )
+            yield line.model_dump_json(exclude_defaults=not finished).encode() + b"\n"
+    finally:
+        if not finished:  # disconnected: free the slot at the next step
+            worker.engine.cancel(request_id)
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.param = status, code, message, param
+
+
+def _engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        max_running=settings.engine_max_running,
+        fair_headroom=settings.engine_fair_headroom,
+        max_queued=settings.engine_max_queued,
+        max_seq_len=settings.engine_max_seq_len,
+        max_batch_tokens=settings.engine_max_batch_tokens,
+        prefill_chunk_tokens=settings.engine_prefill_chunk_tokens,
+    )

@@ -1,0 +1,37 @@
+"""Where workers report in embedded mode (no Redis): the API's in-process registry, behind the worker
+secret."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from llm_platform.dependencies import SettingsDep, StateDep
+from llm_platform.errors import Unauthorized
+from models_registry.worker.protocol import REGISTER_PATH
+from models_registry.worker.registry import WorkerInfo
+
+router = APIRouter(prefix=REGISTER_PATH, include_in_schema=False)
+
+
+def _worker_secret(request: Request, settings: SettingsDep) -> None:
+    supplied = request.headers.get("authorization", "").removeprefix("Bearer ")
+    if not hmac.compare_digest(supplied.encode(), settings.resolved_worker_secret.encode()):
+        raise Unauthorized("Bad worker secret")
+
+
+WorkerAuth = Annotated[None, Depends(_worker_secret)]
+
+
+@router.post("", status_code=status.HTTP_204_NO_CONTENT)
+async def heartbeat(request: Request, state: StateDep, _: WorkerAuth) -> Response:
+    await state.registry.heartbeat(WorkerInfo.from_json(await request.body()))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete("/{worker_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def deregister(worker_id: str, state: StateDep, _: WorkerAuth) -> Response:
+    await state.registry.remove(worker_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,215 @@
+"""The batching engine on a tiny random Llama: batched output equals one generate() per request."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+
+import pytest
+import torch
+
+from models_registry.engine.engine import Engine, EngineConfig, GenerationRequest
+from models_registry.engine.loader import chat_prompt_ids, load_chat_model
+from models_registry.engine.params import ContextLengthExceeded, InvalidParameter, SamplingParams
+from models_registry.engine.scheduler import QueueFull
+
+QUESTIONS = [
+    "hi",
+    "What is the capital of France?",
+    "Tell me a long story about dragons and their gold.",
+    "x" * 90,
+]
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tiny_model_dir):  # type: ignore[no-untyped-def]
+    return load_chat_model(tiny_model_dir)
+
+
+@pytest.fixture
+def engine(model_and_tokenizer):  # type: ignore[no-untyped-def]
+    model, tokenizer = model_and_tokenizer
+    running = Engine(
+        model, tokenizer, EngineConfig(max_running=4, fair_headroom=1, prefill_chunk_tokens=16)
+    ).start()
+    yield running
+    running.shutdown()
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.events: queue.Queue = queue.Queue()
+
+    def __call__(self, event) -> None:  # type: ignore[no-untyped-def]
+        self.events.put(event)
+
+    def wait(self, timeout_s: float = 60.0):  # type: ignore[no-untyped-def]
+        chunks = []
+        while True:
+            event = self.events.get(timeout=timeout_s)
+            chunks.append(event.text)
+            if event.finished:
+                return chunks, event
+
+
+def submit(engine, tokenizer, question, params, tenant="t"):  # type: ignore[no-untyped-def]
+    collector = Collector()
+    request_id = uuid.uuid4().hex
+    ids = chat_prompt_ids(tokenizer, [{"role": "user", "content": question}])
+    engine.submit(GenerationRequest(request_id, tenant, ids, params, collector))
+    return collector, request_id, ids
+
+
+@torch.inference_mode()
+def reference(model, tokenizer, ids, max_tokens):  # type: ignore[no-untyped-def]
+    output = model.generate(
+        torch.tensor([ids]),
+        attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+        max_new_tokens=max_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    generated = output[0, len(ids) :].tolist()
+    return tokenizer.decode(generated, skip_special_tokens=True), generated
+
+
+def test_concurrent_requests_match_generate_one_by_one(engine, model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    params = SamplingParams(max_tokens=40, temperature=0)
+    submitted = [submit(engine, tokenizer, q, params) for q in QUESTIONS]
+    for collector, _, ids in submitted:
+        chunks, final = collector.wait()
+        expected_text, expected_tokens = reference(model, tokenizer, ids, 40)
+        assert "".join(chunks) == expected_text
+        assert final.prompt_tokens == len(ids)
+        assert final.completion_tokens == len(expected_tokens)
+        assert final.finish_reason == ("stop" if expected_tokens[-1] == tokenizer.eos_token_id else "length")
+
+
+def test_requests_joining_a_running_batch_match_generate(engine, model_and_tokenizer):
+    """Short prompts first, then longer ones join mid-flight (the batch must shift to fit them)."""
+    model, tokenizer = model_and_tokenizer
+    params = SamplingParams(max_tokens=60, temperature=0)
+    first, _, first_ids = submit(engine, tokenizer, "hi", params)
+    opening = first.events.get(timeout=60)  # generating now
+    later = [submit(engine, tokenizer, q, params) for q in QUESTIONS[2:]]
+    for collector, ids, head in [(first, first_ids, opening.text), *((c, i, "") for c, _, i in later)]:
+        chunks, _ = collector.wait()
+        assert head + "".join(chunks) == reference(model, tokenizer, ids, 60)[0]
+
+
+def test_streamed_bytes_equal_the_whole_answer(engine, model_and_tokenizer):
+    """Byte-level tokens split characters all the time; the stream must still add up exactly."""
+    model, tokenizer = model_and_tokenizer
+    collector, _, ids = submit(
+        engine, tokenizer, "你好世界 🎉🚀", SamplingParams(max_tokens=80, temperature=0)
+    )
+    chunks, final = collector.wait()
+    expected, expected_tokens = reference(model, tokenizer, ids, 80)
+    assert "".join(chunks).encode() == expected.encode()
+    assert final.completion_tokens == len(expected_tokens)
+
+
+def test_max_tokens_ends_with_length(engine, model_and_tokenizer):
+    _, tokenizer = model_and_tokenizer
+    collector, _, _ = submit(
+        engine, tokenizer, QUESTIONS[1], SamplingParams(max_tokens=5, temperature=0, stop=())
+    )
+    _, final = collector.wait()
+    assert final.completion_tokens <= 5
+    assert final.finish_reason in ("length", "stop")
+
+
+def test_stop_string_cuts_the_answer_before_it(engine, model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    ids = chat_prompt_ids(tokenizer, [{"role": "user", "content": QUESTIONS[2]}])
+    full_text, _ = reference(model, tokenizer, ids, 60)
+    # Two readable characters well inside the answer (the random model says mostly broken bytes).
+    stop = next(
+        full_text[i : i + 2] for i in range(5, len(full_text) - 2) if "\ufffd" not in full_text[i : i + 2]
+    )
+    params = SamplingParams(max_tokens=60, temperature=0, stop=(stop,))
+    chunks, final = submit(engine, tokenizer, QUESTIONS[2], params)[0].wait()
+    assert "".join(chunks) == full_text[: full_text.find(stop)]
+    assert final.finish_reason == "stop"
+
+
+def test_seeded_sampling_is_reproducible(engine, model_and_tokenizer):
+    _, tokenizer = model_and_tokenizer
+    params = SamplingParams(max_tokens=30, temperature=1.0, top_p=0.9, top_k=50, seed=1234)
+    first = "".join(submit(engine, tokenizer, QUESTIONS[1], params)[0].wait()[0])
+    again = "".join(submit(engine, tokenizer, QUESTIONS[1], params)[0].wait()[0])
+    other = "".join(
+        submit(engine, tokenizer, QUESTIONS[1], SamplingParams(max_tokens=30, temperature=1.0, seed=99))[
+            0
+        ].wait()[0]
+    )
+    assert first == again
+    assert first != other
+
+
+def test_cancel_frees_the_slot(engine, model_and_tokenizer):
+    _, tokenizer = model_and_tokenizer
+    collector, request_id, _ = submit(
+        engine, tokenizer, QUESTIONS[2], SamplingParams(max_tokens=400, temperature=0, stop=())
+    )
+    collector.events.get(timeout=60)
+    engine.cancel(request_id)
+    _, final = collector.wait()
+    assert final.finish_reason == "cancelled"
+    assert engine.load()["running"] == 0
+
+
+def test_context_length_and_queue_bounds(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    idle = Engine(model, tokenizer, EngineConfig(max_running=1, max_queued=2, max_seq_len=100))  # not started
+    ids = chat_prompt_ids(tokenizer, [{"role": "user", "content": "hello"}])
+    with pytest.raises(ContextLengthExceeded) as exceeded:
+        idle.submit(GenerationRequest("long", "t", ids, SamplingParams(max_tokens=100), lambda e: None))
+    assert exceeded.value.context_length == 100 and exceeded.value.prompt_tokens == len(ids)
+    assert "100" in str(exceeded.value)
+    for n in range(2):
+        idle.submit(GenerationRequest(f"r{n}", "t", ids, SamplingParams(max_tokens=10), lambda e: None))
+    with pytest.raises(QueueFull):
+        idle.submit(GenerationRequest("r3", "t", ids, SamplingParams(max_tokens=10), lambda e: None))
+
+
+def test_shutdown_finishes_every_waiting_request(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    running = Engine(model, tokenizer, EngineConfig(max_running=1)).start()
+    finals: list = []
+    done = threading.Event()
+
+    def sink(event) -> None:  # type: ignore[no-untyped-def]
+        if event.finished:
+            finals.append(event)
+            if len(finals) == 3:
+                done.set()
+
+    ids = chat_prompt_ids(tokenizer, [{"role": "user", "content": "hello"}])
+    for n in range(3):
+        running.submit(GenerationRequest(f"r{n}", "t", ids, SamplingParams(max_tokens=400, stop=()), sink))
+    running.shutdown()
+    assert done.wait(10)
+    assert all(event.finish_reason in ("cancelled", "stop", "length") for event in finals)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", 2.5),
+        ("top_p", 0.0),
+        ("top_k", -1),
+        ("max_tokens", 0),
+        ("presence_penalty", 3.0),
+        ("frequency_penalty", -2.5),
+        ("repetition_penalty", 0.0),
+        ("stop", ("",)),
+        ("stop", ("a", "b", "c", "d", "e")),
+    ],
+)
+def test_parameters_the_engine_cannot_honour_are_refused(field, value):
+    with pytest.raises(InvalidParameter) as refused:
+        SamplingParams(**{field: value})
+    assert refused.value.param == field
