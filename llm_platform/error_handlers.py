@@ -63,7 +63,9 @@ async def handle_validation_error(request: Request, exc: RequestValidationError)
         message = f"Invalid value for '{param}': {reason}" if param else reason
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return _respond(request, 422, error_body(message, "invalid_request_error", "invalid_request", param))
+    # OpenAI (and its client's BadRequestError) answer bad parameters with 400; elsewhere FastAPI's 422.
+    status = 400 if "/v1/" in request.url.path else 422
+    return _respond(request, status, error_body(message, "invalid_request_error", "invalid_request", param))
 
 
 async def handle_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:

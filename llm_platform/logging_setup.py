@@ -13,7 +13,15 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class QuietHeartbeats(logging.Filter):
+    """Workers report every few seconds; their access-log lines would drown everything else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/internal/workers" not in record.getMessage()
+
+
 def configure_logging(level: str) -> None:
+    logging.getLogger("uvicorn.access").addFilter(QuietHeartbeats())
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))

@@ -36,7 +36,7 @@ class Dispatcher:
     def __init__(self, registry: WorkerRegistry, client: httpx.AsyncClient, worker_secret: str) -> None:
         self._registry = registry
         self._client = client
-        self._headers = {"Authorization": f"Bearer {worker_secret}"}
+        self._headers = {"Authorization": f"Bearer {worker_secret}", "Content-Type": "application/json"}
         self._in_flight: Counter[str] = Counter()  # this process's requests per worker, between heartbeats
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[WorkerEvent]:

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,12 +24,20 @@ from llm_platform.migrate import upgrade_to_head
 from llm_platform.settings import Settings
 from tenants import service
 from tenants.models import UserRole
+from tests.tiny_model import build_tiny_model
+from tests.workers import TTL_S, WORKER_SECRET, WorkerProcess, worker_env
 
 TEST_DATABASE_URL = os.environ.get(
     "LLMP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 TEST_REDIS_URL = os.environ.get("LLMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-TABLES = ("refresh_tokens", "api_keys", "tenant_limits", "users", "tenants")
+TABLES = (
+    "refresh_tokens",
+    "api_keys",
+    "tenant_limits",
+    "users",
+    "tenants",
+)  # models survive: see register_model
 PASSWORD = "correct horse battery staple"
 
 
@@ -65,6 +74,41 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+TINY_MODEL = "tiny-llama"
+TINY_CONTEXT = 512
+
+
+def register_model(db_engine: Engine, name: str, source: str, context_length: int) -> None:
+    """A catalogue row, written directly: the catalogue table survives the per-test cleanup."""
+    with db_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO models (id, name, kind, backend, source, context_length, default_params, "
+                "enabled, created_at, updated_at) "
+                "VALUES (:id, :name, 'chat', 'hf', :source, :context, '{}', true, now(), now()) "
+                "ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source, enabled = true"
+            ),
+            {"id": uuid.uuid4(), "name": name, "source": source, "context": context_length},
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_worker(
+    database_url, redis_url, db_engine, tiny_model_dir, tmp_path_factory
+) -> Iterator[WorkerProcess]:  # type: ignore[no-untyped-def]
+    """One worker serving the tiny model for the whole session."""
+    register_model(db_engine, TINY_MODEL, str(tiny_model_dir), TINY_CONTEXT)
+    env = worker_env(database_url, redis_url, tmp_path_factory.mktemp("worker"))
+    worker = WorkerProcess(TINY_MODEL, env).wait_ready()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
 def db_engine(database_url: str) -> Iterator[Engine]:
     """A synchronous engine for asserting on rows directly."""
     engine = create_engine(sync_database_url(database_url))
@@ -82,6 +126,8 @@ def clean_state(db_engine: Engine, redis_url: str) -> None:
 @pytest.fixture
 def settings(database_url: str, redis_url: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
     return Settings(
+        worker_secret=WORKER_SECRET,
+        worker_ttl_s=TTL_S,
         database_url=database_url,
         redis_url=redis_url,
         data_dir=tmp_path,

@@ -56,6 +56,7 @@ class ChatCompletionRequest(BaseModel):
     # Extensions beyond OpenAI's set (vLLM accepts the same names).
     top_k: Annotated[int, Field(ge=0)] | None = None
     repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
+    ignore_eos: bool = False
     # Accepted when they ask for nothing we would have to ignore.
     logprobs: bool | None = None
     tools: list[Any] | None = None

@@ -104,6 +104,7 @@ async def _chat_completions(
         presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty,
         repetition_penalty=body.repetition_penalty,
+        ignore_eos=body.ignore_eos,
     )
     completion_id = service.new_message_id()
     generate = await service.prepare(session, tenant, turn, current_request_id() + ":" + completion_id)

@@ -38,6 +38,7 @@ class ChatTurn:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     repetition_penalty: float | None = None
+    ignore_eos: bool = False
 
 
 @dataclass
@@ -75,6 +76,7 @@ async def prepare(session: AsyncSession, tenant: Tenant, turn: ChatTurn, request
         "presence_penalty": turn.presence_penalty,
         "frequency_penalty": turn.frequency_penalty,
         "repetition_penalty": _first(turn.repetition_penalty, defaults.get("repetition_penalty"), 1.0),
+        "ignore_eos": turn.ignore_eos,
     }
     try:  # the engine's own rules, checked here so a bad request never reaches a worker
         SamplingParams(**{**values, "stop": tuple(turn.stop), "max_tokens": values["max_tokens"] or 1})

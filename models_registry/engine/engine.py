@@ -269,7 +269,7 @@ class Engine:
         sequence.row_state.record(token)
         sequence.pending_token = token
         params = sequence.request.params
-        if token in self.eos_token_ids:
+        if token in self.eos_token_ids and not params.ignore_eos:
             sequence.finish_reason = "stop"
             return True
         text = sequence.stop_filter.feed(sequence.detokenizer.push(token))

@@ -42,6 +42,7 @@ class SamplingParams:
     presence_penalty: float = 0.0  # OpenAI semantics, on generated tokens
     frequency_penalty: float = 0.0  # OpenAI semantics, on generated tokens
     repetition_penalty: float = 1.0  # transformers semantics, on prompt and generated tokens
+    ignore_eos: bool = False  # generate exactly max_tokens (benchmarks, load tests); vLLM has the same
 
     def __post_init__(self) -> None:
         if not self.max_tokens >= 1:

@@ -45,12 +45,27 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class WorkerState:
+    """What the worker holds for its lifetime."""
+
     worker_id: str
     model_name: str
     engine: Engine
     started_at: float
+    secret: str
     generated_tokens: int = 0
     requests: int = 0
+
+
+def authorize(request: Request) -> WorkerState:
+    """Every worker route needs the shared secret: the worker API is internal."""
+    worker: WorkerState = request.app.state.worker
+    supplied = request.headers.get("authorization", "").removeprefix("Bearer ")
+    if not hmac.compare_digest(supplied.encode(), worker.secret.encode()):
+        raise _Rejected(401, "invalid_credentials", "bad worker secret")
+    return worker
+
+
+WorkerDep = Annotated[WorkerState, Depends(authorize)]
 
 
 def create_worker_app(settings: Settings, model_name: str, model_dir: str, device: str, url: str) -> FastAPI:
@@ -59,7 +74,13 @@ def create_worker_app(settings: Settings, model_name: str, model_dir: str, devic
         model, tokenizer = await asyncio.to_thread(load_chat_model, model_dir, device)
         await asyncio.to_thread(warm_up, model, tokenizer)
         engine = Engine(model, tokenizer, _engine_config(settings)).start()
-        state = WorkerState(f"{model_name}-{uuid.uuid4().hex[:8]}", model_name, engine, time.time())
+        state = WorkerState(
+            f"{model_name}-{uuid.uuid4().hex[:8]}",
+            model_name,
+            engine,
+            time.time(),
+            settings.resolved_worker_secret,
+        )
         app.state.worker = state
         heartbeat = HeartbeatSender(settings, state.worker_id, url, (model_name,), engine)
         await heartbeat.start()
@@ -73,14 +94,6 @@ def create_worker_app(settings: Settings, model_name: str, model_dir: str, devic
     app = FastAPI(
         title=f"llm-platform worker: {model_name}", lifespan=lifespan, docs_url=None, redoc_url=None
     )
-
-    def authorize(request: Request) -> WorkerState:
-        supplied = request.headers.get("authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(supplied.encode(), settings.resolved_worker_secret.encode()):
-            raise _Rejected(401, "invalid_credentials", "bad worker secret")
-        return request.app.state.worker
-
-    WorkerDep = Annotated[WorkerState, Depends(authorize)]
 
     @app.exception_handler(_Rejected)
     async def _rejected(_: Request, exc: _Rejected) -> JSONResponse:

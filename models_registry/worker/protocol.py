@@ -27,6 +27,7 @@ class GenerateParams(BaseModel):
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     repetition_penalty: float = 1.0
+    ignore_eos: bool = False
 
 
 class GenerateRequest(BaseModel):

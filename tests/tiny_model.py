@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -21,7 +20,7 @@ CHATML = (
 SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>"]
 
 
-def build_tiny_model(target: Path, seed: int = 0) -> Path:
+def build_tiny_model(target: Path, seed: int = 0, max_positions: int = 512) -> Path:
     vocab = {symbol: index for index, symbol in enumerate(bytes_to_unicode().values())}
     for token in SPECIAL_TOKENS:
         vocab[token] = len(vocab)
@@ -41,7 +40,7 @@ def build_tiny_model(target: Path, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=max_positions,
         eos_token_id=vocab["<|im_end|>"],
         pad_token_id=vocab["<|im_end|>"],
         bos_token_id=vocab["<|im_start|>"],
@@ -53,8 +52,3 @@ def build_tiny_model(target: Path, seed: int = 0) -> Path:
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))

@@ -1,0 +1,195 @@
+"""Chat over the real path: API -> registry -> a worker process -> engine, and back (tiny model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from models_registry.engine.loader import chat_prompt_ids, load_chat_model
+from tests.conftest import TINY_CONTEXT, TINY_MODEL, assert_error, bearer
+from tests.workers import wait_registered
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture
+def served(tiny_worker, platform, tenant_a, redis_url):  # type: ignore[no-untyped-def]
+    wait_registered(redis_url, TINY_MODEL)
+    key = platform.create_key(tenant_a)["key"]
+    return platform.client, bearer(key)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):  # type: ignore[no-untyped-def]
+    return load_chat_model(tiny_model_dir)[1]
+
+
+def _sse_events(response) -> list:  # type: ignore[no-untyped-def]
+    lines = [line for line in response.text.split("\n\n") if line]
+    assert all(line.startswith("data: ") for line in lines), lines
+    return [line.removeprefix("data: ") for line in lines]
+
+
+def _completion(client, headers, **body):  # type: ignore[no-untyped-def]
+    return client.post(
+        "/v1/chat/completions", json={"model": TINY_MODEL, "messages": QUESTION, **body}, headers=headers
+    )
+
+
+def test_openai_non_streaming_answer_with_exact_usage(served, tokenizer):
+    client, headers = served
+    response = _completion(client, headers, temperature=0, max_tokens=12)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "chat.completion" and body["model"] == TINY_MODEL
+    assert body["choices"][0]["message"]["role"] == "assistant"
+    assert body["choices"][0]["finish_reason"] in ("stop", "length")
+    usage = body["usage"]
+    assert usage["prompt_tokens"] == len(chat_prompt_ids(tokenizer, QUESTION))
+    assert 1 <= usage["completion_tokens"] <= 12
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_openai_stream_adds_up_to_the_non_streamed_answer(served):
+    client, headers = served
+    whole = _completion(client, headers, temperature=0, max_tokens=20).json()
+    stream = _completion(
+        client, headers, temperature=0, max_tokens=20, stream=True, stream_options={"include_usage": True}
+    )
+    assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+    events = _sse_events(stream)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == whole["choices"][0]["message"]["content"]
+    finish = [
+        c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]
+    ]
+    assert finish == [whole["choices"][0]["finish_reason"]]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"]
+
+
+def test_tenant_chat_api_plain_and_streamed(served, tenant_a):
+    client, headers = served
+    body = {
+        "prompt": "What is the capital of France?",
+        "history": [],
+        "max_tokens": 15,
+        "temperature": 0,
+        "model": TINY_MODEL,
+    }
+    plain = client.post(f"/{tenant_a.slug}/chat", json=body, headers=headers)
+    assert plain.status_code == 200, plain.text
+    answer = plain.json()
+    assert answer["history"] == [
+        {"role": "user", "content": body["prompt"]},
+        {"role": "assistant", "content": answer["response"]},
+    ]
+    assert answer["model"] == TINY_MODEL
+    streamed = client.post(f"/{tenant_a.slug}/chat", json=body | {"stream": True}, headers=headers)
+    events = [json.loads(event) for event in _sse_events(streamed)]
+    assert "".join(e.get("text", "") for e in events) == answer["response"]
+    assert events[-1]["done"] is True and events[-1]["usage"] == answer["usage"]
+    assert {e["message_id"] for e in events} == {events[0]["message_id"]}
+
+
+def test_tenant_scoped_openai_path_and_isolation(served, platform, tenant_a, tenant_b):
+    client, headers = served
+    path = f"/{tenant_a.slug}/v1/chat/completions"
+    body = {"model": TINY_MODEL, "messages": QUESTION, "max_tokens": 3}
+    assert client.post(path, json=body, headers=headers).status_code == 200
+    assert_error(client.post(f"/{tenant_b.slug}/v1/chat/completions", json=body, headers=headers), 404)
+    assert_error(client.get(f"/{tenant_b.slug}/v1/models", headers=headers), 404)
+
+
+def test_models_a_tenant_may_not_use_answer_404(served, platform, tenant_a):
+    client, headers = served
+    models = client.get("/v1/models", headers=headers).json()
+    assert models["object"] == "list" and TINY_MODEL in [m["id"] for m in models["data"]]
+    platform.client.put(
+        f"/{tenant_a.slug}/admin/limits",
+        json={"allowed_models": ["smollm2-135m"]},
+        headers=platform.admin_headers,
+    )
+    assert TINY_MODEL not in [m["id"] for m in client.get("/v1/models", headers=headers).json()["data"]]
+    refused = assert_error(_completion(client, headers, max_tokens=3), 404, "model_not_found")
+    assert TINY_MODEL in refused["message"]
+    unknown = client.post(
+        "/v1/chat/completions", json={"model": "gpt-9", "messages": QUESTION}, headers=headers
+    )
+    assert assert_error(unknown, 404, "model_not_found")["param"] == "model"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"messages": []}, 400, "messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages.0.role"),
+        ({"max_tokens": -5}, 400, "max_tokens"),
+        ({"temperature": 3}, 400, "temperature"),
+        ({"n": 2}, 400, "n"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools"),
+        ({"logprobs": True}, 400, "logprobs"),
+        ({"best_of": 3}, 400, "best_of"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
+        ({"max_tokens": 10**9}, 400, "max_tokens"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(served, body, status, param):
+    client, headers = served
+    error = assert_error(_completion(client, headers, **body), status)
+    assert error["param"] == param
+
+
+def test_prompt_longer_than_the_context_says_by_how_much(served, tokenizer):
+    client, headers = served
+    long_question = [{"role": "user", "content": "word " * TINY_CONTEXT}]
+    body = {"model": TINY_MODEL, "messages": long_question, "max_tokens": 5}
+    response = client.post("/v1/chat/completions", json=body, headers=headers)
+    error = assert_error(response, 400, "context_length_exceeded")
+    prompt_tokens = len(chat_prompt_ids(tokenizer, long_question))
+    assert str(TINY_CONTEXT) in error["message"] and str(prompt_tokens) in error["message"]
+
+
+def test_huge_and_malformed_bodies(served):
+    client, headers = served
+    huge = {"model": TINY_MODEL, "messages": [{"role": "user", "content": "x" * 10 * 1024 * 1024}]}
+    assert_error(client.post("/v1/chat/completions", json=huge, headers=headers), 413, "request_too_large")
+    malformed = client.post(
+        "/v1/chat/completions", content=b"{nope", headers=headers | {"Content-Type": "application/json"}
+    )
+    assert_error(malformed, 400)
+    not_utf8 = client.post(
+        "/v1/chat/completions",
+        content=b'{"model": "\xff"}',
+        headers=headers | {"Content-Type": "application/json"},
+    )
+    assert_error(not_utf8, 400)
+
+
+def test_a_model_without_workers_answers_503_naming_it(served, db_engine):
+    from tests.conftest import register_model
+
+    register_model(db_engine, "orphan-model", "/nonexistent", 512)
+    client, headers = served
+    response = client.post(
+        "/v1/chat/completions", json={"model": "orphan-model", "messages": QUESTION}, headers=headers
+    )
+    error = assert_error(response, 503, "model_unavailable")
+    assert "orphan-model" in error["message"] and int(response.headers["retry-after"]) >= 1
+
+
+def test_keys_without_inference_scope_and_platform_admins(served, platform, tenant_a):
+    client, _ = served
+    admin_only = platform.create_key(tenant_a, scopes=["admin"])["key"]
+    assert_error(_completion(client, bearer(admin_only), max_tokens=2), 403, "missing_scope")
+    assert_error(_completion(client, platform.admin_headers, max_tokens=2), 400, "tenant_required")
+    path = f"/{tenant_a.slug}/v1/chat/completions"
+    as_admin = client.post(
+        path,
+        json={"model": TINY_MODEL, "messages": QUESTION, "max_tokens": 2},
+        headers=platform.admin_headers,
+    )
+    assert as_admin.status_code == 200

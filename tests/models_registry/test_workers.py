@@ -1,0 +1,150 @@
+"""Worker processes: the registry follows them, dispatch survives a dead one, slots are freed."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import TINY_MODEL, assert_error, bearer, register_model
+from tests.tiny_model import build_tiny_model
+from tests.workers import TTL_S, WORKER_SECRET, WorkerProcess, wait_registered, worker_env
+
+QUESTION = [{"role": "user", "content": "Tell me a long story."}]
+
+
+def _generate_body(max_tokens: int, model: str = TINY_MODEL) -> dict:
+    return {
+        "request_id": "r1",
+        "tenant": "t",
+        "model": model,
+        "messages": QUESTION,
+        "params": {"max_tokens": max_tokens, "temperature": 0},
+    }
+
+
+def test_worker_api_needs_the_shared_secret(tiny_worker):
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = httpx.post(f"{tiny_worker.url}/internal/generate", json=_generate_body(4), headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_credentials"
+    assert httpx.get(f"{tiny_worker.url}/internal/health").status_code == 401
+
+
+LONG = 12_000  # tokens: several seconds even for the tiny model, so "still running" is certain
+
+
+@pytest.fixture(scope="module")
+def long_worker(database_url, redis_url, db_engine, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A tiny model with a long context, and a worker that admits one sequence and queues one more."""
+    model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny-long"), max_positions=16_384)
+    register_model(db_engine, "tiny-long", str(model_dir), 16_384)
+    env = worker_env(
+        database_url,
+        redis_url,
+        tmp_path_factory.mktemp("long-worker"),
+        LLMP_ENGINE_MAX_RUNNING="1",
+        LLMP_ENGINE_FAIR_HEADROOM="0",
+        LLMP_ENGINE_MAX_QUEUED="1",
+        LLMP_ENGINE_MAX_SEQ_LEN="16384",
+    )
+    worker = WorkerProcess("tiny-long", env).wait_ready()
+    yield worker
+    worker.stop()
+
+
+def _wait_idle(worker: WorkerProcess, timeout_s: float = 5.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while (health := worker.health())["running"] + health["waiting"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return health
+
+
+def test_a_client_that_goes_away_frees_its_slot(long_worker):
+    headers = {"Authorization": f"Bearer {WORKER_SECRET}"}
+    body = _generate_body(LONG, model="tiny-long") | {
+        "params": {"max_tokens": LONG, "temperature": 1.0, "ignore_eos": True}
+    }
+    with httpx.stream(
+        "POST", f"{long_worker.url}/internal/generate", json=body, headers=headers, timeout=30
+    ) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()  # kept: a dropped line iterator closes the stream
+        assert "text" in next(lines)
+        assert long_worker.health()["running"] == 1
+        assert "text" in next(lines)
+    assert _wait_idle(long_worker)["running"] == 0
+
+
+def test_a_client_that_leaves_the_api_frees_the_worker_slot(long_worker, platform, tenant_a, redis_url):
+    wait_registered(redis_url, "tiny-long")
+    key = platform.create_key(tenant_a)["key"]
+    body = {
+        "model": "tiny-long",
+        "messages": QUESTION,
+        "max_tokens": LONG,
+        "temperature": 1.0,
+        "stream": True,
+    }
+    with platform.client.stream("POST", "/v1/chat/completions", json=body, headers=bearer(key)) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        assert long_worker.health()["running"] == 1
+    assert _wait_idle(long_worker)["running"] == 0
+
+
+@pytest.fixture
+def two_workers(database_url, redis_url, db_engine, tiny_model_dir, tmp_path):  # type: ignore[no-untyped-def]
+    register_model(db_engine, "tiny-pair", str(tiny_model_dir), 512)
+    env = worker_env(database_url, redis_url, tmp_path)
+    workers = [WorkerProcess("tiny-pair", env) for _ in range(2)]
+    for worker in workers:
+        worker.wait_ready()
+    yield workers
+    for worker in workers:
+        worker.stop()
+
+
+def test_a_killed_worker_drops_out_and_requests_go_to_the_other(two_workers, platform, tenant_a, redis_url):
+    key = platform.create_key(tenant_a)["key"]
+    body = {"model": "tiny-pair", "messages": QUESTION, "max_tokens": 4}
+    wait_registered(redis_url, "tiny-pair", count=2)
+    two_workers[0].kill()
+    # Still registered for up to a TTL: dispatch hits the dead one, fails before any token, retries.
+    for _ in range(4):
+        response = platform.client.post("/v1/chat/completions", json=body, headers=bearer(key))
+        assert response.status_code == 200, response.text
+    time.sleep(TTL_S + 0.5)
+    live = wait_registered(redis_url, "tiny-pair", count=1)
+    assert [w["url"] for w in live] == [two_workers[1].url]
+    two_workers[1].kill()
+    time.sleep(TTL_S + 0.5)
+    assert_error(
+        platform.client.post("/v1/chat/completions", json=body, headers=bearer(key)), 503, "model_unavailable"
+    )
+
+
+def test_a_full_queue_answers_503_with_retry_after(long_worker, platform, tenant_a, redis_url):
+    wait_registered(redis_url, "tiny-long")
+    headers = {"Authorization": f"Bearer {WORKER_SECRET}"}
+    body = _generate_body(LONG, model="tiny-long") | {
+        "params": {"max_tokens": LONG, "temperature": 1.0, "ignore_eos": True}
+    }
+    url = f"{long_worker.url}/internal/generate"
+    with (
+        httpx.stream("POST", url, json=body, headers=headers, timeout=30) as running,
+        httpx.stream("POST", url, json=body, headers=headers, timeout=30) as queued,
+    ):
+        assert running.status_code == 200 and queued.status_code == 200
+        assert long_worker.health()["waiting"] == 1
+        key = platform.create_key(tenant_a)["key"]
+        response = platform.client.post(
+            "/v1/chat/completions",
+            json={"model": "tiny-long", "messages": QUESTION, "max_tokens": 4},
+            headers=bearer(key),
+        )
+        error = assert_error(response, 503, "model_overloaded")
+        assert int(response.headers["retry-after"]) >= 1 and "tiny-long" in error["message"]
+    _wait_idle(long_worker)

@@ -1,0 +1,93 @@
+"""The official `openai` client, unchanged, against a live server (uvicorn) and a real worker."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import TINY_MODEL, PlatformHelper
+from tests.workers import LLMP, free_port, wait_registered, worker_env
+
+
+@pytest.fixture
+def live_api(database_url, redis_url, tmp_path, settings, tiny_worker, clean_state):  # type: ignore[no-untyped-def]
+    port = free_port()
+    env = worker_env(
+        database_url,
+        redis_url,
+        tmp_path,
+        LLMP_PORT=str(port),
+        LLMP_JWT_SECRET=settings.resolved_jwt_secret,
+        LLMP_PASSWORD_HASH_MEMORY_KIB="1024",
+    )
+    log = (tmp_path / "api.log").open("wb")
+    process = subprocess.Popen([LLMP, "serve", "--no-workers"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base_url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        wait_registered(redis_url, TINY_MODEL)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def client(live_api, settings):  # type: ignore[no-untyped-def]
+    with httpx.Client(base_url=live_api) as http:
+        helper = PlatformHelper(http, settings)  # type: ignore[arg-type]
+        tenant = helper.create_tenant()
+        key = helper.create_key(tenant)["key"]
+    return openai.OpenAI(base_url=f"{live_api}/v1", api_key=key, max_retries=0)
+
+
+def test_models_list(client):
+    assert TINY_MODEL in [model.id for model in client.models.list()]
+
+
+def test_non_streaming_completion(client):
+    completion = client.chat.completions.create(
+        model=TINY_MODEL, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, temperature=0
+    )
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    assert completion.usage.completion_tokens <= 8 and completion.usage.prompt_tokens > 0
+
+
+def test_streaming_completion_matches_and_reports_usage(client):
+    messages = [{"role": "user", "content": "Hello"}]
+    whole = client.chat.completions.create(model=TINY_MODEL, messages=messages, max_tokens=16, temperature=0)
+    stream = client.chat.completions.create(
+        model=TINY_MODEL,
+        messages=messages,
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[-1].usage.model_dump() == whole.usage.model_dump()
+
+
+def test_error_classes(client, live_api):
+    with pytest.raises(openai.NotFoundError) as not_found:
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    assert not_found.value.code == "model_not_found"
+    wrong_key = openai.OpenAI(base_url=f"{live_api}/v1", api_key="sk-not_a_real_key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong_key.models.list()
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=TINY_MODEL, messages=[{"role": "user", "content": "hi"}], n=3)
+    assert bad.value.status_code == 400 and bad.value.param == "n"

@@ -1,0 +1,101 @@
+"""Real worker processes for the serving tests (`llmp worker`, on the test Postgres and Redis)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+LLMP = str(Path(sys.executable).parent / "llmp")
+WORKER_SECRET = "test-worker-secret-" + "w" * 32
+HEARTBEAT_S = 0.2
+TTL_S = 1.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker_env(database_url: str, redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMP_")}
+    env.update(
+        LLMP_DATABASE_URL=database_url,
+        LLMP_REDIS_URL=redis_url,
+        LLMP_DATA_DIR=str(data_dir),
+        LLMP_WORKER_SECRET=WORKER_SECRET,
+        LLMP_WORKER_HEARTBEAT_S=str(HEARTBEAT_S),
+        LLMP_WORKER_TTL_S=str(TTL_S),
+        **extra,
+    )
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, model: str, env: dict[str, str]) -> None:
+        self.model = model
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(env["LLMP_DATA_DIR"]) / f"worker-{self.port}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [LLMP, "worker", "--model", model, "--port", str(self.port)],
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout_s: float = 180) -> WorkerProcess:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log.read_text()[-3000:]}")
+            try:
+                if self.health()["status"] == "ok":
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"worker did not start: {self.log.read_text()[-3000:]}")
+
+    def health(self) -> dict:
+        response = httpx.get(
+            f"{self.url}/internal/health", headers={"Authorization": f"Bearer {WORKER_SECRET}"}
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def wait_registered(redis_url: str, model: str, count: int = 1, timeout_s: float = 10) -> list[dict]:
+    """Blocks until `count` live workers of `model` are in the Redis registry (tests flush it)."""
+    import json
+
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        entries = [json.loads(raw) for key in client.scan_iter("llmp:workers:*") if (raw := client.get(key))]
+        serving = [e for e in entries if model in e["models"]]
+        if len(serving) >= count:
+            return serving
+        time.sleep(0.05)
+    raise AssertionError(f"expected {count} worker(s) of {model} in the registry")
