@@ -84,11 +84,8 @@ def run_ours(
                 trace.tokens = event.completion_tokens
                 trace.done.set()
 
-        engine.submit(
-            GenerationRequest(
-                uuid.uuid4().hex, tenant, ids, SamplingParams(max_tokens=max_tokens, temperature=0), sink
-            )
-        )
+        params = SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
+        engine.submit(GenerationRequest(uuid.uuid4().hex, tenant, ids, params, sink))
         traces.append(trace)
     for trace in traces:
         trace.done.wait()
@@ -122,6 +119,7 @@ def run_naive(model, tokenizer, prompt_ids: list[list[int]], max_tokens: int) ->
             torch.tensor([ids], device=device),
             attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=device),
             max_new_tokens=max_tokens,
+            min_new_tokens=max_tokens,  # as ignore_eos does for ours: every request yields max_tokens
             do_sample=False,
             streamer=_TimingStreamer(trace),
             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
@@ -148,12 +146,17 @@ def summarize(engine_name: str, streams: int, traces: list[Trace]) -> dict:
     }
 
 
-def fairness(engine: Engine, tokenizer, max_tokens: int, b_requests: int = 10) -> dict:  # type: ignore[no-untyped-def]
-    """B's TTFT alone, then while A keeps 2x the slot cap outstanding."""
+def fairness(
+    engine: Engine, tokenizer, max_tokens: int, b_requests: int = 10, b_max_tokens: int = 16
+) -> dict:  # type: ignore[no-untyped-def]
+    """B's TTFT alone, then while A keeps 2x the slot cap outstanding.
+
+    B's requests are short (only their first token is measured); A's are max_tokens long.
+    """
     b_prompt = prompts(tokenizer, 1)[0]
 
-    def b_ttfts() -> list[float]:
-        return [run_ours(engine, [b_prompt], max_tokens, tenant="b")[0] for _ in range(b_requests)]
+    def b_ttfts() -> list[Trace]:
+        return [run_ours(engine, [b_prompt], b_max_tokens, tenant="b")[0] for _ in range(b_requests)]
 
     alone = [t.token_times[0] - t.submitted for t in b_ttfts()]
 
@@ -172,7 +175,7 @@ def fairness(engine: Engine, tokenizer, max_tokens: int, b_requests: int = 10) -
                         uuid.uuid4().hex,
                         "a",
                         a_prompts[index % len(a_prompts)],
-                        SamplingParams(max_tokens=max_tokens, temperature=0),
+                        SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=True),
                         lambda event: outstanding.release() if event.finished else None,
                     )
                 )

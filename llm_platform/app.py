@@ -9,8 +9,10 @@ from fastapi import FastAPI
 
 from llm_platform import health
 from llm_platform.auth.router import router as auth_router
+from llm_platform.chat.conversations_router import router as conversations_router
 from llm_platform.chat.openai_router import router as openai_router
 from llm_platform.chat.router import router as chat_router
+from llm_platform.chat.ws_router import router as ws_router
 from llm_platform.error_handlers import install_error_handlers
 from llm_platform.logging_setup import configure_logging
 from llm_platform.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
@@ -54,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_router)
     app.include_router(models_tenant_router)
     app.include_router(chat_router)
+    app.include_router(conversations_router)
+    app.include_router(ws_router)
     if not settings.redis_url:  # with Redis, workers register there themselves
         app.include_router(worker_registry_router)
     return app

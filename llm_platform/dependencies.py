@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.auth import service as auth_service
 from llm_platform.auth.principal import Principal
-from llm_platform.auth.security import API_KEY_PREFIX_MARK
 from llm_platform.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from llm_platform.settings import Settings
 from llm_platform.state import PlatformState
@@ -63,9 +62,7 @@ async def get_principal(
     credential = bearer.credentials if bearer else api_key
     if not credential:
         raise Unauthorized("Missing credentials: send `Authorization: Bearer <token or key>` or `X-API-Key`")
-    if credential.startswith(API_KEY_PREFIX_MARK):
-        return await auth_service.principal_from_api_key(session, credential)
-    return await auth_service.principal_from_access_token(session, settings, credential)
+    return await auth_service.authenticate(session, settings, credential)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -32,6 +32,8 @@ TEST_DATABASE_URL = os.environ.get(
 )
 TEST_REDIS_URL = os.environ.get("LLMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TABLES = (
+    "conversation_messages",
+    "conversations",
     "refresh_tokens",
     "api_keys",
     "tenant_limits",
@@ -104,6 +106,25 @@ def tiny_worker(
     register_model(db_engine, TINY_MODEL, str(tiny_model_dir), TINY_CONTEXT)
     env = worker_env(database_url, redis_url, tmp_path_factory.mktemp("worker"))
     worker = WorkerProcess(TINY_MODEL, env).wait_ready()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def long_worker(database_url, redis_url, db_engine, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A tiny model with a long context, and a worker that admits one sequence and queues one more."""
+    model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny-long"), max_positions=16_384)
+    register_model(db_engine, "tiny-long", str(model_dir), 16_384)
+    env = worker_env(
+        database_url,
+        redis_url,
+        tmp_path_factory.mktemp("long-worker"),
+        LLMP_ENGINE_MAX_RUNNING="1",
+        LLMP_ENGINE_FAIR_HEADROOM="0",
+        LLMP_ENGINE_MAX_QUEUED="1",
+        LLMP_ENGINE_MAX_SEQ_LEN="16384",
+    )
+    worker = WorkerProcess("tiny-long", env).wait_ready()
     yield worker
     worker.stop()
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.auth.principal import Principal
 from llm_platform.auth.security import (
+    API_KEY_PREFIX_MARK,
     InvalidToken,
     api_key_prefix,
     decode_access_token,
@@ -147,6 +148,13 @@ async def revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID) -> Non
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+
+
+async def authenticate(session: AsyncSession, settings: Settings, credential: str) -> Principal:
+    """An API key (`sk-...`) or a JWT access token, whichever the credential is."""
+    if credential.startswith(API_KEY_PREFIX_MARK):
+        return await principal_from_api_key(session, credential)
+    return await principal_from_access_token(session, settings, credential)
 
 
 async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:

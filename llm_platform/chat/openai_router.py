@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from llm_platform.auth.principal import Principal
 from llm_platform.chat import service
 from llm_platform.chat.openai_protocol import (
     AssistantMessage,
@@ -19,23 +22,25 @@ from llm_platform.chat.openai_protocol import (
     Delta,
     ModelCard,
     ModelList,
-    Usage,
+    usage_of,
 )
-from llm_platform.chat.sse import DONE, closing, sse
+from llm_platform.chat.sse import DONE, SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.dependencies import (
     CredentialTenantDep,
-    DispatcherDep,
+    InferenceDep,
     InferenceTenantDep,
     SessionDep,
+    StateDep,
 )
 from llm_platform.errors import BadRequest
 from llm_platform.middleware import current_request_id
+from llm_platform.state import PlatformState
 from models_registry import service as catalogue
-from models_registry.dispatch import Dispatcher
 from models_registry.worker.protocol import ChatMessage, GenerateRequest, WorkerEvent
 from tenants.models import Tenant
 
 router = APIRouter(tags=["openai"])
+AnswerHook = Callable[[str, str], Awaitable[None]]
 
 
 @router.get("/v1/models")
@@ -51,36 +56,36 @@ async def list_tenant_models(tenant: InferenceTenantDep, session: SessionDep) ->
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
     body: ChatCompletionRequest,
-    request: Request,
     tenant: CredentialTenantDep,
+    principal: InferenceDep,
     session: SessionDep,
-    dispatcher: DispatcherDep,
+    state: StateDep,
 ) -> ChatCompletion | StreamingResponse:
-    return await _chat_completions(body, request, tenant, session, dispatcher)
+    return await _chat_completions(body, tenant, principal, session, state)
 
 
 @router.post("/{tenant}/v1/chat/completions", response_model=None)
 async def tenant_chat_completions(
     body: ChatCompletionRequest,
-    request: Request,
     tenant: InferenceTenantDep,
+    principal: InferenceDep,
     session: SessionDep,
-    dispatcher: DispatcherDep,
+    state: StateDep,
 ) -> ChatCompletion | StreamingResponse:
-    return await _chat_completions(body, request, tenant, session, dispatcher)
+    return await _chat_completions(body, tenant, principal, session, state)
 
 
-async def _model_list(session, tenant: Tenant) -> ModelList:  # type: ignore[no-untyped-def]
+async def _model_list(session: AsyncSession, tenant: Tenant) -> ModelList:
     models = await catalogue.models_for_tenant(session, tenant.id)
     return ModelList(data=[ModelCard(id=m.name, created=int(m.created_at.timestamp())) for m in models])
 
 
 async def _chat_completions(
     body: ChatCompletionRequest,
-    request: Request,
     tenant: Tenant,
-    session,
-    dispatcher: Dispatcher,  # type: ignore[no-untyped-def]
+    principal: Principal,
+    session: AsyncSession,
+    state: PlatformState,
 ) -> ChatCompletion | StreamingResponse:
     refused = body.unsupported_fields()
     if refused:
@@ -89,12 +94,14 @@ async def _chat_completions(
             code="unsupported_parameter",
             param=refused[0],
         )
+    new_messages = [
+        ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text())
+        for m in body.messages
+    ]
+    stored, memory = await service.recall(session, tenant, principal, body.conversation_id, new_messages)
     turn = service.ChatTurn(
         model=body.model,
-        messages=[
-            ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text())
-            for m in body.messages
-        ],
+        messages=stored + new_messages,
         max_tokens=body.requested_max_tokens(),
         temperature=body.temperature,
         top_p=body.top_p,
@@ -107,31 +114,26 @@ async def _chat_completions(
         ignore_eos=body.ignore_eos,
     )
     completion_id = service.new_message_id()
-    generate = await service.prepare(session, tenant, turn, current_request_id() + ":" + completion_id)
+    generate = await service.prepare(session, tenant, turn, f"{current_request_id()}:{completion_id}")
     await session.close()  # nothing else to read: do not hold a connection for the whole generation
+    on_answer = partial(memory.remember, state.session_factory) if memory else None
     if not body.stream:
-        result = await service.complete(dispatcher, generate)
+        result = await service.complete(state.dispatcher, generate)
+        if on_answer:
+            await on_answer(result.text, generate.model)
         return ChatCompletion(
             id=completion_id,
             model=generate.model,
             choices=[
                 Choice(message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)
             ],
-            usage=Usage(
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                total_tokens=result.prompt_tokens + result.completion_tokens,
-            ),
+            usage=usage_of(result.prompt_tokens, result.completion_tokens),
         )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    events = service.stream(dispatcher, generate)
+    events = service.stream(state.dispatcher, generate)
     first = await anext(events)  # errors before the first token still get a proper status code
-    frames = _openai_frames(first, events, completion_id, generate, include_usage)
-    return StreamingResponse(
-        closing(frames),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    frames = _openai_frames(first, events, completion_id, generate, include_usage, on_answer)
+    return StreamingResponse(closing(frames), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def _openai_frames(
@@ -140,48 +142,35 @@ async def _openai_frames(
     completion_id: str,
     generate: GenerateRequest,
     include_usage: bool,
+    on_answer: AnswerHook | None,
 ) -> AsyncIterator[bytes]:
     created = int(time.time())
 
-    def chunk(delta: Delta, finish_reason: str | None = None, usage: Usage | None = None) -> bytes:
-        choices = [] if usage else [ChunkChoice(delta=delta, finish_reason=finish_reason)]  # type: ignore[arg-type]
+    def chunk(choices: list[ChunkChoice], **extra: object) -> bytes:
         return sse(
             ChatCompletionChunk(
-                id=completion_id, created=created, model=generate.model, choices=choices, usage=usage
+                id=completion_id, created=created, model=generate.model, choices=choices, **extra
             )
-        )
+        )  # type: ignore[arg-type]
 
     try:
-        yield chunk(Delta(role="assistant", content=""))
-        event = first
+        yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
+        event, parts = first, []
         while True:
             if event.text:
-                yield chunk(Delta(content=event.text))
+                parts.append(event.text)
+                yield chunk([ChunkChoice(delta=Delta(content=event.text))])
             if event.finished:
                 break
             event = await anext(events)
         if event.finish_reason == "error":
-            yield sse(
-                {
-                    "error": {
-                        "message": event.error,
-                        "type": "server_error",
-                        "code": "model_error",
-                        "param": None,
-                    }
-                }
-            )
+            yield sse(STREAM_ERROR)
             return
-        yield chunk(Delta(), finish_reason=event.finish_reason or "stop")
+        if on_answer:
+            await on_answer("".join(parts), generate.model)
+        yield chunk([ChunkChoice(delta=Delta(), finish_reason=event.finish_reason or "stop")])  # type: ignore[arg-type]
         if include_usage:
-            yield chunk(
-                Delta(),
-                usage=Usage(
-                    prompt_tokens=event.prompt_tokens,
-                    completion_tokens=event.completion_tokens,
-                    total_tokens=event.prompt_tokens + event.completion_tokens,
-                ),
-            )
+            yield chunk([], usage=usage_of(event.prompt_tokens, event.completion_tokens))
         yield DONE
     finally:
         await events.aclose()  # type: ignore[attr-defined]

@@ -2,100 +2,77 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from llm_platform.chat import service
-from llm_platform.chat.openai_protocol import Usage
+from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatChunk, ChatDone, ChatIn, ChatOut, HistoryMessage
-from llm_platform.chat.sse import closing, sse
-from llm_platform.dependencies import DispatcherDep, InferenceTenantDep, SessionDep, SettingsDep
+from llm_platform.chat.sse import SSE_HEADERS, STREAM_ERROR, closing, sse
+from llm_platform.dependencies import InferenceDep, InferenceTenantDep, SessionDep, StateDep
 from llm_platform.middleware import current_request_id
-from models_registry.worker.protocol import ChatMessage, WorkerEvent
+from models_registry.worker.protocol import WorkerEvent
 
 router = APIRouter(tags=["chat"])
 
 
 @router.post("/{tenant}/chat", response_model=None)
 async def chat(
-    body: ChatIn,
-    tenant: InferenceTenantDep,
-    session: SessionDep,
-    dispatcher: DispatcherDep,
-    settings: SettingsDep,
+    body: ChatIn, tenant: InferenceTenantDep, principal: InferenceDep, session: SessionDep, state: StateDep
 ) -> ChatOut | StreamingResponse:
-    messages = [ChatMessage(role="system", content=body.system)] if body.system else []
-    messages += [ChatMessage(role=m.role, content=m.content) for m in body.history]
-    messages.append(ChatMessage(role="user", content=body.prompt))
-    turn = service.ChatTurn(
-        model=body.model or settings.default_chat_model,
-        messages=messages,
-        max_tokens=body.max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
+    prepared = await service.prepare_simple(
+        session, tenant, principal, body, state.settings.default_chat_model, current_request_id()
     )
-    message_id = service.new_message_id()
-    generate = await service.prepare(session, tenant, turn, current_request_id() + ":" + message_id)
     await session.close()
+    generate, memory = prepared.generate, prepared.memory
+    on_answer = partial(memory.remember, state.session_factory) if memory else None
     if not body.stream:
-        result = await service.complete(dispatcher, generate)
-        history = [
-            *body.history,
-            HistoryMessage(role="user", content=body.prompt),
-            HistoryMessage(role="assistant", content=result.text),
-        ]
+        result = await service.complete(state.dispatcher, generate)
+        if on_answer:
+            await on_answer(result.text, generate.model)
+        turn = [*prepared.history, prepared.prompt]
         return ChatOut(
             response=result.text,
-            history=history,
+            history=[HistoryMessage(role=m.role, content=m.content) for m in turn]  # type: ignore[arg-type]
+            + [HistoryMessage(role="assistant", content=result.text)],
             model=generate.model,
-            message_id=message_id,
+            message_id=prepared.message_id,
             latency_ms=result.latency_ms,
             finish_reason=result.finish_reason,
-            usage=Usage(
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                total_tokens=result.prompt_tokens + result.completion_tokens,
-            ),
+            usage=usage_of(result.prompt_tokens, result.completion_tokens),
+            conversation_id=str(memory.conversation_id) if memory else None,
         )
-    events = service.stream(dispatcher, generate)
+    events = service.stream(state.dispatcher, generate)
     first = await anext(events)
-    return StreamingResponse(
-        closing(_frames(first, events, message_id, generate.model)),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache"},
-    )
+    frames = _frames(first, events, prepared.message_id, generate.model, on_answer)
+    return StreamingResponse(closing(frames), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def _frames(
-    first: WorkerEvent, events: AsyncIterator[WorkerEvent], message_id: str, model: str
+    first: WorkerEvent,
+    events: AsyncIterator[WorkerEvent],
+    message_id: str,
+    model: str,
+    on_answer: Callable[[str, str], Awaitable[None]] | None,
 ) -> AsyncIterator[bytes]:
     try:
-        event = first
+        event, parts = first, []
         while True:
             if event.text:
+                parts.append(event.text)
                 yield sse(ChatChunk(text=event.text, message_id=message_id))
             if event.finished:
                 break
             event = await anext(events)
         if event.finish_reason == "error":
-            yield sse(
-                {
-                    "error": {
-                        "message": event.error,
-                        "type": "server_error",
-                        "code": "model_error",
-                        "param": None,
-                    }
-                }
-            )
+            yield sse(STREAM_ERROR)
             return
-        usage = Usage(
-            prompt_tokens=event.prompt_tokens,
-            completion_tokens=event.completion_tokens,
-            total_tokens=event.prompt_tokens + event.completion_tokens,
-        )
+        if on_answer:
+            await on_answer("".join(parts), model)
+        usage = usage_of(event.prompt_tokens, event.completion_tokens)
         yield sse(
             ChatDone(
                 message_id=message_id, finish_reason=event.finish_reason or "stop", usage=usage, model=model

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from llm_platform.chat.openai_protocol import Usage
 
@@ -23,6 +25,10 @@ class ChatIn(BaseModel):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     stream: bool = False
+    ignore_eos: bool = False
+    conversation_id: str | None = Field(
+        default=None, description="Keep the history server-side: its stored messages replace `history`"
+    )
 
 
 class ChatOut(BaseModel):
@@ -33,6 +39,7 @@ class ChatOut(BaseModel):
     message_id: str
     latency_ms: int
     finish_reason: str
+    conversation_id: str | None = None
 
 
 class ChatChunk(BaseModel):
@@ -46,3 +53,29 @@ class ChatDone(BaseModel):
     finish_reason: str
     usage: Usage
     model: str
+
+
+class ConversationCreate(BaseModel):
+    title: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+class ConversationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class StoredMessage(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    role: str
+    content: str
+    model: str | None
+    created_at: datetime
+
+
+class ConversationDetail(ConversationOut):
+    messages: list[StoredMessage]

@@ -10,8 +10,11 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from llm_platform.auth.principal import Principal
+from llm_platform.chat import conversations
+from llm_platform.chat.schemas import ChatIn
 from llm_platform.errors import BadRequest, ServiceUnavailable
 from models_registry import service as catalogue
 from models_registry.dispatch import Dispatcher, WorkerFailed
@@ -125,6 +128,70 @@ async def complete(dispatcher: Dispatcher, request: GenerateRequest) -> Completi
                 latency_ms=round((time.perf_counter() - started) * 1000),
             )
     raise ServiceUnavailable("The model ended the answer early; please retry", code="model_error")
+
+
+@dataclass
+class Memory:
+    """Where a turn is remembered: a conversation, and what the caller said in this turn."""
+
+    conversation_id: uuid.UUID
+    new_messages: list[ChatMessage]
+
+    async def remember(
+        self, session_factory: async_sessionmaker[AsyncSession], answer: str, model: str
+    ) -> None:
+        """Stores the turn once its answer is complete (in a session of its own: streams outlive requests)."""
+        async with session_factory() as session:
+            await conversations.append_turn(session, self.conversation_id, self.new_messages, answer, model)
+
+
+async def recall(
+    session: AsyncSession,
+    tenant: Tenant,
+    principal: Principal,
+    conversation_id: str | None,
+    new_messages: list[ChatMessage],
+) -> tuple[list[ChatMessage], Memory | None]:
+    """The stored history to put before this turn's messages, and where to remember the turn."""
+    if conversation_id is None:
+        return [], None
+    conversation = await conversations.get_conversation(session, tenant.id, principal, conversation_id)
+    return await conversations.history(session, conversation), Memory(conversation.id, new_messages)
+
+
+@dataclass
+class SimpleChat:
+    generate: GenerateRequest
+    message_id: str
+    history: list[ChatMessage]  # what came before this turn's prompt
+    prompt: ChatMessage
+    memory: Memory | None
+
+
+async def prepare_simple(
+    session: AsyncSession,
+    tenant: Tenant,
+    principal: Principal,
+    body: ChatIn,
+    default_model: str,
+    request_id: str,
+) -> SimpleChat:
+    """The simple chat form (prompt + history or a stored conversation) turned into a generation."""
+    prompt = ChatMessage(role="user", content=body.prompt)
+    stored, memory = await recall(session, tenant, principal, body.conversation_id, [prompt])
+    history = stored if memory else [ChatMessage(role=m.role, content=m.content) for m in body.history]
+    system = [ChatMessage(role="system", content=body.system)] if body.system else []
+    turn = ChatTurn(
+        model=body.model or default_model,
+        messages=[*system, *history, prompt],
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        ignore_eos=body.ignore_eos,
+    )
+    message_id = new_message_id()
+    generate = await prepare(session, tenant, turn, f"{request_id}:{message_id}")
+    return SimpleChat(generate, message_id, history, prompt, memory)
 
 
 def new_message_id() -> str:

@@ -7,13 +7,16 @@ from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
 
+from llm_platform.errors import error_body
+
 DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# A stream that already sent 200 can only report a failure in band, in the error shape.
+STREAM_ERROR = error_body("The model failed while generating; please retry", "server_error", "model_error")
 
 
 def sse(payload: BaseModel | dict) -> bytes:
-    body = (
-        payload.model_dump_json(exclude_none=False) if isinstance(payload, BaseModel) else json.dumps(payload)
-    )
+    body = payload.model_dump_json() if isinstance(payload, BaseModel) else json.dumps(payload)
     return b"data: " + body.encode() + b"\n\n"
 
 

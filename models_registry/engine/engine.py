@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Engine", "EngineConfig", "GenerationEvent", "GenerationRequest", "QueueFull"]
 
+IDLE_PREFILL_FACTOR = 4  # prefill budget multiplier while no sequence is decoding
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -38,7 +40,7 @@ class EngineConfig:
     max_queued: int = 256  # waiting requests beyond which submit() raises QueueFull
     max_seq_len: int = 4096  # prompt + completion, capped by the model's own context
     max_batch_tokens: int = 131072  # sum of prompt + max_tokens over admitted sequences (bounds KV memory)
-    prefill_chunk_tokens: int = 256  # prompt tokens prefilled per step
+    prefill_chunk_tokens: int = 256  # prompt tokens prefilled per step (bounds how long a step stalls)
 
 
 @dataclass(frozen=True)
@@ -214,36 +216,101 @@ class Engine:
             self._finish_row(row, "cancelled")
 
     def _prefill_step(self) -> None:
-        budget = self.config.prefill_chunk_tokens
-        while budget > 0 and self._prefilling:
-            sequence = self._prefilling[0]
-            prompt = sequence.request.prompt_ids
-            start = sequence.prefilled
-            chunk = prompt[start : start + budget]
-            if sequence.prefill_cache is None:
-                sequence.prefill_cache = DynamicCache(config=self.model.config)
-            output = self.model(
-                input_ids=torch.tensor([chunk], device=self.device),
-                position_ids=torch.arange(start, start + len(chunk), device=self.device).unsqueeze(0),
-                past_key_values=sequence.prefill_cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            sequence.prefilled += len(chunk)
-            budget -= len(chunk)
-            if sequence.prefilled < len(prompt):
-                return  # the budget is spent; this prompt continues next step
-            self._prefilling.popleft()
+        """Spends this step's prompt-token budget, the least-served tenants' prompts first.
+
+        Prompts that fit the remaining budget whole are prefilled together in left-padded forwards, one
+        per level of service (so a newcomer's first token does not wait for a flooding tenant's
+        prompts); a longer prompt continues in chunks of its own. The budget exists so prefill does not
+        stall the running batch for long: with nothing running there is nothing to stall, and the
+        budget is larger.
+        """
+        budget = self.config.prefill_chunk_tokens * (1 if self._rows else IDLE_PREFILL_FACTOR)
+        running_by_tenant = Counter(s.request.tenant for s in self._rows)
+        order = sorted(
+            self._prefilling, key=lambda s: running_by_tenant[s.request.tenant]
+        )  # stable: FIFO ties
+        groups: dict[int, list[_Sequence]] = {}
+        for sequence in order:
+            remaining = len(sequence.request.prompt_ids) - sequence.prefilled
+            if sequence.prefill_cache is None and remaining <= budget:
+                groups.setdefault(running_by_tenant[sequence.request.tenant], []).append(sequence)
+                budget -= remaining
+        for level in sorted(groups):
+            self._prefill_together(groups[level])
+        for sequence in order:
+            if budget <= 0:
+                break
+            if sequence in self._prefilling:  # not among the whole prompts above: a long one, in chunks
+                budget -= self._prefill_chunk(sequence, budget)
+
+    def _prefill_together(self, sequences: list[_Sequence]) -> None:
+        lengths = [len(s.request.prompt_ids) for s in sequences]
+        width = max(lengths)
+        input_ids = torch.zeros(len(sequences), width, dtype=torch.long)
+        attention_mask = torch.zeros(len(sequences), width, dtype=torch.long)
+        position_ids = torch.zeros(len(sequences), width, dtype=torch.long)
+        for row, (sequence, length) in enumerate(zip(sequences, lengths, strict=True)):
+            input_ids[row, width - length :] = torch.tensor(sequence.request.prompt_ids)
+            attention_mask[row, width - length :] = 1
+            position_ids[row, width - length :] = torch.arange(length)
+        cache = DynamicCache(config=self.model.config)
+        output = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention_mask.to(self.device),
+            position_ids=position_ids.to(self.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        first_tokens = sample_next_tokens(
+            output.logits[:, -1, :], [s.row_state for s in sequences], self._generator
+        )
+        for row, (sequence, length) in enumerate(zip(sequences, lengths, strict=True)):
+            self._prefilling.remove(sequence)
+            sequence.prefilled = length
+            states = [
+                (
+                    layer.keys[row : row + 1, :, width - length :],
+                    layer.values[row : row + 1, :, width - length :],
+                )
+                for layer in cache.layers
+            ]
+            self._start_decoding(sequence, first_tokens[row], states)
+
+    def _prefill_chunk(self, sequence: _Sequence, budget: int) -> int:
+        """Prefills the next chunk of one long prompt; returns the tokens spent."""
+        prompt = sequence.request.prompt_ids
+        start = sequence.prefilled
+        chunk = prompt[start : start + budget]
+        if sequence.prefill_cache is None:
+            sequence.prefill_cache = DynamicCache(config=self.model.config)
+        output = self.model(
+            input_ids=torch.tensor([chunk], device=self.device),
+            position_ids=torch.arange(start, start + len(chunk), device=self.device).unsqueeze(0),
+            past_key_values=sequence.prefill_cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        sequence.prefilled += len(chunk)
+        if sequence.prefilled == len(prompt):
+            self._prefilling.remove(sequence)
             first_token = sample_next_tokens(output.logits[:, -1, :], [sequence.row_state], self._generator)[
                 0
             ]
-            if self._accept(sequence, first_token):
-                self._finish(sequence, sequence.finish_reason or "stop")
-                continue
-            layers = sequence.prefill_cache.layers
-            self._cache.add_sequence([(layer.keys, layer.values) for layer in layers])
+            states = [(layer.keys, layer.values) for layer in sequence.prefill_cache.layers]
             sequence.prefill_cache = None
-            self._rows.append(sequence)
+            self._start_decoding(sequence, first_token, states)
+        return len(chunk)
+
+    def _start_decoding(
+        self, sequence: _Sequence, first_token: int, states: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> None:
+        """Streams the first token; unless that already ends it, the sequence joins the running batch."""
+        if self._accept(sequence, first_token):
+            self._finish(sequence, sequence.finish_reason or "stop")
+            return
+        self._cache.add_sequence(states)
+        self._rows.append(sequence)
 
     def _decode_step(self) -> None:
         attention_mask, position_ids = self._cache.prepare_step()

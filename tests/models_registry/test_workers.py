@@ -8,7 +8,6 @@ import httpx
 import pytest
 
 from tests.conftest import TINY_MODEL, assert_error, bearer, register_model
-from tests.tiny_model import build_tiny_model
 from tests.workers import TTL_S, WORKER_SECRET, WorkerProcess, wait_registered, worker_env
 
 QUESTION = [{"role": "user", "content": "Tell me a long story."}]
@@ -33,25 +32,6 @@ def test_worker_api_needs_the_shared_secret(tiny_worker):
 
 
 LONG = 12_000  # tokens: several seconds even for the tiny model, so "still running" is certain
-
-
-@pytest.fixture(scope="module")
-def long_worker(database_url, redis_url, db_engine, tmp_path_factory):  # type: ignore[no-untyped-def]
-    """A tiny model with a long context, and a worker that admits one sequence and queues one more."""
-    model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny-long"), max_positions=16_384)
-    register_model(db_engine, "tiny-long", str(model_dir), 16_384)
-    env = worker_env(
-        database_url,
-        redis_url,
-        tmp_path_factory.mktemp("long-worker"),
-        LLMP_ENGINE_MAX_RUNNING="1",
-        LLMP_ENGINE_FAIR_HEADROOM="0",
-        LLMP_ENGINE_MAX_QUEUED="1",
-        LLMP_ENGINE_MAX_SEQ_LEN="16384",
-    )
-    worker = WorkerProcess("tiny-long", env).wait_ready()
-    yield worker
-    worker.stop()
 
 
 def _wait_idle(worker: WorkerProcess, timeout_s: float = 5.0) -> dict:

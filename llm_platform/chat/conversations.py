@@ -1,0 +1,116 @@
+"""Conversations: history kept server-side, visible only to the principal that made it."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_platform.auth.principal import Principal
+from llm_platform.chat.models import Conversation, ConversationMessage
+from llm_platform.db import utcnow
+from llm_platform.errors import NotFound
+from models_registry.worker.protocol import ChatMessage
+
+
+def _owned_by(tenant_id: uuid.UUID, principal: Principal):  # type: ignore[no-untyped-def]
+    return (
+        Conversation.tenant_id == tenant_id,
+        Conversation.owner_kind == principal.kind,
+        Conversation.owner_id == principal.id,
+    )
+
+
+async def create_conversation(
+    session: AsyncSession, tenant_id: uuid.UUID, principal: Principal, title: str | None = None
+) -> Conversation:
+    conversation = Conversation(
+        tenant_id=tenant_id,
+        owner_kind=principal.kind,
+        owner_id=principal.id,
+        title=(title or "New conversation")[:200],
+    )
+    session.add(conversation)
+    await session.commit()
+    return conversation
+
+
+async def get_conversation(
+    session: AsyncSession, tenant_id: uuid.UUID, principal: Principal, conversation_id: str | uuid.UUID
+) -> Conversation:
+    """The caller's own conversation; anyone else's (or a malformed id) is simply not found."""
+    try:
+        wanted = uuid.UUID(str(conversation_id))
+    except ValueError:
+        wanted = None
+    conversation = None
+    if wanted is not None:
+        conversation = await session.scalar(
+            select(Conversation).where(Conversation.id == wanted, *_owned_by(tenant_id, principal))
+        )
+    if conversation is None:
+        raise NotFound("Conversation not found", code="conversation_not_found", param="conversation_id")
+    return conversation
+
+
+async def list_conversations(
+    session: AsyncSession, tenant_id: uuid.UUID, principal: Principal, limit: int = 50
+) -> list[Conversation]:
+    query = (
+        select(Conversation)
+        .where(*_owned_by(tenant_id, principal))
+        .order_by(Conversation.updated_at.desc())
+        .limit(limit)
+    )
+    return list(await session.scalars(query))
+
+
+async def messages(session: AsyncSession, conversation: Conversation) -> list[ConversationMessage]:
+    query = (
+        select(ConversationMessage)
+        .where(ConversationMessage.conversation_id == conversation.id)
+        .order_by(ConversationMessage.position)
+    )
+    return list(await session.scalars(query))
+
+
+async def history(session: AsyncSession, conversation: Conversation) -> list[ChatMessage]:
+    return [ChatMessage(role=m.role, content=m.content) for m in await messages(session, conversation)]  # type: ignore[arg-type]
+
+
+async def append_turn(
+    session: AsyncSession,
+    conversation_id: uuid.UUID,
+    new_messages: list[ChatMessage],
+    answer: str,
+    model: str,
+) -> None:
+    """Stores what the caller said this turn and the model's answer, after the answer completed."""
+    conversation = await session.get(Conversation, conversation_id, with_for_update=True)
+    if conversation is None:  # deleted while the answer was being generated
+        return
+    position = await session.scalar(
+        select(func.coalesce(func.max(ConversationMessage.position), -1)).where(
+            ConversationMessage.conversation_id == conversation_id
+        )
+    )
+    for message in [*new_messages, ChatMessage(role="assistant", content=answer)]:
+        position += 1
+        session.add(
+            ConversationMessage(
+                conversation_id=conversation_id,
+                position=position,
+                role=message.role,
+                content=message.content,
+                model=model if message.role == "assistant" else None,
+            )
+        )
+    if conversation.title == "New conversation":
+        first_user = next((m.content for m in new_messages if m.role == "user"), None)
+        if first_user:
+            conversation.title = (
+                first_user.strip().splitlines()[0][:200] if first_user.strip() else conversation.title
+            )
+    conversation.updated_at = utcnow()
+    await session.commit()

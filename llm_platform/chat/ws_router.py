@@ -1,0 +1,199 @@
+"""`WS /{tenant}/ws/chat`: chat for browser clients, streaming text frames over one socket.
+
+Protocol (JSON text frames):
+- authenticate with `?token=...` in the URL, or send `{"type": "auth", "token": "..."}` first;
+- send `{"type": "chat", "prompt": ..., "history"?, "system"?, "model"?, "max_tokens"?, "temperature"?,
+  "top_p"?, "conversation_id"?}`; receive `{"type": "chunk", "text", "message_id"}` frames, then
+  `{"type": "done", "message_id", "finish_reason", "usage", "model"}`;
+- send `{"type": "cancel"}` to stop the answer being generated;
+- a bad message gets `{"type": "error", "error": {...}}` (the shared error shape) and the socket stays open.
+Close codes: 4401 no or bad credentials, 4403 not allowed (suspended tenant, key without the inference
+scope), 4404 unknown tenant (or another tenant's), 4408 no credentials within 10 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from llm_platform.auth.principal import Principal
+from llm_platform.auth.service import authenticate
+from llm_platform.chat import service
+from llm_platform.chat.openai_protocol import usage_of
+from llm_platform.chat.schemas import ChatIn
+from llm_platform.errors import Forbidden, PlatformError, Unauthorized, error_body
+from llm_platform.state import PlatformState
+from models_registry.dispatch import WorkerFailed
+from tenants import service as tenant_service
+from tenants.models import ApiKeyScope, Tenant
+
+router = APIRouter()
+logger = logging.getLogger(__name__)
+
+AUTH_TIMEOUT_S = 10.0
+CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_AUTH_TIMEOUT = 4401, 4403, 4404, 4408
+
+
+class _Closed(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+@router.websocket("/{tenant}/ws/chat")
+async def ws_chat(websocket: WebSocket, tenant: str) -> None:
+    state: PlatformState = websocket.app.state.platform
+    await websocket.accept()
+    try:
+        principal, tenant_row = await _authenticate(websocket, state, tenant)
+        await websocket.send_json({"type": "ready", "tenant": tenant_row.slug, "principal": principal.kind})
+        while True:
+            message = await _receive(websocket)
+            if message is None:
+                continue
+            if message.get("type") != "chat":
+                await _send_error(
+                    websocket, f"Unknown message type {message.get('type')!r}", "invalid_request", "type"
+                )
+                continue
+            await _one_turn(websocket, state, tenant_row, principal, message)
+    except _Closed as closed:
+        await websocket.close(code=closed.code, reason=closed.reason)
+    except WebSocketDisconnect:
+        pass
+
+
+async def _authenticate(
+    websocket: WebSocket, state: PlatformState, tenant_slug: str
+) -> tuple[Principal, Tenant]:
+    credential = websocket.query_params.get("token")
+    if not credential:
+        try:
+            first = json.loads(await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S))
+        except TimeoutError as exc:
+            raise _Closed(CLOSE_AUTH_TIMEOUT, "no credentials") from exc
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first") from exc
+        credential = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
+        if not isinstance(credential, str) or not credential:
+            raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first")
+    async with state.session_factory() as session:
+        try:
+            principal = await authenticate(session, state.settings, credential)
+        except Unauthorized as exc:
+            raise _Closed(CLOSE_UNAUTHORIZED, exc.message) from exc
+        except Forbidden as exc:
+            raise _Closed(CLOSE_FORBIDDEN, exc.message) from exc
+        if not principal.is_platform_admin and principal.tenant_slug != tenant_slug:
+            raise _Closed(CLOSE_NOT_FOUND, "not found")
+        tenant = await tenant_service.find_tenant(session, tenant_slug)
+        if tenant is None:
+            raise _Closed(CLOSE_NOT_FOUND, "not found")
+        if principal.kind == "api_key" and ApiKeyScope.inference.value not in principal.scopes:
+            raise _Closed(CLOSE_FORBIDDEN, "this API key lacks the inference scope")
+    return principal, tenant
+
+
+async def _receive(websocket: WebSocket) -> dict | None:
+    """The next JSON object from the client; a malformed frame is answered and skipped."""
+    raw = await websocket.receive_text()
+    try:
+        message = json.loads(raw)
+    except json.JSONDecodeError:
+        await _send_error(websocket, "Frames must be JSON objects", "invalid_request")
+        return None
+    if not isinstance(message, dict):
+        await _send_error(websocket, "Frames must be JSON objects", "invalid_request")
+        return None
+    return message
+
+
+async def _one_turn(
+    websocket: WebSocket, state: PlatformState, tenant: Tenant, principal: Principal, message: dict
+) -> None:
+    """Streams one answer while listening for `cancel` (or the client leaving)."""
+    try:
+        body = ChatIn.model_validate({k: v for k, v in message.items() if k != "type"} | {"stream": True})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"])
+        await _send_error(websocket, f"Invalid value for '{param}': {first['msg']}", "invalid_request", param)
+        return
+    turn = asyncio.create_task(_stream_answer(websocket, state, tenant, principal, body))
+    while not turn.done():
+        listener = asyncio.create_task(websocket.receive_text())
+        done, _ = await asyncio.wait({turn, listener}, return_when=asyncio.FIRST_COMPLETED)
+        if listener in done:
+            try:
+                frame = json.loads(listener.result())
+            except WebSocketDisconnect:
+                turn.cancel()
+                raise
+            except json.JSONDecodeError:
+                frame = None
+            if isinstance(frame, dict) and frame.get("type") == "cancel":
+                turn.cancel()
+            else:
+                await _send_error(websocket, "One answer at a time: wait for `done` or send a cancel", "busy")
+        else:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await listener
+    with contextlib.suppress(asyncio.CancelledError):
+        await turn
+    if turn.cancelled():
+        await websocket.send_json({"type": "done", "finish_reason": "cancelled"})
+
+
+async def _stream_answer(
+    websocket: WebSocket, state: PlatformState, tenant: Tenant, principal: Principal, body: ChatIn
+) -> None:
+    try:
+        async with state.session_factory() as session:
+            prepared = await service.prepare_simple(
+                session, tenant, principal, body, state.settings.default_chat_model, uuid.uuid4().hex
+            )
+        parts: list[str] = []
+        events = service.stream(state.dispatcher, prepared.generate)
+        try:
+            async for event in events:
+                if event.text:
+                    parts.append(event.text)
+                    await websocket.send_json(
+                        {"type": "chunk", "text": event.text, "message_id": prepared.message_id}
+                    )
+                if event.finished:
+                    if event.finish_reason == "error":
+                        raise WorkerFailed(event.error or "model error")
+                    if prepared.memory:
+                        await prepared.memory.remember(
+                            state.session_factory, "".join(parts), prepared.generate.model
+                        )
+                    await websocket.send_json(
+                        {
+                            "type": "done",
+                            "message_id": prepared.message_id,
+                            "finish_reason": event.finish_reason,
+                            "usage": usage_of(event.prompt_tokens, event.completion_tokens).model_dump(),
+                            "model": prepared.generate.model,
+                        }
+                    )
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+    except PlatformError as exc:
+        await _send_error(websocket, exc.message, exc.code, exc.param)
+    except WorkerFailed:
+        await _send_error(websocket, "The model failed while generating; please retry", "model_error")
+
+
+async def _send_error(websocket: WebSocket, message: str, code: str, param: str | None = None) -> None:
+    body = error_body(
+        message, "invalid_request_error" if code != "model_error" else "server_error", code, param
+    )
+    await websocket.send_json({"type": "error", **body})

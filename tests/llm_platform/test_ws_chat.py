@@ -1,0 +1,119 @@
+"""WebSocket chat: authentication, streamed frames, cancel, and clear close codes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from tests.conftest import TINY_MODEL
+from tests.workers import wait_registered
+
+
+@pytest.fixture
+def key(tiny_worker, platform, tenant_a, redis_url) -> str:  # type: ignore[no-untyped-def]
+    wait_registered(redis_url, TINY_MODEL)
+    return platform.create_key(tenant_a)["key"]
+
+
+def _collect(ws) -> tuple[list[dict], dict]:  # type: ignore[no-untyped-def]
+    chunks = []
+    while True:
+        frame = ws.receive_json()
+        if frame["type"] == "done":
+            return chunks, frame
+        assert frame["type"] == "chunk", frame
+        chunks.append(frame)
+
+
+def test_chat_over_a_websocket_matches_the_http_answer(platform, tenant_a, key):
+    body = {
+        "prompt": "What is the capital of France?",
+        "model": TINY_MODEL,
+        "max_tokens": 12,
+        "temperature": 0,
+    }
+    http = platform.client.post(
+        f"/{tenant_a.slug}/chat", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
+    with platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat?token={key}") as ws:
+        assert ws.receive_json() == {"type": "ready", "tenant": tenant_a.slug, "principal": "api_key"}
+        for _ in range(2):  # several turns on one socket
+            ws.send_json({"type": "chat", **body})
+            chunks, done = _collect(ws)
+            assert "".join(c["text"] for c in chunks) == http.json()["response"]
+            assert done["usage"] == http.json()["usage"] and done["finish_reason"] in ("stop", "length")
+
+
+def test_token_in_the_first_message_and_bad_frames(platform, tenant_a, key):
+    with platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat") as ws:
+        ws.send_json({"type": "auth", "token": key})
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_text("not json")
+        assert ws.receive_json()["error"]["code"] == "invalid_request"
+        ws.send_json({"type": "chat", "prompt": "", "model": TINY_MODEL})
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["error"]["param"] == "prompt"
+        ws.send_json({"type": "chat", "prompt": "hi", "model": "no-such-model"})
+        assert ws.receive_json()["error"]["code"] == "model_not_found"
+
+
+def test_cancel_stops_the_answer_and_frees_the_slot(platform, tenant_a, key, long_worker, redis_url):
+    wait_registered(redis_url, "tiny-long")
+    with platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat?token={key}") as ws:
+        ws.receive_json()
+        ws.send_json(
+            {
+                "type": "chat",
+                "prompt": "Go on forever",
+                "model": "tiny-long",
+                "max_tokens": 12_000,
+                "ignore_eos": True,
+            }
+        )
+        assert ws.receive_json()["type"] == "chunk"
+        assert long_worker.health()["running"] == 1
+        ws.send_json({"type": "cancel"})
+        frame = ws.receive_json()
+        while frame["type"] == "chunk":
+            frame = ws.receive_json()
+        assert frame == {"type": "done", "finish_reason": "cancelled"}
+    deadline = time.monotonic() + 5
+    while long_worker.health()["running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert long_worker.health()["running"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "token", "code"),
+    [
+        ("/{own}/ws/chat", "sk-bogus_key", 4401),
+        ("/{other}/ws/chat", "{key}", 4404),
+        ("/no-such-tenant/ws/chat", "{key}", 4404),
+    ],
+)
+def test_close_codes_say_what_is_wrong(platform, tenant_a, tenant_b, key, path, token, code):
+    url = path.format(own=tenant_a.slug, other=tenant_b.slug) + "?token=" + token.format(key=key)
+    with pytest.raises(WebSocketDisconnect) as closed, platform.client.websocket_connect(url) as ws:
+        ws.receive_json()
+    assert closed.value.code == code
+
+
+def test_suspended_tenant_and_missing_scope_close_with_4403(platform, tenant_a, key):
+    admin_only = platform.create_key(tenant_a, scopes=["admin"])["key"]
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat?token={admin_only}") as ws,
+    ):
+        ws.receive_json()
+    assert closed.value.code == 4403
+    platform.client.patch(
+        f"/admin/tenants/{tenant_a.slug}", json={"status": "suspended"}, headers=platform.admin_headers
+    )
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat?token={key}") as ws,
+    ):
+        ws.receive_json()
+    assert closed.value.code == 4403
