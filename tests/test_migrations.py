@@ -20,6 +20,8 @@ EXPECTED_TABLES = {
     "refresh_tokens",
     "tenant_limits",
     "models",
+    "conversations",
+    "conversation_messages",
     "alembic_version",
 }
 
