@@ -221,10 +221,11 @@ class Engine:
         Prompts that fit the remaining budget whole are prefilled together in left-padded forwards, one
         per level of service (so a newcomer's first token does not wait for a flooding tenant's
         prompts); a longer prompt continues in chunks of its own. The budget exists so prefill does not
-        stall the running batch for long: with nothing running there is nothing to stall, and the
-        budget is larger.
+        stall the running batch for long; a stall costs less the emptier the batch is, so the budget
+        grows as the batch empties (up to IDLE_PREFILL_FACTOR times with nothing decoding).
         """
-        budget = self.config.prefill_chunk_tokens * (1 if self._rows else IDLE_PREFILL_FACTOR)
+        free_fraction = max(0.0, 1.0 - len(self._rows) / self.config.max_running)
+        budget = round(self.config.prefill_chunk_tokens * (1 + (IDLE_PREFILL_FACTOR - 1) * free_fraction))
         running_by_tenant = Counter(s.request.tenant for s in self._rows)
         order = sorted(
             self._prefilling, key=lambda s: running_by_tenant[s.request.tenant]
@@ -266,7 +267,6 @@ class Engine:
             output.logits[:, -1, :], [s.row_state for s in sequences], self._generator
         )
         for row, (sequence, length) in enumerate(zip(sequences, lengths, strict=True)):
-            self._prefilling.remove(sequence)
             sequence.prefilled = length
             states = [
                 (
@@ -276,6 +276,9 @@ class Engine:
                 for layer in cache.layers
             ]
             self._start_decoding(sequence, first_tokens[row], states)
+            # Only once it is decoding (or done): if anything above fails, the sequence is still
+            # in _prefilling, where the failure handler finds it and tells its client.
+            self._prefilling.remove(sequence)
 
     def _prefill_chunk(self, sequence: _Sequence, budget: int) -> int:
         """Prefills the next chunk of one long prompt; returns the tokens spent."""
@@ -293,13 +296,12 @@ class Engine:
         )
         sequence.prefilled += len(chunk)
         if sequence.prefilled == len(prompt):
-            self._prefilling.remove(sequence)
-            first_token = sample_next_tokens(output.logits[:, -1, :], [sequence.row_state], self._generator)[
-                0
-            ]
+            logits = output.logits[:, -1, :]
+            first_token = sample_next_tokens(logits, [sequence.row_state], self._generator)[0]
             states = [(layer.keys, layer.values) for layer in sequence.prefill_cache.layers]
             sequence.prefill_cache = None
             self._start_decoding(sequence, first_token, states)
+            self._prefilling.remove(sequence)
         return len(chunk)
 
     def _start_decoding(

@@ -92,7 +92,7 @@ class BatchKVCache(Cache):
             self.start = self.end = 0
         self._ensure_rows(self.rows + 1)
         if self.end < length:  # not enough columns left of `end`: move everyone right
-            self._shift_right(length - self.end)
+            self._make_room_before_end(length)
         first_column = self.end - length
         row = self.rows
         for layer, (keys, values) in enumerate(layer_states):
@@ -174,9 +174,14 @@ class BatchKVCache(Cache):
         self._values = [self._grow(t, 2, grown) for t in self._values]
         self._mask = self._grow(self._mask, 1, grown)
 
-    def _shift_right(self, offset: int) -> None:
-        self._ensure_columns(offset + 1)
-        self._move_window(offset)
+    def _make_room_before_end(self, length: int) -> None:
+        """Moves the window right until `length` columns fit before `end` (compacting it first)."""
+        if self.start > 0:
+            self._move_window(-self.start)
+        offset = length - self.end
+        if offset > 0:
+            self._ensure_columns(offset + 1)  # the window starts at 0 now: this only grows
+            self._move_window(offset)
 
     def _move_window(self, offset: int) -> None:
         """Moves every row's columns by `offset` (positive: right)."""

@@ -1,0 +1,97 @@
+"""The batch KV cache keeps every row's keys in order through joins, leaves, compaction and growth."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from models_registry.engine.kv_cache import BatchKVCache
+
+HEADS, DIM, LAYERS = 2, 3, 2
+
+
+def _states(values: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, keys = value and values = -value (so both are checked), shape (1, heads, len, dim)."""
+    column = torch.tensor(values).view(1, 1, -1, 1).expand(1, HEADS, -1, DIM)
+    return [(column + layer, -(column + layer)) for layer in range(LAYERS)]
+
+
+def _row_contents(cache: BatchKVCache, row: int, layer: int) -> list[float]:
+    mask = cache._mask[row, cache.start : cache.end]
+    keys = cache._keys[layer][row, 0, cache.start : cache.end, 0][mask]
+    values = cache._values[layer][row, 0, cache.start : cache.end, 0][mask]
+    assert torch.equal(values, -keys)
+    return (keys - layer).tolist()
+
+
+def test_random_joins_steps_and_leaves_keep_each_row_intact():
+    rng = random.Random(7)
+    cache = BatchKVCache(num_layers=LAYERS, max_rows=6, max_columns=200)
+    expected: list[list[float]] = []  # per row: its tokens' values, in order
+    next_value = 1.0
+    for _ in range(400):
+        action = rng.random()
+        if action < 0.25 and cache.rows < 6:
+            length = rng.randint(1, 40)
+            values = [next_value + i for i in range(length)]
+            next_value += length
+            row = cache.add_sequence(_states(values))
+            assert row == len(expected)
+            expected.append(values)
+            assert cache.positions[row] == length
+        elif action < 0.4 and cache.rows:
+            row = rng.randrange(cache.rows)
+            moved = cache.remove_row(row)
+            last = expected.pop()
+            if moved is not None:
+                expected[row] = last
+        elif cache.rows and max(len(e) for e in expected) < 150:
+            mask, positions = cache.prepare_step()
+            assert mask.shape == (cache.rows, cache.width + 1)
+            assert positions.squeeze(-1).tolist() == [len(e) for e in expected]
+            step_values = [next_value + i for i in range(cache.rows)]
+            next_value += cache.rows
+            column = torch.tensor(step_values).view(-1, 1, 1, 1).expand(-1, HEADS, 1, DIM)
+            for layer in range(LAYERS):
+                keys, values = cache.write_step(layer, column + layer, -(column + layer))
+                assert keys.shape[2] == cache.width + 1
+            cache.finish_step()
+            for row, value in enumerate(step_values):
+                expected[row].append(value)
+        for row in range(cache.rows):
+            for layer in range(LAYERS):
+                assert _row_contents(cache, row, layer) == expected[row]
+
+
+def test_a_longer_prompt_joining_a_compacted_window_fits():
+    cache = BatchKVCache(num_layers=LAYERS, max_rows=4, max_columns=100)
+    cache.add_sequence(_states([1.0] * 30))
+    cache.add_sequence(_states([2.0] * 5))
+    cache.remove_row(0)  # the window now starts at column 25
+    assert cache.start > 0
+    cache.add_sequence(_states([3.0] * 60))
+    assert _row_contents(cache, 0, 0) == [2.0] * 5
+    assert _row_contents(cache, 1, 0) == [3.0] * 60
+
+
+def _step(cache: BatchKVCache, value: float) -> None:
+    cache.prepare_step()
+    column = torch.full((cache.rows, HEADS, 1, DIM), value)
+    for layer in range(LAYERS):
+        cache.write_step(layer, column + layer, -(column + layer))
+    cache.finish_step()
+
+
+def test_a_long_prompt_joining_near_the_end_of_the_buffer_compacts_then_fits():
+    cache = BatchKVCache(num_layers=LAYERS, max_rows=4, max_columns=1000)
+    cache.add_sequence(_states([1.0] * 10))
+    for _ in range(240):  # the write position nears the initial buffer's end (256 columns)
+        _step(cache, 1.0)
+    cache.add_sequence(_states([2.0] * 5))
+    cache.remove_row(0)
+    cache.add_sequence(_states([3.0] * 300))  # longer than `end`: the window must compact, then move
+    assert _row_contents(cache, 0, 0) == [2.0] * 5
+    assert _row_contents(cache, 1, 0) == [3.0] * 300
+    _step(cache, 4.0)
+    assert _row_contents(cache, 1, 1) == [3.0] * 300 + [4.0]
