@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     engine_max_batch_tokens: Annotated[
         int, Field(description="Prompt + max_tokens summed over a worker's admitted sequences", ge=16)
     ] = 131072
+    upstream_api_keys: Annotated[
+        dict[str, SecretStr],
+        Field(description='API keys of OpenAI-compatible upstreams by model name, as JSON: {"model": "key"}'),
+    ] = {}
     default_max_tokens: Annotated[
         int, Field(description="Completion tokens allowed when a request sets no max_tokens", ge=1)
     ] = 1024

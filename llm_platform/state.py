@@ -56,7 +56,12 @@ class PlatformState:
             redis=redis,
             registry=registry,
             worker_client=worker_client,
-            dispatcher=Dispatcher(registry, worker_client, settings.resolved_worker_secret),
+            dispatcher=Dispatcher(
+                registry,
+                worker_client,
+                settings.resolved_worker_secret,
+                {name: key.get_secret_value() for name, key in settings.upstream_api_keys.items()},
+            ),
         )
 
     async def close(self) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 
 from llm_platform.errors import BadRequest, ServiceUnavailable
+from models_registry.upstream import Upstream, generate_upstream
 from models_registry.worker.protocol import GENERATE_PATH, GenerateRequest, WorkerEvent
 from models_registry.worker.registry import WorkerInfo, WorkerRegistry
 
@@ -33,14 +35,29 @@ class WorkerFailed(Exception):
 
 
 class Dispatcher:
-    def __init__(self, registry: WorkerRegistry, client: httpx.AsyncClient, worker_secret: str) -> None:
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        client: httpx.AsyncClient,
+        worker_secret: str,
+        upstream_api_keys: dict[str, str] | None = None,
+    ) -> None:
+        self._upstream_api_keys = upstream_api_keys or {}
         self._registry = registry
         self._client = client
         self._headers = {"Authorization": f"Bearer {worker_secret}", "Content-Type": "application/json"}
         self._in_flight: Counter[str] = Counter()  # this process's requests per worker, between heartbeats
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[WorkerEvent]:
-        """Streams the worker's events; the last one has `finished` set."""
+    async def generate(
+        self, request: GenerateRequest, upstream: Upstream | None = None
+    ) -> AsyncIterator[WorkerEvent]:
+        """Streams the model's events (from our workers, or an OpenAI-compatible upstream); the last one
+        has `finished` set."""
+        if upstream is not None:
+            upstream = replace(upstream, api_key=self._upstream_api_keys.get(request.model))
+            async for event in generate_upstream(self._client, upstream, request):
+                yield event
+            return
         candidates = sorted(await self._registry.live_workers(request.model), key=self._load)
         if not candidates:
             raise ModelUnavailable(

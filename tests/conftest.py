@@ -4,11 +4,14 @@ per session, emptied tables per test, and an API client with helpers to make ten
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -25,7 +28,7 @@ from llm_platform.settings import Settings
 from tenants import service
 from tenants.models import UserRole
 from tests.tiny_model import build_tiny_model
-from tests.workers import TTL_S, WORKER_SECRET, WorkerProcess, worker_env
+from tests.workers import LLMP, TTL_S, WORKER_SECRET, WorkerProcess, free_port, wait_registered, worker_env
 
 TEST_DATABASE_URL = os.environ.get(
     "LLMP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -127,6 +130,35 @@ def long_worker(database_url, redis_url, db_engine, tmp_path_factory):  # type: 
     worker = WorkerProcess("tiny-long", env).wait_ready()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def live_api(database_url, redis_url, tmp_path, settings, tiny_worker, clean_state):  # type: ignore[no-untyped-def]
+    port = free_port()
+    env = worker_env(
+        database_url,
+        redis_url,
+        tmp_path,
+        LLMP_PORT=str(port),
+        LLMP_JWT_SECRET=settings.resolved_jwt_secret,
+        LLMP_PASSWORD_HASH_MEMORY_KIB="1024",
+    )
+    log = (tmp_path / "api.log").open("wb")
+    process = subprocess.Popen([LLMP, "serve", "--no-workers"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base_url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        wait_registered(redis_url, TINY_MODEL)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

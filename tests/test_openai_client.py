@@ -2,44 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import httpx
 import openai
 import pytest
 
 from tests.conftest import TINY_MODEL, PlatformHelper
-from tests.workers import LLMP, free_port, wait_registered, worker_env
-
-
-@pytest.fixture
-def live_api(database_url, redis_url, tmp_path, settings, tiny_worker, clean_state):  # type: ignore[no-untyped-def]
-    port = free_port()
-    env = worker_env(
-        database_url,
-        redis_url,
-        tmp_path,
-        LLMP_PORT=str(port),
-        LLMP_JWT_SECRET=settings.resolved_jwt_secret,
-        LLMP_PASSWORD_HASH_MEMORY_KIB="1024",
-    )
-    log = (tmp_path / "api.log").open("wb")
-    process = subprocess.Popen([LLMP, "serve", "--no-workers"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base_url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        wait_registered(redis_url, TINY_MODEL)
-        yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from llm_platform.errors import BadRequest
 from llm_platform.middleware import current_request_id
 from llm_platform.state import PlatformState
 from models_registry import service as catalogue
-from models_registry.worker.protocol import ChatMessage, GenerateRequest, WorkerEvent
+from models_registry.worker.protocol import ChatMessage, WorkerEvent
 from tenants.models import Tenant
 
 router = APIRouter(tags=["openai"])
@@ -140,7 +140,7 @@ async def _openai_frames(
     first: WorkerEvent,
     events: AsyncIterator[WorkerEvent],
     completion_id: str,
-    generate: GenerateRequest,
+    generate: service.Generation,
     include_usage: bool,
     on_answer: AnswerHook | None,
 ) -> AsyncIterator[bytes]:

@@ -20,6 +20,7 @@ from models_registry import service as catalogue
 from models_registry.dispatch import Dispatcher, WorkerFailed
 from models_registry.engine.params import InvalidParameter, SamplingParams
 from models_registry.models import ModelBackend, ModelKind
+from models_registry.upstream import Upstream
 from models_registry.worker.protocol import ChatMessage, GenerateParams, GenerateRequest, WorkerEvent
 from tenants.models import Tenant
 
@@ -53,15 +54,23 @@ class Completion:
     latency_ms: int
 
 
-async def prepare(session: AsyncSession, tenant: Tenant, turn: ChatTurn, request_id: str) -> GenerateRequest:
+@dataclass(frozen=True)
+class Generation:
+    """A checked request, and where it goes: our workers, or an OpenAI-compatible upstream."""
+
+    request: GenerateRequest
+    upstream: Upstream | None = None
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+
+async def prepare(session: AsyncSession, tenant: Tenant, turn: ChatTurn, request_id: str) -> Generation:
     """Checks access to the model and the parameters; fills in the model's defaults."""
     model = await catalogue.model_for_tenant(session, tenant.id, turn.model)
     if model.kind is not ModelKind.chat:
         raise BadRequest(f"The model '{model.name}' is not a chat model", code="invalid_model", param="model")
-    if model.backend is not ModelBackend.hf:
-        raise ServiceUnavailable(
-            f"The backend of model '{model.name}' is not served yet", code="model_unavailable"
-        )
     if sum(len(m.content) for m in turn.messages) > MAX_PROMPT_CHARS:
         raise BadRequest(
             "The messages are far longer than the model's context",
@@ -91,29 +100,32 @@ async def prepare(session: AsyncSession, tenant: Tenant, turn: ChatTurn, request
             code="context_length_exceeded",
             param="max_tokens",
         )
-    return GenerateRequest(
+    request = GenerateRequest(
         request_id=request_id,
         tenant=tenant.slug,
         model=model.name,
         messages=turn.messages,
         params=GenerateParams(**values),
     )
+    if model.backend is ModelBackend.openai and model.base_url:
+        return Generation(request, Upstream(base_url=model.base_url, model=model.source))
+    return Generation(request)
 
 
-async def stream(dispatcher: Dispatcher, request: GenerateRequest) -> AsyncIterator[WorkerEvent]:
-    """The worker's events; a worker failure mid-stream becomes a final `error` event."""
+async def stream(dispatcher: Dispatcher, generation: Generation) -> AsyncIterator[WorkerEvent]:
+    """The model's events; a failure mid-stream becomes a final `error` event."""
     try:
-        async for event in dispatcher.generate(request):
+        async for event in dispatcher.generate(generation.request, generation.upstream):
             yield event
     except WorkerFailed:
         yield WorkerEvent(finished=True, finish_reason="error", error="The model failed while generating")
 
 
-async def complete(dispatcher: Dispatcher, request: GenerateRequest) -> Completion:
+async def complete(dispatcher: Dispatcher, generation: Generation) -> Completion:
     """The whole answer at once."""
     started = time.perf_counter()
     parts: list[str] = []
-    async for event in stream(dispatcher, request):
+    async for event in stream(dispatcher, generation):
         parts.append(event.text)
         if event.finished:
             if event.finish_reason == "error":
@@ -161,7 +173,7 @@ async def recall(
 
 @dataclass
 class SimpleChat:
-    generate: GenerateRequest
+    generate: Generation
     message_id: str
     history: list[ChatMessage]  # what came before this turn's prompt
     prompt: ChatMessage
