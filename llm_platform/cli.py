@@ -109,7 +109,9 @@ def worker(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
     port = port or free_port(host)
-    app = create_worker_app(settings, entry.name, str(model_dir), device, f"http://{host}:{port}")
+    app = create_worker_app(
+        settings, entry.name, str(model_dir), device, f"http://{host}:{port}", entry.kind.value
+    )
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
 
 

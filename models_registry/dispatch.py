@@ -16,7 +16,14 @@ import httpx
 
 from llm_platform.errors import BadRequest, ServiceUnavailable
 from models_registry.upstream import Upstream, generate_upstream
-from models_registry.worker.protocol import GENERATE_PATH, GenerateRequest, WorkerEvent
+from models_registry.worker.protocol import (
+    EMBED_PATH,
+    GENERATE_PATH,
+    EmbedRequest,
+    EmbedResponse,
+    GenerateRequest,
+    WorkerEvent,
+)
 from models_registry.worker.registry import WorkerInfo, WorkerRegistry
 
 logger = logging.getLogger(__name__)
@@ -58,14 +65,8 @@ class Dispatcher:
             async for event in generate_upstream(self._client, upstream, request):
                 yield event
             return
-        candidates = sorted(await self._registry.live_workers(request.model), key=self._load)
-        if not candidates:
-            raise ModelUnavailable(
-                f"No worker is serving the model '{request.model}' right now; try again shortly",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
         busy = False
-        for worker in candidates[:2]:  # the least loaded, then one retry elsewhere
+        for worker in await self._candidates(request.model):
             started = False
             self._in_flight[worker.worker_id] += 1
             try:
@@ -82,16 +83,37 @@ class Dispatcher:
                 logger.warning("worker %s failed before the first token: %s", worker.worker_id, exc)
             finally:
                 self._in_flight[worker.worker_id] -= 1
-        if busy:
-            raise ServiceUnavailable(
-                f"The model '{request.model}' is at capacity; retry shortly",
-                code="model_overloaded",
+        raise _exhausted(request.model, busy)
+
+    async def embed(self, request: EmbedRequest) -> EmbedResponse:
+        """Vectors from the least-loaded worker serving the embedding model (one retry elsewhere)."""
+        busy = False
+        for worker in await self._candidates(request.model):
+            self._in_flight[worker.worker_id] += 1
+            try:
+                response = await self._client.post(
+                    worker.url + EMBED_PATH, content=request.model_dump_json(), headers=self._headers
+                )
+                if response.status_code == 200:
+                    return EmbedResponse.model_validate_json(response.content)
+                await self._raise_for(response)
+            except _WorkerBusy:
+                busy = True
+            except (httpx.HTTPError, _WorkerBroken) as exc:
+                logger.warning("worker %s failed to embed: %s", worker.worker_id, exc)
+            finally:
+                self._in_flight[worker.worker_id] -= 1
+        raise _exhausted(request.model, busy)
+
+    async def _candidates(self, model: str) -> list[WorkerInfo]:
+        """The least-loaded live worker of the model, then the next (for one retry)."""
+        candidates = sorted(await self._registry.live_workers(model), key=self._load)
+        if not candidates:
+            raise ModelUnavailable(
+                f"No worker is serving the model '{model}' right now; try again shortly",
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
-        raise ModelUnavailable(
-            f"The model '{request.model}' is temporarily unavailable",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+        return candidates[:2]
 
     def _load(self, worker: WorkerInfo) -> float:
         return (worker.load + self._in_flight[worker.worker_id]) / max(1, worker.capacity)
@@ -123,6 +145,18 @@ class Dispatcher:
         if response.status_code == 503:
             raise _WorkerBusy()
         raise _WorkerBroken(f"worker answered {response.status_code}")
+
+
+def _exhausted(model: str, busy: bool) -> ServiceUnavailable:
+    if busy:
+        return ServiceUnavailable(
+            f"The model '{model}' is at capacity; retry shortly",
+            code="model_overloaded",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    return ModelUnavailable(
+        f"The model '{model}' is temporarily unavailable", headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
 
 
 class _WorkerBusy(Exception):

@@ -87,17 +87,19 @@ TINY_MODEL = "tiny-llama"
 TINY_CONTEXT = 512
 
 
-def register_model(db_engine: Engine, name: str, source: str, context_length: int) -> None:
+def register_model(
+    db_engine: Engine, name: str, source: str, context_length: int, kind: str = "chat"
+) -> None:
     """A catalogue row, written directly: the catalogue table survives the per-test cleanup."""
     with db_engine.begin() as connection:
         connection.execute(
             text(
                 "INSERT INTO models (id, name, kind, backend, source, context_length, default_params, "
                 "enabled, created_at, updated_at) "
-                "VALUES (:id, :name, 'chat', 'hf', :source, :context, '{}', true, now(), now()) "
+                "VALUES (:id, :name, :kind, 'hf', :source, :context, '{}', true, now(), now()) "
                 "ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source, enabled = true"
             ),
-            {"id": uuid.uuid4(), "name": name, "source": source, "context": context_length},
+            {"id": uuid.uuid4(), "name": name, "kind": kind, "source": source, "context": context_length},
         )
 
 

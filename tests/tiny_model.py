@@ -52,3 +52,36 @@ def build_tiny_model(target: Path, seed: int = 0, max_positions: int = 512) -> P
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
+
+
+def build_tiny_encoder(target: Path, seed: int = 0) -> Path:
+    """A tiny random BERT with a WordPiece tokenizer: the shape of all-MiniLM-L6-v2, in kilobytes."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    target.mkdir(parents=True, exist_ok=True)
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *"abcdefghijklmnopqrstuvwxyz",
+        "the",
+        "cat",
+        "dog",
+        "sat",
+    ]
+    (target / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(target / "vocab.txt"), model_max_length=64)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target

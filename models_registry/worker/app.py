@@ -1,7 +1,8 @@
-"""The model worker: a uvicorn app that owns one model and one engine, and streams generations.
+"""The model worker: a uvicorn app that owns one model and serves it over the internal API.
 
-It loads the model (bf16 on GPU, float32 on CPU), warms up, starts the engine, then registers itself
-and heartbeats. Every route needs the shared worker secret.
+A chat model gets the continuous-batching engine (`/internal/generate`, a token stream); an embedding
+model gets the embedder (`/internal/embed`). The worker loads the model (bf16 on GPU, float32 on CPU),
+warms up, then registers itself and heartbeats. Every route needs the shared worker secret.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -21,6 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from llm_platform.errors import error_body
 from llm_platform.settings import Settings
+from models_registry.engine.embedder import Embedder
 from models_registry.engine.engine import (
     Engine,
     EngineClosed,
@@ -33,27 +35,43 @@ from models_registry.engine.params import ContextLengthExceeded, InvalidParamete
 from models_registry.engine.scheduler import QueueFull
 from models_registry.worker.heartbeat import HeartbeatSender
 from models_registry.worker.protocol import (
+    EMBED_PATH,
     GENERATE_PATH,
     HEALTH_PATH,
     METRICS_PATH,
+    EmbedRequest,
+    EmbedResponse,
     GenerateRequest,
     WorkerEvent,
 )
 
 logger = logging.getLogger(__name__)
+EMBED_CAPACITY = 8  # concurrent embed requests reported as capacity (they run one at a time)
 
 
 @dataclass
 class WorkerState:
-    """What the worker holds for its lifetime."""
+    """What the worker holds for its lifetime: an engine (chat) or an embedder (embedding)."""
 
     worker_id: str
     model_name: str
-    engine: Engine
-    started_at: float
     secret: str
+    started_at: float
+    engine: Engine | None = None
+    embedder: Embedder | None = None
+    embed_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    embeds_in_flight: int = 0
     generated_tokens: int = 0
     requests: int = 0
+
+    def load(self) -> dict[str, int]:
+        if self.engine is not None:
+            return self.engine.load()
+        return {
+            "running": min(self.embeds_in_flight, 1),
+            "waiting": max(0, self.embeds_in_flight - 1),
+            "capacity": EMBED_CAPACITY,
+        }
 
 
 def authorize(request: Request) -> WorkerState:
@@ -68,28 +86,31 @@ def authorize(request: Request) -> WorkerState:
 WorkerDep = Annotated[WorkerState, Depends(authorize)]
 
 
-def create_worker_app(settings: Settings, model_name: str, model_dir: str, device: str, url: str) -> FastAPI:
+def create_worker_app(
+    settings: Settings, model_name: str, model_dir: str, device: str, url: str, kind: str = "chat"
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model, tokenizer = await asyncio.to_thread(load_chat_model, model_dir, device)
-        await asyncio.to_thread(warm_up, model, tokenizer)
-        engine = Engine(model, tokenizer, _engine_config(settings)).start()
         state = WorkerState(
-            f"{model_name}-{uuid.uuid4().hex[:8]}",
-            model_name,
-            engine,
-            time.time(),
-            settings.resolved_worker_secret,
+            f"{model_name}-{uuid.uuid4().hex[:8]}", model_name, settings.resolved_worker_secret, time.time()
         )
+        if kind == "embedding":
+            state.embedder = await asyncio.to_thread(Embedder.load, model_dir, device)
+            await asyncio.to_thread(state.embedder.embed, ["warm up"])
+        else:
+            model, tokenizer = await asyncio.to_thread(load_chat_model, model_dir, device)
+            await asyncio.to_thread(warm_up, model, tokenizer)
+            state.engine = Engine(model, tokenizer, _engine_config(settings)).start()
         app.state.worker = state
-        heartbeat = HeartbeatSender(settings, state.worker_id, url, (model_name,), engine)
+        heartbeat = HeartbeatSender(settings, state.worker_id, url, (model_name,), state.load)
         await heartbeat.start()
-        logger.info("worker %s serving %s on %s (%s)", state.worker_id, model_name, url, device)
+        logger.info("worker %s serving %s (%s) on %s (%s)", state.worker_id, model_name, kind, url, device)
         try:
             yield
         finally:
             await heartbeat.stop()
-            await asyncio.to_thread(engine.shutdown)
+            if state.engine is not None:
+                await asyncio.to_thread(state.engine.shutdown)
 
     app = FastAPI(
         title=f"llm-platform worker: {model_name}", lifespan=lifespan, docs_url=None, redoc_url=None
@@ -107,10 +128,11 @@ def create_worker_app(settings: Settings, model_name: str, model_dir: str, devic
     @app.post(GENERATE_PATH)
     async def generate(body: GenerateRequest, worker: WorkerDep) -> StreamingResponse:
         engine = worker.engine
+        if engine is None:
+            raise _Rejected(400, "invalid_request", f"{worker.model_name} is not a chat model", "model")
         prompt_ids = chat_prompt_ids(engine.tokenizer, [m.model_dump() for m in body.messages])
-        max_tokens = body.params.max_tokens or max(
-            1, min(settings.default_max_tokens, engine.max_seq_len - len(prompt_ids))
-        )
+        room = engine.max_seq_len - len(prompt_ids)
+        max_tokens = body.params.max_tokens or max(1, min(settings.default_max_tokens, room))
         try:
             params = SamplingParams(
                 **{**body.params.model_dump(), "stop": tuple(body.params.stop), "max_tokens": max_tokens}
@@ -132,7 +154,28 @@ def create_worker_app(settings: Settings, model_name: str, model_dir: str, devic
         except (QueueFull, EngineClosed) as exc:
             raise _Rejected(503, "worker_busy", "the worker's queue is full") from exc
         worker.requests += 1
-        return StreamingResponse(_stream(worker, body.request_id, events), media_type="application/x-ndjson")
+        return StreamingResponse(
+            _stream(worker, engine, body.request_id, events), media_type="application/x-ndjson"
+        )
+
+    @app.post(EMBED_PATH)
+    async def embed(body: EmbedRequest, worker: WorkerDep) -> EmbedResponse:
+        embedder = worker.embedder
+        if embedder is None:
+            raise _Rejected(400, "invalid_request", f"{worker.model_name} is not an embedding model", "model")
+        worker.embeds_in_flight += 1
+        try:
+            async with worker.embed_lock:  # one forward at a time; torch uses every core for it
+                vectors, tokens = await asyncio.to_thread(embedder.embed, body.inputs, body.normalize)
+        except ContextLengthExceeded as exc:
+            message = (
+                f"An input has {exc.prompt_tokens} tokens; this model reads at most {exc.context_length}"
+            )
+            raise _Rejected(400, "context_length_exceeded", message, "input") from exc
+        finally:
+            worker.embeds_in_flight -= 1
+        worker.requests += 1
+        return EmbedResponse(embeddings=vectors, prompt_tokens=tokens)
 
     @app.get(HEALTH_PATH)
     async def health(worker: WorkerDep) -> dict[str, object]:
@@ -140,16 +183,17 @@ def create_worker_app(settings: Settings, model_name: str, model_dir: str, devic
             "status": "ok",
             "worker_id": worker.worker_id,
             "model": worker.model_name,
-            **worker.engine.load(),
+            "kind": kind,
+            **worker.load(),
         }
 
     @app.get(METRICS_PATH)
     async def metrics(worker: WorkerDep) -> dict[str, object]:
         return {
-            **worker.engine.load(),
+            **worker.load(),
             "requests_total": worker.requests,
             "generated_tokens_total": worker.generated_tokens,
-            "engine_steps_total": worker.engine.steps,
+            "engine_steps_total": worker.engine.steps if worker.engine else 0,
             "uptime_s": round(time.time() - worker.started_at, 1),
         }
 
@@ -157,7 +201,7 @@ def create_worker_app(settings: Settings, model_name: str, model_dir: str, devic
 
 
 async def _stream(
-    worker: WorkerState, request_id: str, events: asyncio.Queue[GenerationEvent]
+    worker: WorkerState, engine: Engine, request_id: str, events: asyncio.Queue[GenerationEvent]
 ) -> AsyncIterator[bytes]:
     """NDJSON lines until the final event; a client that goes away cancels the sequence."""
     finished = False
@@ -178,7 +222,7 @@ async def _stream(
             yield line.model_dump_json(exclude_defaults=not finished).encode() + b"\n"
     finally:
         if not finished:  # disconnected: free the slot at the next step
-            worker.engine.cancel(request_id)
+            engine.cancel(request_id)
 
 
 class _Rejected(Exception):

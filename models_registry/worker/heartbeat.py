@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import httpx
 from redis.asyncio import Redis
 
 from llm_platform.settings import Settings
-from models_registry.engine.engine import Engine
 from models_registry.worker.protocol import REGISTER_PATH
 from models_registry.worker.registry import RedisWorkerRegistry, WorkerInfo
 
@@ -22,19 +22,24 @@ class HeartbeatSender:
     """Writes to Redis when the platform has one, else reports to the API's in-process registry."""
 
     def __init__(
-        self, settings: Settings, worker_id: str, url: str, models: tuple[str, ...], engine: Engine
+        self,
+        settings: Settings,
+        worker_id: str,
+        url: str,
+        models: tuple[str, ...],
+        load: Callable[[], dict[str, int]],
     ) -> None:
         self._settings = settings
         self._worker_id = worker_id
         self._url = url
         self._models = models
-        self._engine = engine
+        self._load = load
         self._task: asyncio.Task[None] | None = None
         self._redis: Redis | None = None
         self._http: httpx.AsyncClient | None = None
 
     def _info(self) -> WorkerInfo:
-        load = self._engine.load()
+        load = self._load()
         return WorkerInfo(
             worker_id=self._worker_id,
             url=self._url,

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 GENERATE_PATH = "/internal/generate"
+EMBED_PATH = "/internal/embed"
 HEALTH_PATH = "/internal/health"
 METRICS_PATH = "/internal/metrics"
 REGISTER_PATH = "/internal/workers"
@@ -47,3 +48,16 @@ class WorkerEvent(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+
+
+class EmbedRequest(BaseModel):
+    request_id: str = Field(min_length=1, max_length=128)
+    tenant: str = Field(min_length=1, max_length=63)
+    model: str
+    inputs: list[str] = Field(min_length=1, max_length=2048)
+    normalize: bool = True
+
+
+class EmbedResponse(BaseModel):
+    embeddings: list[list[float]]
+    prompt_tokens: int
