@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 import redis
@@ -28,7 +26,16 @@ from llm_platform.settings import Settings
 from tenants import service
 from tenants.models import UserRole
 from tests.tiny_model import build_tiny_model
-from tests.workers import LLMP, TTL_S, WORKER_SECRET, WorkerProcess, free_port, wait_registered, worker_env
+from tests.workers import (
+    LLMP,
+    TTL_S,
+    WORKER_SECRET,
+    WorkerProcess,
+    free_port,
+    wait_healthy,
+    wait_registered,
+    worker_env,
+)
 
 TEST_DATABASE_URL = os.environ.get(
     "LLMP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -149,13 +156,7 @@ def live_api(database_url, redis_url, tmp_path, settings, tiny_worker, clean_sta
     process = subprocess.Popen([LLMP, "serve", "--no-workers"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base_url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_healthy(base_url, process)
         wait_registered(redis_url, TINY_MODEL)
         yield base_url
     finally:

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from llm_platform.settings import Settings
-
-LLMP = str(Path(sys.executable).parent / "llmp")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.workers import LLMP, free_port, wait_healthy
 
 
 @pytest.fixture
@@ -30,8 +20,10 @@ def cli_env(tmp_path) -> dict[str, str]:  # type: ignore[no-untyped-def]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMP_")}
     env.update(
         LLMP_DATA_DIR=str(tmp_path / "var"),
-        LLMP_PORT=str(_free_port()),
+        LLMP_PORT=str(free_port()),
         LLMP_PASSWORD_HASH_MEMORY_KIB="1024",
+        # The bundled model's worker is covered elsewhere; here it would only convert weights for nothing.
+        LLMP_SERVE_WORKERS="false",
     )
     return env
 
@@ -45,18 +37,12 @@ def llmp(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Comp
 
 @pytest.fixture
 def server(cli_env):  # type: ignore[no-untyped-def]
-    process = subprocess.Popen([LLMP, "serve"], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [LLMP, "serve"], env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     base_url = f"http://127.0.0.1:{cli_env['LLMP_PORT']}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base_url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("llmp serve did not come up")
+        wait_healthy(base_url, process)
         yield base_url
     finally:
         process.terminate()

@@ -99,3 +99,17 @@ def wait_registered(redis_url: str, model: str, count: int = 1, timeout_s: float
             return serving
         time.sleep(0.05)
     raise AssertionError(f"expected {count} worker(s) of {model} in the registry")
+
+
+def wait_healthy(base_url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:  # type: ignore[type-arg]
+    """Blocks until an API server answers /healthz (or fails if its process died or it never did)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base_url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{base_url} did not come up within {timeout_s} s")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from functools import partial
 
 from fastapi import APIRouter
@@ -40,7 +40,6 @@ from models_registry.worker.protocol import ChatMessage, WorkerEvent
 from tenants.models import Tenant
 
 router = APIRouter(tags=["openai"])
-AnswerHook = Callable[[str, str], Awaitable[None]]
 
 
 @router.get("/v1/models")
@@ -142,7 +141,7 @@ async def _openai_frames(
     completion_id: str,
     generate: service.Generation,
     include_usage: bool,
-    on_answer: AnswerHook | None,
+    on_answer: service.AnswerHook | None,
 ) -> AsyncIterator[bytes]:
     created = int(time.time())
 
@@ -155,22 +154,15 @@ async def _openai_frames(
 
     try:
         yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
-        event, parts = first, []
-        while True:
-            if event.text:
-                parts.append(event.text)
+        async for event in service.relay(first, events, on_answer, generate.model):
+            if not event.finished:
                 yield chunk([ChunkChoice(delta=Delta(content=event.text))])
-            if event.finished:
-                break
-            event = await anext(events)
-        if event.finish_reason == "error":
-            yield sse(STREAM_ERROR)
-            return
-        if on_answer:
-            await on_answer("".join(parts), generate.model)
-        yield chunk([ChunkChoice(delta=Delta(), finish_reason=event.finish_reason or "stop")])  # type: ignore[arg-type]
-        if include_usage:
-            yield chunk([], usage=usage_of(event.prompt_tokens, event.completion_tokens))
-        yield DONE
+            elif event.finish_reason == "error":
+                yield sse(STREAM_ERROR)
+            else:
+                yield chunk([ChunkChoice(delta=Delta(), finish_reason=event.finish_reason or "stop")])  # type: ignore[arg-type]
+                if include_usage:
+                    yield chunk([], usage=usage_of(event.prompt_tokens, event.completion_tokens))
+                yield DONE
     finally:
         await events.aclose()  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from functools import partial
 
 from fastapi import APIRouter
@@ -56,27 +56,22 @@ async def _frames(
     events: AsyncIterator[WorkerEvent],
     message_id: str,
     model: str,
-    on_answer: Callable[[str, str], Awaitable[None]] | None,
+    on_answer: service.AnswerHook | None,
 ) -> AsyncIterator[bytes]:
     try:
-        event, parts = first, []
-        while True:
-            if event.text:
-                parts.append(event.text)
+        async for event in service.relay(first, events, on_answer, model):
+            if not event.finished:
                 yield sse(ChatChunk(text=event.text, message_id=message_id))
-            if event.finished:
-                break
-            event = await anext(events)
-        if event.finish_reason == "error":
-            yield sse(STREAM_ERROR)
-            return
-        if on_answer:
-            await on_answer("".join(parts), model)
-        usage = usage_of(event.prompt_tokens, event.completion_tokens)
-        yield sse(
-            ChatDone(
-                message_id=message_id, finish_reason=event.finish_reason or "stop", usage=usage, model=model
-            )
-        )
+            elif event.finish_reason == "error":
+                yield sse(STREAM_ERROR)
+            else:
+                usage = usage_of(event.prompt_tokens, event.completion_tokens)
+                done = ChatDone(
+                    message_id=message_id,
+                    finish_reason=event.finish_reason or "stop",
+                    usage=usage,
+                    model=model,
+                )
+                yield sse(done)
     finally:
         await events.aclose()  # type: ignore[attr-defined]

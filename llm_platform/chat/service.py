@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +24,7 @@ from models_registry.upstream import Upstream
 from models_registry.worker.protocol import ChatMessage, GenerateParams, GenerateRequest, WorkerEvent
 from tenants.models import Tenant
 
+AnswerHook = Callable[[str, str], Awaitable[None]]  # (answer, model)
 MAX_PROMPT_CHARS = 2_000_000  # far beyond any context we serve; stops pathological bodies early
 
 
@@ -119,6 +120,25 @@ async def stream(dispatcher: Dispatcher, generation: Generation) -> AsyncIterato
             yield event
     except WorkerFailed:
         yield WorkerEvent(finished=True, finish_reason="error", error="The model failed while generating")
+
+
+async def relay(
+    first: WorkerEvent, events: AsyncIterator[WorkerEvent], on_answer: AnswerHook | None, model: str
+) -> AsyncIterator[WorkerEvent]:
+    """Text events, then the final event; a completed answer is handed to `on_answer` (to remember it)
+    before the final event goes out. Shared by every streaming API so they cannot drift apart."""
+    parts: list[str] = []
+    event = first
+    while True:
+        if event.text:
+            parts.append(event.text)
+            yield WorkerEvent(text=event.text)
+        if event.finished:
+            if event.finish_reason != "error" and on_answer is not None:
+                await on_answer("".join(parts), model)
+            yield event
+            return
+        event = await anext(events)
 
 
 async def complete(dispatcher: Dispatcher, generation: Generation) -> Completion:

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import uuid
+from functools import partial
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
@@ -159,22 +160,19 @@ async def _stream_answer(
             prepared = await service.prepare_simple(
                 session, tenant, principal, body, state.settings.default_chat_model, uuid.uuid4().hex
             )
-        parts: list[str] = []
         events = service.stream(state.dispatcher, prepared.generate)
+        memory = prepared.memory
+        on_answer = partial(memory.remember, state.session_factory) if memory else None
         try:
-            async for event in events:
-                if event.text:
-                    parts.append(event.text)
+            first = await anext(events)
+            async for event in service.relay(first, events, on_answer, prepared.generate.model):
+                if not event.finished:
                     await websocket.send_json(
                         {"type": "chunk", "text": event.text, "message_id": prepared.message_id}
                     )
-                if event.finished:
-                    if event.finish_reason == "error":
-                        raise WorkerFailed(event.error or "model error")
-                    if prepared.memory:
-                        await prepared.memory.remember(
-                            state.session_factory, "".join(parts), prepared.generate.model
-                        )
+                elif event.finish_reason == "error":
+                    raise WorkerFailed(event.error or "model error")
+                else:
                     await websocket.send_json(
                         {
                             "type": "done",

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -211,14 +211,7 @@ async def _stream(
             finished = event.finished
             if finished:
                 worker.generated_tokens += event.completion_tokens
-            line = WorkerEvent(
-                text=event.text,
-                finished=event.finished,
-                finish_reason=event.finish_reason,
-                prompt_tokens=event.prompt_tokens,
-                completion_tokens=event.completion_tokens,
-                error=event.error,
-            )
+            line = WorkerEvent.model_validate(asdict(event))  # the engine's event, minus its request id
             yield line.model_dump_json(exclude_defaults=not finished).encode() + b"\n"
     finally:
         if not finished:  # disconnected: free the slot at the next step
