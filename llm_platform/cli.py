@@ -222,6 +222,11 @@ def bootstrap_demo(
         f"API key (shown once, keep it): {secret}\n\n"
         f"Try it once the server is up:\n"
         f'  curl -s {base_url}/auth/me -H "Authorization: Bearer {secret}"\n'
+        f"Chat once the model worker is up (its first start converts the bundled weights, ~20 s):\n"
+        f'  curl -s {base_url}/v1/chat/completions -H "Authorization: Bearer {secret}" '
+        f'-H \'Content-Type: application/json\' -d \'{{"model": "smollm2-135m", '
+        f'"messages": [{{"role": "user", "content": "What is the capital of France?"}}]}}'
+        f"'\n"
         f"OpenAPI docs: {base_url}/docs"
     )
 

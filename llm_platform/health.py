@@ -38,6 +38,10 @@ async def readyz(state: StateDep) -> JSONResponse:
             logger.warning("readiness: redis unreachable", exc_info=True)
             checks["redis"] = "unreachable"
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
-    )
+    # Workers are reported, not required: the API serves its admin and auth endpoints without any.
+    try:
+        workers: int | None = len(await state.registry.live_workers())
+    except Exception:
+        workers = None
+    body = {"status": "ready" if ready else "unavailable", "checks": checks, "workers": workers}
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -57,7 +57,8 @@ def upgrade() -> None:
                 "source": "bundled:smollm2-135m",
                 "base_url": None,
                 "context_length": 8192,
-                "default_params": {},
+                # SmolLM2's authors suggest a low temperature; 1.0 makes a 135M model ramble.
+                "default_params": {"temperature": 0.2, "top_p": 0.9, "max_tokens": 512},
                 "enabled": True,
                 "created_at": now,
                 "updated_at": now,

@@ -12,7 +12,9 @@ def test_healthz_and_readyz(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+    assert ready.json()["status"] == "ready"
+    assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+    assert isinstance(ready.json()["workers"], int)
 
 
 def test_readyz_reports_an_unreachable_database(tmp_path):
