@@ -1,4 +1,4 @@
-"""Chat: resolve the model a tenant may use, apply its defaults, dispatch, and account for usage.
+"""Chat: resolve the model a tenant may use, apply its defaults, dispatch, and report exact usage.
 
 Shared by the OpenAI-compatible API and the tenant's simple /chat API; knows nothing of HTTP.
 """
