@@ -23,6 +23,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.generation.streamers import BaseStreamer
 
+from models_registry.engine.attention import use_native_gqa
 from models_registry.engine.engine import Engine, EngineConfig, GenerationRequest
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model, pick_dtype, warm_up
 from models_registry.engine.params import SamplingParams
@@ -212,7 +213,9 @@ def random_llama(hidden: int = 2048, layers: int = 16, device: str = "cpu") -> L
     )
     torch.manual_seed(0)
     target = torch.device(device)
-    return LlamaForCausalLM(config).to(dtype=pick_dtype(target), device=target).eval()
+    model = LlamaForCausalLM(config).to(dtype=pick_dtype(target), device=target).eval()
+    use_native_gqa(model)
+    return model
 
 
 def describe_machine(device: str) -> str:

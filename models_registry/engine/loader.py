@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from models_registry.engine.attention import use_native_gqa
+
 
 class UnsupportedModel(ValueError):
     """The model's architecture is one the batch KV cache cannot serve (e.g. sliding-window layers)."""
@@ -23,7 +25,9 @@ def load_chat_model(path: str | Path, device: str = "cpu") -> tuple[PreTrainedMo
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(target), local_files_only=True)
     check_supported(model)
-    return model.to(target).eval(), tokenizer
+    model = model.to(target).eval()
+    use_native_gqa(model)
+    return model, tokenizer
 
 
 def check_supported(model: PreTrainedModel) -> None:

@@ -213,3 +213,23 @@ def test_parameters_the_engine_cannot_honour_are_refused(field, value):
     with pytest.raises(InvalidParameter) as refused:
         SamplingParams(**{field: value})
     assert refused.value.param == field
+
+
+def test_native_gqa_attention_matches_transformers_sdpa(tiny_model_dir):
+    """Same logits as transformers' own SDPA path on a left-padded batch (the case it repeats KV for)."""
+    from transformers import AutoModelForCausalLM
+
+    from models_registry.engine.attention import IMPLEMENTATION
+
+    ours, _ = load_chat_model(tiny_model_dir)
+    assert ours.config._attn_implementation == IMPLEMENTATION
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa").eval()
+    input_ids = torch.randint(0, 200, (3, 12))
+    attention_mask = torch.ones(3, 12, dtype=torch.long)
+    attention_mask[0, :5] = 0
+    attention_mask[1, :2] = 0
+    with torch.inference_mode():
+        expected = reference(input_ids=input_ids, attention_mask=attention_mask).logits
+        got = ours(input_ids=input_ids, attention_mask=attention_mask).logits
+    real = attention_mask.bool()
+    assert torch.allclose(got[real], expected[real], atol=1e-5)
