@@ -15,7 +15,6 @@ from llm_platform.auth.principal import Principal
 from llm_platform.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from llm_platform.settings import Settings
 from llm_platform.state import PlatformState
-from models_registry.dispatch import Dispatcher
 from tenants import service as tenant_service
 from tenants.models import ApiKeyScope, Tenant
 
@@ -130,13 +129,6 @@ async def get_inference_tenant(tenant: TenantDep, _: InferenceDep) -> Tenant:
 
 
 InferenceTenantDep = Annotated[Tenant, Depends(get_inference_tenant)]
-
-
-def get_dispatcher(state: StateDep) -> Dispatcher:
-    return state.dispatcher
-
-
-DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
 def client_address(request: Request) -> str:

@@ -1,4 +1,5 @@
-"""What one API process holds for its lifetime: settings, database, limiter storage, hashing context."""
+"""What one API process holds for its lifetime: settings, database, Redis, limiter storage, hashing
+context, the worker registry and the dispatcher."""
 
 from __future__ import annotations
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Enum, String
+from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from llm_platform.db import Base, UUIDPrimaryKey, utcnow
+from llm_platform.db import Base, UUIDPrimaryKey, str_enum, utcnow
 
 
 class ModelKind(StrEnum):
@@ -21,16 +21,12 @@ class ModelBackend(StrEnum):
     openai = "openai"  # any OpenAI-compatible server (vLLM, TGI, Ollama), reached by base URL
 
 
-def _str_enum(enum_cls: type[StrEnum]) -> Enum:
-    return Enum(enum_cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
-
-
 class Model(UUIDPrimaryKey, Base):
     __tablename__ = "models"
 
     name: Mapped[str] = mapped_column(String(200), unique=True)  # the id clients send
-    kind: Mapped[ModelKind] = mapped_column(_str_enum(ModelKind))
-    backend: Mapped[ModelBackend] = mapped_column(_str_enum(ModelBackend))
+    kind: Mapped[ModelKind] = mapped_column(str_enum(ModelKind))
+    backend: Mapped[ModelBackend] = mapped_column(str_enum(ModelBackend))
     # A local directory, a Hugging Face id resolved from the local cache only, or `bundled:NAME`.
     source: Mapped[str] = mapped_column(String(1000))
     base_url: Mapped[str | None] = mapped_column(String(1000))  # backend=openai only

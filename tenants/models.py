@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, String, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from llm_platform.db import Base, UUIDPrimaryKey, utcnow
+from llm_platform.db import Base, UUIDPrimaryKey, str_enum, utcnow
 
 
 class TenantStatus(StrEnum):
@@ -28,17 +28,12 @@ class ApiKeyScope(StrEnum):
     admin = "admin"  # the tenant's admin API, as a tenant admin would
 
 
-def _str_enum(enum_cls: type[StrEnum]) -> Enum:
-    # VARCHAR rather than a native enum: portable to SQLite and no ALTER TYPE dance to add a value.
-    return Enum(enum_cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
-
-
 class Tenant(UUIDPrimaryKey, Base):
     __tablename__ = "tenants"
 
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[TenantStatus] = mapped_column(_str_enum(TenantStatus), default=TenantStatus.active)
+    status: Mapped[TenantStatus] = mapped_column(str_enum(TenantStatus), default=TenantStatus.active)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     limits: Mapped[TenantLimits | None] = relationship(back_populates="tenant", lazy="raise")
@@ -61,7 +56,7 @@ class User(UUIDPrimaryKey, Base):
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(320))
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[UserRole] = mapped_column(_str_enum(UserRole))
+    role: Mapped[UserRole] = mapped_column(str_enum(UserRole))
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
