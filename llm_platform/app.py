@@ -22,6 +22,7 @@ from models_registry.router import admin_router as models_admin_router
 from models_registry.router import tenant_router as models_tenant_router
 from models_registry.worker.registry_router import router as worker_registry_router
 from tenants.router import platform_router, tenant_admin_router
+from tenants.usage_router import router as usage_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(platform_router)
     app.include_router(tenant_admin_router)
+    app.include_router(usage_router)
     app.include_router(models_admin_router)
     app.include_router(openai_router)
     app.include_router(models_tenant_router)

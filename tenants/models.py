@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
@@ -106,3 +106,32 @@ class TenantLimits(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     tenant: Mapped[Tenant] = relationship(back_populates="limits", lazy="raise")
+
+
+class UsageDaily(UUIDPrimaryKey, Base):
+    """Tokens and requests per tenant, principal (user or API key), model and UTC day: the source of truth
+    for usage reports and quotas."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (
+        Index(
+            "uq_usage_daily_bucket",
+            "tenant_id",
+            "day",
+            "model",
+            "principal_kind",
+            "principal_id",
+            unique=True,
+        ),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    day: Mapped[date]
+    model: Mapped[str] = mapped_column(String(200))
+    principal_kind: Mapped[str] = mapped_column(String(16))  # user | api_key
+    principal_id: Mapped[uuid.UUID]
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_hits: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

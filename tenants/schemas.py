@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from tenants.models import ApiKeyScope, TenantStatus, UserRole
 
@@ -24,9 +24,22 @@ class ORMModel(BaseModel):
 # --- tenants --------------------------------------------------------------------------------------
 
 
+# First path segments the platform itself uses: a tenant by one of these names would be unreachable.
+RESERVED_SLUGS = frozenset(
+    {"admin", "auth", "v1", "internal", "docs", "redoc", "openapi.json", "healthz", "readyz"}
+)
+
+
 class TenantCreate(BaseModel):
     slug: Slug
     name: DisplayName | None = None
+
+    @field_validator("slug")
+    @classmethod
+    def _not_reserved(cls, slug: str) -> str:
+        if slug in RESERVED_SLUGS:
+            raise ValueError(f"'{slug}' is reserved by the platform")
+        return slug
 
 
 class TenantUpdate(BaseModel):
@@ -109,3 +122,23 @@ class LimitsIn(BaseModel):
 
 class LimitsOut(LimitsIn, ORMModel):
     updated_at: datetime
+
+
+class UsageRow(BaseModel):
+    """One group of a usage report; the group's key is `day`, `model`, `tenant` or the principal."""
+
+    model_config = ConfigDict(extra="allow")
+
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cached_hits: int
+
+
+class UsageReport(BaseModel):
+    start: date = Field(serialization_alias="from")
+    end: date = Field(serialization_alias="to")
+    group_by: str
+    rows: list[UsageRow]
+    totals: UsageRow

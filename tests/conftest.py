@@ -42,6 +42,7 @@ TEST_DATABASE_URL = os.environ.get(
 )
 TEST_REDIS_URL = os.environ.get("LLMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TABLES = (
+    "usage_daily",
     "conversation_messages",
     "conversations",
     "refresh_tokens",

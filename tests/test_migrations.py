@@ -22,6 +22,7 @@ EXPECTED_TABLES = {
     "models",
     "conversations",
     "conversation_messages",
+    "usage_daily",
     "alembic_version",
 }
 

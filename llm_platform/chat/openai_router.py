@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from functools import partial
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -115,11 +114,10 @@ async def _chat_completions(
     completion_id = service.new_message_id()
     generate = await service.prepare(session, tenant, turn, f"{current_request_id()}:{completion_id}")
     await session.close()  # nothing else to read: do not hold a connection for the whole generation
-    on_answer = partial(memory.remember, state.session_factory) if memory else None
+    turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, memory)
     if not body.stream:
         result = await service.complete(state.dispatcher, generate)
-        if on_answer:
-            await on_answer(result.text, generate.model)
+        await turn_end(result.text, result.prompt_tokens, result.completion_tokens, generate.model)
         return ChatCompletion(
             id=completion_id,
             model=generate.model,
@@ -131,7 +129,7 @@ async def _chat_completions(
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     events = service.stream(state.dispatcher, generate)
     first = await anext(events)  # errors before the first token still get a proper status code
-    frames = _openai_frames(first, events, completion_id, generate, include_usage, on_answer)
+    frames = _openai_frames(first, events, completion_id, generate, include_usage, turn_end)
     return StreamingResponse(closing(frames), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -141,7 +139,7 @@ async def _openai_frames(
     completion_id: str,
     generate: service.Generation,
     include_usage: bool,
-    on_answer: service.AnswerHook | None,
+    turn_end: service.TurnEnd,
 ) -> AsyncIterator[bytes]:
     created = int(time.time())
 
@@ -154,7 +152,7 @@ async def _openai_frames(
 
     try:
         yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
-        async for event in service.relay(first, events, on_answer, generate.model):
+        async for event in service.relay(first, events, turn_end, generate.model):
             if not event.finished:
                 yield chunk([ChunkChoice(delta=Delta(content=event.text))])
             elif event.finish_reason == "error":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from functools import partial
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -28,11 +27,10 @@ async def chat(
     )
     await session.close()
     generate, memory = prepared.generate, prepared.memory
-    on_answer = partial(memory.remember, state.session_factory) if memory else None
+    turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, memory)
     if not body.stream:
         result = await service.complete(state.dispatcher, generate)
-        if on_answer:
-            await on_answer(result.text, generate.model)
+        await turn_end(result.text, result.prompt_tokens, result.completion_tokens, generate.model)
         turn = [*prepared.history, prepared.prompt]
         return ChatOut(
             response=result.text,
@@ -47,7 +45,7 @@ async def chat(
         )
     events = service.stream(state.dispatcher, generate)
     first = await anext(events)
-    frames = _frames(first, events, prepared.message_id, generate.model, on_answer)
+    frames = _frames(first, events, prepared.message_id, generate.model, turn_end)
     return StreamingResponse(closing(frames), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -56,10 +54,10 @@ async def _frames(
     events: AsyncIterator[WorkerEvent],
     message_id: str,
     model: str,
-    on_answer: service.AnswerHook | None,
+    turn_end: service.TurnEnd,
 ) -> AsyncIterator[bytes]:
     try:
-        async for event in service.relay(first, events, on_answer, model):
+        async for event in service.relay(first, events, turn_end, model):
             if not event.finished:
                 yield sse(ChatChunk(text=event.text, message_id=message_id))
             elif event.finish_reason == "error":

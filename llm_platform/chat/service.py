@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,8 +23,8 @@ from models_registry.models import ModelBackend, ModelKind
 from models_registry.upstream import Upstream
 from models_registry.worker.protocol import ChatMessage, GenerateParams, GenerateRequest, WorkerEvent
 from tenants.models import Tenant
+from tenants.usage import UsageRecord, record_usage
 
-AnswerHook = Callable[[str, str], Awaitable[None]]  # (answer, model)
 MAX_PROMPT_CHARS = 2_000_000  # far beyond any context we serve; stops pathological bodies early
 
 
@@ -123,10 +123,11 @@ async def stream(dispatcher: Dispatcher, generation: Generation) -> AsyncIterato
 
 
 async def relay(
-    first: WorkerEvent, events: AsyncIterator[WorkerEvent], on_answer: AnswerHook | None, model: str
+    first: WorkerEvent, events: AsyncIterator[WorkerEvent], turn_end: TurnEnd, model: str
 ) -> AsyncIterator[WorkerEvent]:
-    """Text events, then the final event; a completed answer is handed to `on_answer` (to remember it)
-    before the final event goes out. Shared by every streaming API so they cannot drift apart."""
+    """Text events, then the final event; a completed answer is accounted for (usage, and the
+    conversation if any) before the final event goes out. Shared by every streaming API so they cannot
+    drift apart."""
     parts: list[str] = []
     event = first
     while True:
@@ -134,8 +135,8 @@ async def relay(
             parts.append(event.text)
             yield WorkerEvent(text=event.text)
         if event.finished:
-            if event.finish_reason != "error" and on_answer is not None:
-                await on_answer("".join(parts), model)
+            if event.finish_reason != "error":
+                await turn_end("".join(parts), event.prompt_tokens, event.completion_tokens, model)
             yield event
             return
         event = await anext(events)
@@ -169,12 +170,34 @@ class Memory:
     conversation_id: uuid.UUID
     new_messages: list[ChatMessage]
 
-    async def remember(
-        self, session_factory: async_sessionmaker[AsyncSession], answer: str, model: str
-    ) -> None:
-        """Stores the turn once its answer is complete (in a session of its own: streams outlive requests)."""
-        async with session_factory() as session:
-            await conversations.append_turn(session, self.conversation_id, self.new_messages, answer, model)
+
+@dataclass
+class TurnEnd:
+    """What happens once an answer is complete: its usage is recorded, and the turn is stored in its
+    conversation if it has one. Runs in a session of its own: a stream outlives its request's session."""
+
+    session_factory: async_sessionmaker[AsyncSession]
+    tenant_id: uuid.UUID
+    principal: Principal
+    memory: Memory | None = None
+
+    async def __call__(self, answer: str, prompt_tokens: int, completion_tokens: int, model: str) -> None:
+        async with self.session_factory() as session:
+            await record_usage(
+                session,
+                UsageRecord(
+                    self.tenant_id,
+                    self.principal.kind,
+                    self.principal.id,
+                    model,
+                    prompt_tokens,
+                    completion_tokens,
+                ),
+            )
+            if self.memory is not None:
+                await conversations.append_turn(
+                    session, self.memory.conversation_id, self.memory.new_messages, answer, model
+                )
 
 
 async def recall(

@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import uuid
-from functools import partial
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
@@ -161,11 +160,10 @@ async def _stream_answer(
                 session, tenant, principal, body, state.settings.default_chat_model, uuid.uuid4().hex
             )
         events = service.stream(state.dispatcher, prepared.generate)
-        memory = prepared.memory
-        on_answer = partial(memory.remember, state.session_factory) if memory else None
+        turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, prepared.memory)
         try:
             first = await anext(events)
-            async for event in service.relay(first, events, on_answer, prepared.generate.model):
+            async for event in service.relay(first, events, turn_end, prepared.generate.model):
                 if not event.finished:
                     await websocket.send_json(
                         {"type": "chunk", "text": event.text, "message_id": prepared.message_id}
