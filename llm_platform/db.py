@@ -11,10 +11,12 @@ from typing import TypeVar
 
 from sqlalchemy import DateTime, Enum, MetaData, event
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from llm_platform.errors import PlatformError
 from llm_platform.settings import Settings
 
 # Named constraints make migrations reproducible and let Alembic alter them on SQLite (batch mode).
@@ -99,6 +101,15 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 
 T = TypeVar("T")
+
+
+async def save_unique(session: AsyncSession, conflict: PlatformError, *, commit: bool = True) -> None:
+    """Commits (or only flushes); a unique-constraint violation rolls back and raises `conflict`."""
+    try:
+        await (session.commit() if commit else session.flush())
+    except IntegrityError as exc:
+        await session.rollback()
+        raise conflict from exc
 
 
 def run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import Select, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llm_platform.db import utcnow
+from llm_platform.db import save_unique, utcnow
 from llm_platform.errors import Conflict, NotFound
 from models_registry.models import Model
 from tenants.models import TenantLimits
@@ -26,13 +25,10 @@ def model_not_found(name: str) -> NotFound:
 async def register_model(session: AsyncSession, values: dict[str, object]) -> Model:
     model = Model(**values)
     session.add(model)
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise Conflict(
-            f"A model named '{values['name']}' already exists", code="model_exists", param="name"
-        ) from exc
+    await save_unique(
+        session,
+        Conflict(f"A model named '{values['name']}' already exists", code="model_exists", param="name"),
+    )
     return model
 
 

@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 
 from passlib.context import CryptContext
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.auth.security import generate_api_key
 from llm_platform.auth.service import revoke_user_sessions
-from llm_platform.db import utcnow
+from llm_platform.db import save_unique, utcnow
 from llm_platform.errors import BadRequest, Conflict, NotFound
 from tenants.models import ApiKey, ApiKeyScope, Tenant, TenantLimits, TenantStatus, User, UserRole
 
@@ -27,13 +26,8 @@ async def create_tenant(session: AsyncSession, slug: str, name: str | None = Non
     """Creates a tenant with unlimited limits (admins tighten them with PUT .../admin/limits)."""
     tenant = Tenant(slug=slug, name=name or slug, status=TenantStatus.active)
     session.add(tenant)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise Conflict(
-            f"A tenant with slug '{slug}' already exists", code="tenant_exists", param="slug"
-        ) from exc
+    exists = Conflict(f"A tenant with slug '{slug}' already exists", code="tenant_exists", param="slug")
+    await save_unique(session, exists, commit=False)  # the id is needed for the limits row
     session.add(TenantLimits(tenant_id=tenant.id))
     await session.commit()
     return tenant
@@ -98,11 +92,9 @@ async def create_user(
         tenant_id=tenant_id, email=email.strip().lower(), password_hash=passwords.hash(password), role=role
     )
     session.add(user)
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise Conflict("A user with this email already exists", code="user_exists", param="email") from exc
+    await save_unique(
+        session, Conflict("A user with this email already exists", code="user_exists", param="email")
+    )
     return user
 
 
