@@ -1,0 +1,1 @@
+"""Per-tenant and per-key admission: requests/min, tokens/min (reserved, then settled), concurrency."""
