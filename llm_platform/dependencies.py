@@ -85,7 +85,11 @@ async def get_tenant(session: SessionDep, principal: PrincipalDep, tenant: Tenan
     """
     if not principal.is_platform_admin and principal.tenant_slug != tenant:
         raise NotFound("Not found")
-    found = await tenant_service.find_tenant(session, tenant)
+    if principal.tenant_id is not None:
+        # Authentication loaded this tenant into the request's session: the identity map answers, no query.
+        found = await session.get(Tenant, principal.tenant_id)
+    else:
+        found = await tenant_service.find_tenant(session, tenant)
     if found is None:
         raise NotFound("Not found")
     return found
@@ -118,7 +122,10 @@ async def get_credential_tenant(session: SessionDep, principal: InferenceDep) ->
         raise BadRequest(
             "Platform admins belong to no tenant: use /{tenant}/v1/... to act for one", code="tenant_required"
         )
-    return await tenant_service.get_tenant(session, principal.tenant_slug)
+    tenant = await session.get(Tenant, principal.tenant_id)  # already in the session since authentication
+    if tenant is None:
+        raise NotFound("Not found")
+    return tenant
 
 
 CredentialTenantDep = Annotated[Tenant, Depends(get_credential_tenant)]
