@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette_exporter import PrometheusMiddleware, handle_metrics
 
 from llm_platform import health
 from llm_platform.auth.router import router as auth_router
@@ -45,11 +46,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(
+        PrometheusMiddleware, app_name="llm_platform", prefix="llmp", skip_paths=["/metrics", "/healthz"]
+    )
     # Added last = outermost: the request id exists before anything else runs, even a 413.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestIdMiddleware)
 
     app.include_router(health.router)
+    app.add_route("/metrics", handle_metrics, include_in_schema=False)
     app.include_router(auth_router)
     app.include_router(platform_router)
     app.include_router(tenant_admin_router)

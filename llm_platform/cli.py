@@ -138,7 +138,10 @@ def create_tenant(
             f"error: invalid tenant slug '{slug}' (lowercase letters, digits, dashes; 2-63 chars)", err=True
         )
         raise typer.Exit(code=2) from exc
-    tenant = _run_with_session(_load_settings(), lambda session: service.create_tenant(session, slug, name))
+    settings = _load_settings()
+    tenant = _run_with_session(
+        settings, lambda session: service.create_tenant(session, slug, name, settings.new_tenant_limits())
+    )
     typer.echo(f"created tenant {tenant.slug} ({tenant.id})")
 
 
@@ -196,7 +199,7 @@ def bootstrap_demo(
     async def work(session: AsyncSession) -> str | None:
         if await service.find_tenant(session, slug) is not None:
             return None
-        tenant = await service.create_tenant(session, slug, "Demo tenant")
+        tenant = await service.create_tenant(session, slug, "Demo tenant", settings.new_tenant_limits())
         await service.create_user(
             session,
             password_context(settings),

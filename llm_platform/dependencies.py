@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llm_platform.auth import service as auth_service
 from llm_platform.auth.principal import Principal
 from llm_platform.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from llm_platform.middleware import response_headers
 from llm_platform.settings import Settings
 from llm_platform.state import PlatformState
 from tenants import service as tenant_service
@@ -143,3 +144,11 @@ def client_address(request: Request) -> str:
 
 
 ClientAddressDep = Annotated[str, Depends(client_address)]
+
+
+def get_response_headers(request: Request) -> dict[str, str]:
+    """Headers to put on this request's response, whatever it turns out to be (success, error, stream)."""
+    return response_headers(request.scope)
+
+
+ResponseHeadersDep = Annotated[dict[str, str], Depends(get_response_headers)]

@@ -28,6 +28,12 @@ def current_request_id() -> str:
     return request_id_var.get()
 
 
+def response_headers(scope: Scope) -> dict[str, str]:
+    """Headers a handler wants on its response whatever it turns out to be (a success, an error raised
+    later, a stream): the request id middleware adds them when the response starts."""
+    return scope.setdefault("state", {}).setdefault("response_headers", {})
+
+
 class RequestIdMiddleware:
     """Takes X-Request-ID from the request (or makes one), exposes it to logs, and echoes it back."""
 
@@ -45,7 +51,10 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).setdefault(REQUEST_ID_HEADER, request_id)
+                headers = MutableHeaders(scope=message)
+                headers.setdefault(REQUEST_ID_HEADER, request_id)
+                for name, value in scope["state"].get("response_headers", {}).items():
+                    headers.setdefault(name, value)
             await send(message)
 
         try:

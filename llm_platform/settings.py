@@ -73,6 +73,16 @@ class Settings(BaseSettings):
     ] = 30
     login_window_s: Annotated[int, Field(description="Sliding window for counting failed logins", ge=1)] = 900
 
+    tenant_requests_per_minute: Annotated[
+        int | None, Field(description="Requests per minute given to a new tenant (admins change it)", ge=1)
+    ] = 600
+    tenant_tokens_per_minute: Annotated[
+        int | None, Field(description="Prompt + completion tokens per minute given to a new tenant", ge=1)
+    ] = 1_000_000
+    tenant_concurrent_requests: Annotated[
+        int | None, Field(description="Requests in flight at once allowed to a new tenant", ge=1)
+    ] = 64
+
     max_request_body_bytes: Annotated[
         int, Field(description="Request bodies above this size answer 413", ge=1024)
     ] = 1024 * 1024
@@ -135,6 +145,13 @@ class Settings(BaseSettings):
                     f"LLMP_WORKER_SECRET must be set to at least {MIN_JWT_SECRET_BYTES} bytes in production"
                 )
         return self
+
+    def new_tenant_limits(self) -> dict[str, int | None]:
+        return {
+            "requests_per_minute": self.tenant_requests_per_minute,
+            "tokens_per_minute": self.tenant_tokens_per_minute,
+            "concurrent_requests": self.tenant_concurrent_requests,
+        }
 
     @property
     def embedded(self) -> bool:

@@ -1,5 +1,5 @@
 """What one API process holds for its lifetime: settings, database, Redis, limiter storage, hashing
-context, the worker registry and the dispatcher."""
+context, the worker registry, the dispatcher and the meter."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from llm_platform.auth.security import password_context
 from llm_platform.auth.throttle import LoginThrottle, limits_storage
 from llm_platform.db import create_engine_for, create_session_factory
+from llm_platform.ratelimit.memory_limiter import MemoryLimiter
+from llm_platform.ratelimit.meter import Meter
+from llm_platform.ratelimit.redis_limiter import RedisLimiter
 from llm_platform.settings import Settings
 from models_registry.dispatch import Dispatcher
 from models_registry.worker.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerRegistry
@@ -31,12 +34,18 @@ class PlatformState:
     registry: WorkerRegistry
     worker_client: httpx.AsyncClient
     dispatcher: Dispatcher
+    meter: Meter
 
     @classmethod
     def build(cls, settings: Settings) -> PlatformState:
         engine = create_engine_for(settings)
         storage = limits_storage(settings)
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        # Short timeouts: a Redis that hangs must degrade the limits (fail-open/closed), not stall requests.
+        redis = (
+            Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
+            if settings.redis_url
+            else None
+        )
         registry: WorkerRegistry = (
             RedisWorkerRegistry(redis, settings.worker_ttl_s)
             if redis
@@ -63,6 +72,7 @@ class PlatformState:
                 settings.resolved_worker_secret,
                 {name: key.get_secret_value() for name, key in settings.upstream_api_keys.items()},
             ),
+            meter=Meter(RedisLimiter(redis), fallback=MemoryLimiter()) if redis else Meter(MemoryLimiter()),
         )
 
     async def close(self) -> None:

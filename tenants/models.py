@@ -28,6 +28,24 @@ class ApiKeyScope(StrEnum):
     admin = "admin"  # the tenant's admin API, as a tenant admin would
 
 
+class FailMode(StrEnum):
+    """What the tenant's requests get while Redis (the shared limiter) is unreachable."""
+
+    open = "open"  # admitted under this replica's own limiter
+    closed = "closed"  # 503 until Redis is back
+
+
+class LimitColumns:
+    """Rate limits and token quotas; None means unlimited. Tenants and API keys have them (a key's
+    can only be tighter, since a request must pass both)."""
+
+    requests_per_minute: Mapped[int | None]
+    tokens_per_minute: Mapped[int | None]
+    concurrent_requests: Mapped[int | None]
+    monthly_token_quota: Mapped[int | None] = mapped_column(BigInteger)
+    daily_token_quota: Mapped[int | None] = mapped_column(BigInteger)
+
+
 class Tenant(UUIDPrimaryKey, Base):
     __tablename__ = "tenants"
 
@@ -61,7 +79,7 @@ class User(UUIDPrimaryKey, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ApiKey(UUIDPrimaryKey, Base):
+class ApiKey(UUIDPrimaryKey, LimitColumns, Base):
     __tablename__ = "api_keys"
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -90,18 +108,15 @@ class RefreshToken(UUIDPrimaryKey, Base):
     revoked_at: Mapped[datetime | None]
 
 
-class TenantLimits(Base):
-    """Limits and quotas of a tenant; None means unlimited (allowed_models None: every model)."""
+class TenantLimits(LimitColumns, Base):
+    """Limits and quotas of a tenant (allowed_models None: every model)."""
 
     __tablename__ = "tenant_limits"
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
     )
-    requests_per_minute: Mapped[int | None]
-    tokens_per_minute: Mapped[int | None]
-    concurrent_requests: Mapped[int | None]
-    monthly_token_quota: Mapped[int | None] = mapped_column(BigInteger)
+    fail_mode: Mapped[FailMode] = mapped_column(str_enum(FailMode), default=FailMode.open)
     allowed_models: Mapped[list[str] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

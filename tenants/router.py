@@ -19,6 +19,7 @@ from tenants.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
+    KeyLimits,
     LimitsIn,
     LimitsOut,
     PasswordReset,
@@ -35,8 +36,10 @@ tenant_admin_router = APIRouter(prefix="/{tenant}/admin", tags=["tenant admin"])
 
 
 @platform_router.post("", status_code=status.HTTP_201_CREATED)
-async def create_tenant(body: TenantCreate, session: SessionDep, _: PlatformAdminDep) -> TenantOut:
-    tenant = await service.create_tenant(session, body.slug, body.name)
+async def create_tenant(
+    body: TenantCreate, session: SessionDep, settings: SettingsDep, _: PlatformAdminDep
+) -> TenantOut:
+    tenant = await service.create_tenant(session, body.slug, body.name, settings.new_tenant_limits())
     return TenantOut.model_validate(tenant)
 
 
@@ -131,6 +134,7 @@ async def create_api_key(
         scopes=body.scopes,
         expires_at=body.expires_at,
         created_by=principal.id if principal.kind == "user" else None,
+        limits=body.model_dump(include=set(KeyLimits.model_fields)),
     )
     return ApiKeyCreated.model_validate({**ApiKeyOut.model_validate(api_key).model_dump(), "key": secret})
 
@@ -145,6 +149,17 @@ async def revoke_api_key(
     key_id: uuid.UUID, tenant: TenantDep, _: TenantAdminDep, session: SessionDep
 ) -> ApiKeyOut:
     return ApiKeyOut.model_validate(await service.revoke_api_key(session, tenant.id, key_id))
+
+
+@tenant_admin_router.put("/keys/{key_id}/limits", tags=["api keys"])
+async def set_api_key_limits(
+    key_id: uuid.UUID, body: KeyLimits, tenant: TenantDep, _: TenantAdminDep, session: SessionDep
+) -> ApiKeyOut:
+    """Replaces the key's own limits (null: only the tenant's apply). Tenant admins may set them, since
+    they can only tighten what the platform admin allowed the tenant."""
+    return ApiKeyOut.model_validate(
+        await service.set_key_limits(session, tenant.id, key_id, body.model_dump())
+    )
 
 
 # --- limits ---------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
-from tenants.models import ApiKeyScope, TenantStatus, UserRole
+from tenants.models import ApiKeyScope, FailMode, TenantStatus, UserRole
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
@@ -85,13 +85,25 @@ class UserOut(ORMModel):
 # --- API keys -------------------------------------------------------------------------------------
 
 
-class ApiKeyCreate(BaseModel):
+class KeyLimits(BaseModel):
+    """Per minute: requests, prompt + completion tokens; in flight at once; token quotas per UTC month and
+    day. Null means unlimited. An API key's limits apply on top of its tenant's, so they can only be
+    tighter, and cannot be set above them."""
+
+    requests_per_minute: Limit | None = None
+    tokens_per_minute: Limit | None = None
+    concurrent_requests: Limit | None = None
+    monthly_token_quota: Limit | None = None
+    daily_token_quota: Limit | None = None
+
+
+class ApiKeyCreate(KeyLimits):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     scopes: Annotated[list[ApiKeyScope], Field(min_length=1)] = [ApiKeyScope.inference]
     expires_at: datetime | None = Field(default=None, description="UTC; a naive time is read as UTC")
 
 
-class ApiKeyOut(ORMModel):
+class ApiKeyOut(KeyLimits, ORMModel):
     id: uuid.UUID
     name: str
     prefix: str
@@ -110,13 +122,14 @@ class ApiKeyCreated(ApiKeyOut):
 # --- limits ---------------------------------------------------------------------------------------
 
 
-class LimitsIn(BaseModel):
-    """Every field null means unlimited; allowed_models null means every enabled model."""
+class LimitsIn(KeyLimits):
+    """Every limit null means unlimited; allowed_models null means every enabled model."""
 
-    requests_per_minute: Limit | None = None
-    tokens_per_minute: Limit | None = None
-    concurrent_requests: Limit | None = None
-    monthly_token_quota: Limit | None = None
+    fail_mode: FailMode = Field(
+        default=FailMode.open,
+        description="While Redis is unreachable: `open` admits under each replica's own limiter, "
+        "`closed` answers 503",
+    )
     allowed_models: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = None
 
 

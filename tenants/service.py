@@ -22,13 +22,16 @@ from tenants.models import ApiKey, ApiKeyScope, Tenant, TenantLimits, TenantStat
 # --- tenants --------------------------------------------------------------------------------------
 
 
-async def create_tenant(session: AsyncSession, slug: str, name: str | None = None) -> Tenant:
-    """Creates a tenant with unlimited limits (admins tighten them with PUT .../admin/limits)."""
+async def create_tenant(
+    session: AsyncSession, slug: str, name: str | None = None, limits: dict[str, int | None] | None = None
+) -> Tenant:
+    """Creates a tenant with the given starting limits (the platform's defaults; unlimited if none);
+    platform admins change them with PUT .../admin/limits."""
     tenant = Tenant(slug=slug, name=name or slug, status=TenantStatus.active)
     session.add(tenant)
     exists = Conflict(f"A tenant with slug '{slug}' already exists", code="tenant_exists", param="slug")
     await save_unique(session, exists, commit=False)  # the id is needed for the limits row
-    session.add(TenantLimits(tenant_id=tenant.id))
+    session.add(TenantLimits(tenant_id=tenant.id, **(limits or {})))
     await session.commit()
     return tenant
 
@@ -162,8 +165,11 @@ async def create_api_key(
     scopes: list[ApiKeyScope] | None = None,
     expires_at: datetime | None = None,
     created_by: uuid.UUID | None = None,
+    limits: dict[str, int | None] | None = None,
 ) -> tuple[ApiKey, str]:
     """Creates a key and returns it with its secret, which is never stored and never shown again."""
+    limits = limits or {}
+    await _check_key_limits(session, tenant_id, limits)
     if expires_at is not None:
         expires_at = expires_at.replace(tzinfo=UTC) if expires_at.tzinfo is None else expires_at
         if expires_at <= utcnow():
@@ -177,6 +183,7 @@ async def create_api_key(
         scopes=sorted({scope.value for scope in scopes or [ApiKeyScope.inference]}),
         created_by=created_by,
         expires_at=expires_at,
+        **limits,
     )
     session.add(api_key)
     await session.commit()
@@ -189,15 +196,48 @@ async def list_api_keys(session: AsyncSession, tenant_id: uuid.UUID) -> list[Api
     )
 
 
-async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
-    """Revokes a key of this tenant; it stops working on its next request. Revoking twice is harmless."""
+async def get_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
+    """A key of this tenant; another tenant's key is not found, like a missing one."""
     api_key = await session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == tenant_id))
     if api_key is None:
         raise NotFound("API key not found", code="api_key_not_found")
+    return api_key
+
+
+async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
+    """Revokes a key of this tenant; it stops working on its next request. Revoking twice is harmless."""
+    api_key = await get_api_key(session, tenant_id, key_id)
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
         await session.commit()
     return api_key
+
+
+async def set_key_limits(
+    session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID, limits: dict[str, int | None]
+) -> ApiKey:
+    """Replaces a key's own limits as a whole (an omitted one becomes: only the tenant's applies)."""
+    api_key = await get_api_key(session, tenant_id, key_id)
+    await _check_key_limits(session, tenant_id, limits)
+    for name, value in limits.items():
+        setattr(api_key, name, value)
+    await session.commit()
+    return api_key
+
+
+async def _check_key_limits(
+    session: AsyncSession, tenant_id: uuid.UUID, limits: dict[str, int | None]
+) -> None:
+    """A key's limit above its tenant's would promise what the tenant's limit takes away: refused."""
+    tenant_limits = await get_limits(session, tenant_id)
+    for name, value in limits.items():
+        ceiling = getattr(tenant_limits, name)
+        if value is not None and ceiling is not None and value > ceiling:
+            raise BadRequest(
+                f"{name} ({value}) is above the tenant's ({ceiling}): a key's limits can only be tighter",
+                code="limit_above_tenant",
+                param=name,
+            )
 
 
 # --- limits ---------------------------------------------------------------------------------------

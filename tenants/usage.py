@@ -140,3 +140,16 @@ def month_to_date(today: date | None = None) -> tuple[date, date]:
 def totals(rows: list[dict[str, object]]) -> dict[str, int]:
     keys = (*_SUMS, "total_tokens")
     return {key: sum(int(row[key]) for row in rows) for key in keys}  # type: ignore[call-overload]
+
+
+async def tokens_used(
+    session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID | None, start: date, end: date
+) -> int:
+    """Tokens a tenant (or one of its API keys) used from `start` to `end` inclusive: what a quota
+    counter is rebuilt from."""
+    statement = select(
+        func.coalesce(func.sum(UsageDaily.prompt_tokens + UsageDaily.completion_tokens), 0)
+    ).where(UsageDaily.tenant_id == tenant_id, UsageDaily.day >= start, UsageDaily.day <= end)
+    if key_id is not None:
+        statement = statement.where(UsageDaily.principal_kind == "api_key", UsageDaily.principal_id == key_id)
+    return int((await session.execute(statement)).scalar_one())

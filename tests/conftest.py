@@ -4,7 +4,6 @@ per session, emptied tables per test, and an API client with helpers to make ten
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,12 +26,10 @@ from tenants import service
 from tenants.models import UserRole
 from tests.tiny_model import build_tiny_model
 from tests.workers import (
-    LLMP,
     TTL_S,
     WORKER_SECRET,
+    ApiProcess,
     WorkerProcess,
-    free_port,
-    wait_healthy,
     wait_registered,
     worker_env,
 )
@@ -144,25 +141,19 @@ def long_worker(database_url, redis_url, db_engine, tmp_path_factory):  # type: 
 
 @pytest.fixture
 def live_api(database_url, redis_url, tmp_path, settings, tiny_worker, clean_state):  # type: ignore[no-untyped-def]
-    port = free_port()
     env = worker_env(
         database_url,
         redis_url,
         tmp_path,
-        LLMP_PORT=str(port),
         LLMP_JWT_SECRET=settings.resolved_jwt_secret,
         LLMP_PASSWORD_HASH_MEMORY_KIB="1024",
     )
-    log = (tmp_path / "api.log").open("wb")
-    process = subprocess.Popen([LLMP, "serve", "--no-workers"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
+    api = ApiProcess(env).wait_ready()
     try:
-        wait_healthy(base_url, process)
         wait_registered(redis_url, TINY_MODEL)
-        yield base_url
+        yield api.url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        api.stop()
 
 
 @pytest.fixture(scope="session")
@@ -255,6 +246,12 @@ class PlatformHelper:
             headers=headers or self.admin_headers,
         )
         assert response.status_code == 201, response.text
+        return response.json()
+
+    def set_limits(self, tenant: TenantCtx, **limits: object) -> dict:
+        """Replaces the tenant's limits as a platform admin (what is not given becomes unlimited)."""
+        response = self.client.put(f"/{tenant.slug}/admin/limits", json=limits, headers=self.admin_headers)
+        assert response.status_code == 200, response.text
         return response.json()
 
     def create_key(self, tenant: TenantCtx, *, scopes: list[str] | None = None, **extra: object) -> dict:

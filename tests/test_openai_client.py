@@ -9,13 +9,19 @@ import pytest
 from tests.conftest import TINY_MODEL, PlatformHelper
 
 
-@pytest.fixture
-def client(live_api, settings):  # type: ignore[no-untyped-def]
+def _client_of_a_new_tenant(live_api: str, settings, **limits: object) -> openai.OpenAI:  # type: ignore[no-untyped-def]
     with httpx.Client(base_url=live_api) as http:
         helper = PlatformHelper(http, settings)  # type: ignore[arg-type]
         tenant = helper.create_tenant()
+        if limits:
+            helper.set_limits(tenant, **limits)
         key = helper.create_key(tenant)["key"]
     return openai.OpenAI(base_url=f"{live_api}/v1", api_key=key, max_retries=0)
+
+
+@pytest.fixture
+def client(live_api, settings):  # type: ignore[no-untyped-def]
+    return _client_of_a_new_tenant(live_api, settings)
 
 
 def test_models_list(client):
@@ -58,3 +64,21 @@ def test_error_classes(client, live_api):
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model=TINY_MODEL, messages=[{"role": "user", "content": "hi"}], n=3)
     assert bad.value.status_code == 400 and bad.value.param == "n"
+
+
+def test_rate_limited_requests_raise_rate_limit_error(live_api, settings):
+    client = _client_of_a_new_tenant(live_api, settings, requests_per_minute=1)
+    messages = [{"role": "user", "content": "Hello"}]
+    raw = client.chat.completions.with_raw_response.create(model=TINY_MODEL, messages=messages, max_tokens=2)
+    assert raw.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model=TINY_MODEL, messages=messages, max_tokens=2)
+    assert refused.value.code == "rate_limit_exceeded"
+    assert int(refused.value.response.headers["retry-after"]) >= 1
+
+
+def test_spent_quota_raises_rate_limit_error_with_its_code(live_api, settings):
+    client = _client_of_a_new_tenant(live_api, settings, monthly_token_quota=10)
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model=TINY_MODEL, messages=[{"role": "user", "content": "Hi"}])
+    assert refused.value.code == "insufficient_quota"

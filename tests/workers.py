@@ -113,3 +113,28 @@ def wait_healthy(base_url: str, process: subprocess.Popen, timeout_s: float = 60
         except httpx.TransportError:
             time.sleep(0.1)
     raise RuntimeError(f"{base_url} did not come up within {timeout_s} s")
+
+
+class ApiProcess:
+    """`llmp serve --no-workers` in a process of its own: a replica of the API layer."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(env["LLMP_DATA_DIR"]) / f"api-{self.port}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [LLMP, "serve", "--no-workers"],
+            env={**env, "LLMP_PORT": str(self.port)},
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self) -> ApiProcess:
+        wait_healthy(self.url, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)

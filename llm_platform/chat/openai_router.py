@@ -28,6 +28,7 @@ from llm_platform.dependencies import (
     CredentialTenantDep,
     InferenceDep,
     InferenceTenantDep,
+    ResponseHeadersDep,
     SessionDep,
     StateDep,
 )
@@ -58,8 +59,9 @@ async def chat_completions(
     principal: InferenceDep,
     session: SessionDep,
     state: StateDep,
+    headers: ResponseHeadersDep,
 ) -> ChatCompletion | StreamingResponse:
-    return await _chat_completions(body, tenant, principal, session, state)
+    return await _chat_completions(body, tenant, principal, session, state, headers)
 
 
 @router.post("/{tenant}/v1/chat/completions", response_model=None)
@@ -69,8 +71,9 @@ async def tenant_chat_completions(
     principal: InferenceDep,
     session: SessionDep,
     state: StateDep,
+    headers: ResponseHeadersDep,
 ) -> ChatCompletion | StreamingResponse:
-    return await _chat_completions(body, tenant, principal, session, state)
+    return await _chat_completions(body, tenant, principal, session, state, headers)
 
 
 async def _model_list(session: AsyncSession, tenant: Tenant) -> ModelList:
@@ -84,6 +87,7 @@ async def _chat_completions(
     principal: Principal,
     session: AsyncSession,
     state: PlatformState,
+    headers: dict[str, str],
 ) -> ChatCompletion | StreamingResponse:
     refused = body.unsupported_fields()
     if refused:
@@ -113,11 +117,13 @@ async def _chat_completions(
     )
     completion_id = service.new_message_id()
     generate = await service.prepare(session, tenant, turn, f"{current_request_id()}:{completion_id}")
+    ticket = await service.admit(state.meter, session, tenant, principal, generate)
+    headers.update(ticket.headers)
     await session.close()  # nothing else to read: do not hold a connection for the whole generation
-    turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, memory)
+    turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, ticket, memory)
+    events = service.answer(state.dispatcher, generate, turn_end)
     if not body.stream:
-        result = await service.complete(state.dispatcher, generate)
-        await turn_end(result.text, result.prompt_tokens, result.completion_tokens, generate.model)
+        result = await service.complete(events)
         return ChatCompletion(
             id=completion_id,
             model=generate.model,
@@ -127,9 +133,8 @@ async def _chat_completions(
             usage=usage_of(result.prompt_tokens, result.completion_tokens),
         )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    events = service.stream(state.dispatcher, generate)
     first = await anext(events)  # errors before the first token still get a proper status code
-    frames = _openai_frames(first, events, completion_id, generate, include_usage, turn_end)
+    frames = _openai_frames(first, events, completion_id, generate, include_usage)
     return StreamingResponse(closing(frames), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -139,7 +144,6 @@ async def _openai_frames(
     completion_id: str,
     generate: service.Generation,
     include_usage: bool,
-    turn_end: service.TurnEnd,
 ) -> AsyncIterator[bytes]:
     created = int(time.time())
 
@@ -152,7 +156,7 @@ async def _openai_frames(
 
     try:
         yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
-        async for event in service.relay(first, events, turn_end, generate.model):
+        async for event in service.resume(first, events):
             if not event.finished:
                 yield chunk([ChunkChoice(delta=Delta(content=event.text))])
             elif event.finish_reason == "error":

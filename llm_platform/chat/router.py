@@ -11,7 +11,13 @@ from llm_platform.chat import service
 from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatChunk, ChatDone, ChatIn, ChatOut, HistoryMessage
 from llm_platform.chat.sse import SSE_HEADERS, STREAM_ERROR, closing, sse
-from llm_platform.dependencies import InferenceDep, InferenceTenantDep, SessionDep, StateDep
+from llm_platform.dependencies import (
+    InferenceDep,
+    InferenceTenantDep,
+    ResponseHeadersDep,
+    SessionDep,
+    StateDep,
+)
 from llm_platform.middleware import current_request_id
 from models_registry.worker.protocol import WorkerEvent
 
@@ -20,17 +26,24 @@ router = APIRouter(tags=["chat"])
 
 @router.post("/{tenant}/chat", response_model=None)
 async def chat(
-    body: ChatIn, tenant: InferenceTenantDep, principal: InferenceDep, session: SessionDep, state: StateDep
+    body: ChatIn,
+    tenant: InferenceTenantDep,
+    principal: InferenceDep,
+    session: SessionDep,
+    state: StateDep,
+    headers: ResponseHeadersDep,
 ) -> ChatOut | StreamingResponse:
     prepared = await service.prepare_simple(
         session, tenant, principal, body, state.settings.default_chat_model, current_request_id()
     )
-    await session.close()
     generate, memory = prepared.generate, prepared.memory
-    turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, memory)
+    ticket = await service.admit(state.meter, session, tenant, principal, generate)
+    headers.update(ticket.headers)
+    await session.close()
+    turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, ticket, memory)
+    events = service.answer(state.dispatcher, generate, turn_end)
     if not body.stream:
-        result = await service.complete(state.dispatcher, generate)
-        await turn_end(result.text, result.prompt_tokens, result.completion_tokens, generate.model)
+        result = await service.complete(events)
         turn = [*prepared.history, prepared.prompt]
         return ChatOut(
             response=result.text,
@@ -43,9 +56,8 @@ async def chat(
             usage=usage_of(result.prompt_tokens, result.completion_tokens),
             conversation_id=str(memory.conversation_id) if memory else None,
         )
-    events = service.stream(state.dispatcher, generate)
     first = await anext(events)
-    frames = _frames(first, events, prepared.message_id, generate.model, turn_end)
+    frames = _frames(first, events, prepared.message_id, generate.model)
     return StreamingResponse(closing(frames), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -54,10 +66,9 @@ async def _frames(
     events: AsyncIterator[WorkerEvent],
     message_id: str,
     model: str,
-    turn_end: service.TurnEnd,
 ) -> AsyncIterator[bytes]:
     try:
-        async for event in service.relay(first, events, turn_end, model):
+        async for event in service.resume(first, events):
             if not event.finished:
                 yield sse(ChatChunk(text=event.text, message_id=message_id))
             elif event.finish_reason == "error":

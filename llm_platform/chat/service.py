@@ -8,14 +8,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.auth.principal import Principal
 from llm_platform.chat import conversations
 from llm_platform.chat.schemas import ChatIn
 from llm_platform.errors import BadRequest, ServiceUnavailable
+from llm_platform.ratelimit.meter import Meter, Ticket
 from models_registry import service as catalogue
 from models_registry.dispatch import Dispatcher, WorkerFailed
 from models_registry.engine.params import InvalidParameter, SamplingParams
@@ -26,6 +29,8 @@ from tenants.models import Tenant
 from tenants.usage import UsageRecord, record_usage
 
 MAX_PROMPT_CHARS = 2_000_000  # far beyond any context we serve; stops pathological bodies early
+TEMPLATE_TOKENS_PER_MESSAGE = 8  # role markers around each message
+TEMPLATE_TOKENS = 64  # a default system prompt some chat templates add
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Generation:
     """A checked request, and where it goes: our workers, or an OpenAI-compatible upstream."""
 
     request: GenerateRequest
+    context_length: int
     upstream: Upstream | None = None
 
     @property
@@ -109,58 +115,100 @@ async def prepare(session: AsyncSession, tenant: Tenant, turn: ChatTurn, request
         params=GenerateParams(**values),
     )
     if model.backend is ModelBackend.openai and model.base_url:
-        return Generation(request, Upstream(base_url=model.base_url, model=model.source))
-    return Generation(request)
+        return Generation(
+            request, model.context_length, Upstream(base_url=model.base_url, model=model.source)
+        )
+    return Generation(request, model.context_length)
 
 
-async def stream(dispatcher: Dispatcher, generation: Generation) -> AsyncIterator[WorkerEvent]:
-    """The model's events; a failure mid-stream becomes a final `error` event."""
-    try:
-        async for event in dispatcher.generate(generation.request, generation.upstream):
-            yield event
-    except WorkerFailed:
-        yield WorkerEvent(finished=True, finish_reason="error", error="The model failed while generating")
-
-
-async def relay(
-    first: WorkerEvent, events: AsyncIterator[WorkerEvent], turn_end: TurnEnd, model: str
+async def answer(
+    dispatcher: Dispatcher, generation: Generation, turn_end: TurnEnd
 ) -> AsyncIterator[WorkerEvent]:
-    """Text events, then the final event; a completed answer is accounted for (usage, and the
-    conversation if any) before the final event goes out. Shared by every streaming API so they cannot
-    drift apart."""
+    """Text events, then the final event (a failure mid-stream becomes a final `error` event).
+
+    Accounted for on every path, and shared by every API so they cannot drift apart: a complete answer
+    records its usage (and its conversation turn) before the final event goes out; a failed, cancelled or
+    abandoned one is billed for the tokens it produced, and nothing more. A refusal before the first
+    event (no worker) bills nothing. Either way the rate-limit lease is settled.
+    """
+    prompt_tokens = completion_tokens = 0
     parts: list[str] = []
-    event = first
-    while True:
-        if event.text:
-            parts.append(event.text)
-            yield WorkerEvent(text=event.text)
-        if event.finished:
-            if event.finish_reason != "error":
-                await turn_end("".join(parts), event.prompt_tokens, event.completion_tokens, model)
+    accounted = False
+    try:
+        async with aclosing(dispatcher.generate(generation.request, generation.upstream)) as events:
+            try:
+                async for event in events:
+                    prompt_tokens = max(prompt_tokens, event.prompt_tokens)
+                    completion_tokens = max(completion_tokens, event.completion_tokens)
+                    if event.text:
+                        parts.append(event.text)
+                        yield WorkerEvent(text=event.text)
+                    if event.finished:
+                        if event.finish_reason != "error":
+                            accounted = True  # even if recording fails: never bill one answer twice
+                            await turn_end("".join(parts), prompt_tokens, completion_tokens, generation.model)
+                        yield event.model_copy(update={"text": ""})  # its text went out just above
+                        return
+            except WorkerFailed:
+                yield WorkerEvent(
+                    finished=True, finish_reason="error", error="The model failed while generating"
+                )
+    finally:
+        if not accounted:
+            # Also when the client went away: the server is cancelling this task, and billing must finish.
+            with anyio.CancelScope(shield=True):
+                await turn_end.interrupted(prompt_tokens, completion_tokens, generation.model)
+
+
+async def resume(first: WorkerEvent, events: AsyncIterator[WorkerEvent]) -> AsyncIterator[WorkerEvent]:
+    """`first` (already taken, so errors before it got a proper status code), then the rest. Closing
+    `events` stays the caller's job."""
+    yield first
+    if not first.finished:
+        async for event in events:
             yield event
-            return
-        event = await anext(events)
 
 
-async def complete(dispatcher: Dispatcher, generation: Generation) -> Completion:
-    """The whole answer at once."""
+async def complete(events: AsyncIterator[WorkerEvent]) -> Completion:
+    """The whole answer at once, from `answer()`'s events."""
     started = time.perf_counter()
     parts: list[str] = []
-    async for event in stream(dispatcher, generation):
-        parts.append(event.text)
-        if event.finished:
-            if event.finish_reason == "error":
-                raise ServiceUnavailable(
-                    "The model failed while generating; please retry", code="model_error"
+    async with aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            parts.append(event.text)
+            if event.finished:
+                if event.finish_reason == "error":
+                    raise ServiceUnavailable(
+                        "The model failed while generating; please retry", code="model_error"
+                    )
+                return Completion(
+                    text="".join(parts),
+                    finish_reason=event.finish_reason or "stop",
+                    prompt_tokens=event.prompt_tokens,
+                    completion_tokens=event.completion_tokens,
+                    latency_ms=round((time.perf_counter() - started) * 1000),
                 )
-            return Completion(
-                text="".join(parts),
-                finish_reason=event.finish_reason or "stop",
-                prompt_tokens=event.prompt_tokens,
-                completion_tokens=event.completion_tokens,
-                latency_ms=round((time.perf_counter() - started) * 1000),
-            )
     raise ServiceUnavailable("The model ended the answer early; please retry", code="model_error")
+
+
+async def admit(
+    meter: Meter, session: AsyncSession, tenant: Tenant, principal: Principal, generation: Generation
+) -> Ticket:
+    """Admits the generation against the tenant's and the key's limits, reserving its most tokens."""
+    return await meter.admit(session, tenant.id, principal, reservation(generation))
+
+
+def reservation(generation: Generation) -> int:
+    """The most tokens a generation can use, before the worker counts them exactly.
+
+    The API holds no tokenizer. The tokenizers we serve are byte-level (a token is at least one byte),
+    so the prompt's UTF-8 length, plus room for the chat template's markers and default system prompt,
+    bounds its tokens from above; add the completion budget, cap at the context.
+    """
+    messages = generation.request.messages
+    prompt = sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in messages) + TEMPLATE_TOKENS
+    completion = generation.request.params.max_tokens or generation.context_length
+    return min(generation.context_length, prompt + completion)
 
 
 @dataclass
@@ -173,31 +221,44 @@ class Memory:
 
 @dataclass
 class TurnEnd:
-    """What happens once an answer is complete: its usage is recorded, and the turn is stored in its
-    conversation if it has one. Runs in a session of its own: a stream outlives its request's session."""
+    """What happens once an answer ends. Complete: its usage is recorded, and the turn is stored in its
+    conversation if it has one. Interrupted: the tokens it produced are recorded. Either way the
+    rate-limit lease is settled to the real count. Runs in a session of its own: a stream outlives its
+    request's session."""
 
     session_factory: async_sessionmaker[AsyncSession]
     tenant_id: uuid.UUID
     principal: Principal
+    ticket: Ticket
     memory: Memory | None = None
 
     async def __call__(self, answer: str, prompt_tokens: int, completion_tokens: int, model: str) -> None:
-        async with self.session_factory() as session:
-            await record_usage(
-                session,
-                UsageRecord(
-                    self.tenant_id,
-                    self.principal.kind,
-                    self.principal.id,
-                    model,
-                    prompt_tokens,
-                    completion_tokens,
-                ),
-            )
-            if self.memory is not None:
-                await conversations.append_turn(
-                    session, self.memory.conversation_id, self.memory.new_messages, answer, model
+        try:
+            async with self.session_factory() as session:
+                await record_usage(
+                    session, self._usage(model, prompt_tokens, completion_tokens), self.ticket.admitted_at
                 )
+                if self.memory is not None:
+                    await conversations.append_turn(
+                        session, self.memory.conversation_id, self.memory.new_messages, answer, model
+                    )
+        finally:
+            await self.ticket.settle(prompt_tokens + completion_tokens)
+
+    async def interrupted(self, prompt_tokens: int, completion_tokens: int, model: str) -> None:
+        try:
+            if prompt_tokens or completion_tokens:
+                async with self.session_factory() as session:
+                    usage = self._usage(model, prompt_tokens, completion_tokens)
+                    await record_usage(session, usage, self.ticket.admitted_at)
+        finally:
+            await self.ticket.settle(prompt_tokens + completion_tokens)
+
+    def _usage(self, model: str, prompt_tokens: int, completion_tokens: int) -> UsageRecord:
+        principal = self.principal
+        return UsageRecord(
+            self.tenant_id, principal.kind, principal.id, model, prompt_tokens, completion_tokens
+        )
 
 
 async def recall(

@@ -159,11 +159,11 @@ async def _stream_answer(
             prepared = await service.prepare_simple(
                 session, tenant, principal, body, state.settings.default_chat_model, uuid.uuid4().hex
             )
-        events = service.stream(state.dispatcher, prepared.generate)
-        turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, prepared.memory)
+            ticket = await service.admit(state.meter, session, tenant, principal, prepared.generate)
+        turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, ticket, prepared.memory)
+        events = service.answer(state.dispatcher, prepared.generate, turn_end)
         try:
-            first = await anext(events)
-            async for event in service.relay(first, events, turn_end, prepared.generate.model):
+            async for event in events:
                 if not event.finished:
                     await websocket.send_json(
                         {"type": "chunk", "text": event.text, "message_id": prepared.message_id}
@@ -183,13 +183,14 @@ async def _stream_answer(
         finally:
             await events.aclose()  # type: ignore[attr-defined]
     except PlatformError as exc:
-        await _send_error(websocket, exc.message, exc.code, exc.param)
+        await _send_error(websocket, exc.message, exc.code, exc.param, exc.error_type)
     except WorkerFailed:
         await _send_error(websocket, "The model failed while generating; please retry", "model_error")
 
 
-async def _send_error(websocket: WebSocket, message: str, code: str, param: str | None = None) -> None:
-    body = error_body(
-        message, "invalid_request_error" if code != "model_error" else "server_error", code, param
-    )
+async def _send_error(
+    websocket: WebSocket, message: str, code: str, param: str | None = None, error_type: str | None = None
+) -> None:
+    default_type = "invalid_request_error" if code != "model_error" else "server_error"
+    body = error_body(message, error_type or default_type, code, param)
     await websocket.send_json({"type": "error", **body})

@@ -389,8 +389,14 @@ class Engine:
         )
 
     def _emit(self, sequence: _Sequence, text: str) -> None:
-        if text:
-            self._send(sequence, GenerationEvent(request_id=sequence.request.request_id, text=text))
+        if text:  # with running counts, so a stream cut short is billed for what it produced
+            event = GenerationEvent(
+                request_id=sequence.request.request_id,
+                text=text,
+                prompt_tokens=len(sequence.request.prompt_ids),
+                completion_tokens=len(sequence.generated),
+            )
+            self._send(sequence, event)
 
     @staticmethod
     def _send(sequence: _Sequence, event: GenerationEvent) -> None:

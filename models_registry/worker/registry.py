@@ -8,11 +8,15 @@ them; in embedded mode the API keeps an in-process registry that workers report 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 _KEY_PREFIX = "llmp:workers:"
 
@@ -66,6 +70,7 @@ class RedisWorkerRegistry:
     def __init__(self, redis: Redis, ttl_s: float) -> None:
         self._redis = redis
         self._ttl_ms = int(ttl_s * 1000)
+        self._last_seen: list[WorkerInfo] = []
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
         await self._redis.set(_KEY_PREFIX + worker.worker_id, worker.to_json(), px=self._ttl_ms)
@@ -74,8 +79,12 @@ class RedisWorkerRegistry:
         await self._redis.delete(_KEY_PREFIX + worker_id)
 
     async def live_workers(self, model: str | None = None) -> list[WorkerInfo]:
-        keys = [key async for key in self._redis.scan_iter(match=_KEY_PREFIX + "*", count=500)]
-        if not keys:
-            return []
-        workers = [WorkerInfo.from_json(raw) for raw in await self._redis.mget(keys) if raw is not None]
-        return [w for w in workers if model is None or model in w.models]
+        try:
+            keys = [key async for key in self._redis.scan_iter(match=_KEY_PREFIX + "*", count=500)]
+            raws = await self._redis.mget(keys) if keys else []
+            self._last_seen = [WorkerInfo.from_json(raw) for raw in raws if raw is not None]
+        except (RedisError, OSError) as exc:
+            # Workers outlive a Redis outage; the last list we read keeps requests flowing (a worker that
+            # died meanwhile fails its request, which dispatch retries elsewhere).
+            logger.warning("worker registry unreadable (Redis: %s); using the last known workers", exc)
+        return [w for w in self._last_seen if model is None or model in w.models]

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from llm_platform.ratelimit.admission import Limits
+from llm_platform.ratelimit.admission import Limits, Periods, Scope
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
 
@@ -25,68 +25,83 @@ def limiter_factory(request, redis_url):  # type: ignore[no-untyped-def]
     return lambda: RedisLimiter(Redis.from_url(redis_url), window_ms=WINDOW_MS)
 
 
+PERIODS = Periods("2099-01", "2099-01-01", 4_071_000_000_000, 4_070_995_200_000)
+
+
 def _lease() -> str:
     return uuid.uuid4().hex
 
 
+class OneScope:
+    """A limiter used through one scope, as the older single-scope calls read."""
+
+    def __init__(self, limiter, limits: Limits) -> None:  # type: ignore[no-untyped-def]
+        self.limiter, self.scope = limiter, Scope(uuid.uuid4().hex, "tenant", limits)
+
+    async def admit(self, lease: str, reserve: int):  # type: ignore[no-untyped-def]
+        return await self.limiter.admit([self.scope], lease, reserve, PERIODS)
+
+    async def settle(self, lease: str, used: int) -> None:
+        await self.limiter.settle([self.scope], lease, used, PERIODS)
+
+
 def test_requests_are_limited_and_slide(limiter_factory):
     async def scenario() -> None:
-        limiter, scope, limits = limiter_factory(), f"t-{uuid.uuid4().hex}", Limits(requests_per_minute=3)
-        assert (await limiter.admit(scope, limits, _lease(), 0)).allowed
+        limiter = OneScope(limiter_factory(), Limits(requests_per_minute=3))
+        assert (await limiter.admit(_lease(), 0)).allowed
         await asyncio.sleep(0.6)
         for _ in range(2):
-            assert (await limiter.admit(scope, limits, _lease(), 0)).allowed
-        refused = await limiter.admit(scope, limits, _lease(), 0)
+            assert (await limiter.admit(_lease(), 0)).allowed
+        refused = await limiter.admit(_lease(), 0)
         assert not refused.allowed and refused.reason == "requests"
-        assert 0 < refused.requests_reset_ms <= 450 and refused.retry_after_s() == 1
+        assert 0 < refused.usage[0].requests_reset_ms <= 450 and refused.retry_after_s(PERIODS, 0) == 1
         # A fixed window would reset at 1.0 s and admit 3 more at once; a sliding one frees just the first.
         await asyncio.sleep(0.5)
-        assert (await limiter.admit(scope, limits, _lease(), 0)).allowed
-        assert not (await limiter.admit(scope, limits, _lease(), 0)).allowed
+        assert (await limiter.admit(_lease(), 0)).allowed
+        assert not (await limiter.admit(_lease(), 0)).allowed
         await asyncio.sleep(0.7)
-        assert (await limiter.admit(scope, limits, _lease(), 0)).allowed
+        assert (await limiter.admit(_lease(), 0)).allowed
 
     asyncio.run(scenario())
 
 
 def test_token_reservations_are_settled_to_real_usage(limiter_factory):
     async def scenario() -> None:
-        limiter, scope, limits = limiter_factory(), f"t-{uuid.uuid4().hex}", Limits(tokens_per_minute=100)
+        limiter = OneScope(limiter_factory(), Limits(tokens_per_minute=100))
         first = _lease()
-        admitted = await limiter.admit(scope, limits, first, 60)
-        assert admitted.allowed and admitted.tokens_used == 60
-        refused = await limiter.admit(scope, limits, _lease(), 60)
-        assert not refused.allowed and refused.reason == "tokens" and refused.tokens_reset_ms > 0
-        await limiter.settle(scope, first, 20)  # it used 20 of the 60 it reserved
-        again = await limiter.admit(scope, limits, _lease(), 60)
-        assert again.allowed and again.tokens_used == 80
-        never = await limiter.admit(scope, limits, _lease(), 500)
-        assert not never.allowed and never.tokens_reset_ms == -1
+        admitted = await limiter.admit(first, 60)
+        assert admitted.allowed and admitted.usage[0].tokens == 60
+        refused = await limiter.admit(_lease(), 60)
+        assert not refused.allowed and refused.reason == "tokens" and refused.usage[0].tokens_reset_ms > 0
+        await limiter.settle(first, 20)  # it used 20 of the 60 it reserved
+        again = await limiter.admit(_lease(), 60)
+        assert again.allowed and again.usage[0].tokens == 80
+        never = await limiter.admit(_lease(), 500)
+        assert not never.allowed and never.usage[0].tokens_reset_ms == -1
 
     asyncio.run(scenario())
 
 
 def test_concurrency_slots_are_freed_by_settle(limiter_factory):
     async def scenario() -> None:
-        limiter, scope, limits = limiter_factory(), f"t-{uuid.uuid4().hex}", Limits(concurrent_requests=1)
+        limiter = OneScope(limiter_factory(), Limits(concurrent_requests=1))
         lease = _lease()
-        assert (await limiter.admit(scope, limits, lease, 0)).allowed
-        busy = await limiter.admit(scope, limits, _lease(), 0)
+        assert (await limiter.admit(lease, 0)).allowed
+        busy = await limiter.admit(_lease(), 0)
         assert not busy.allowed and busy.reason == "concurrency"
-        await limiter.settle(scope, lease, 0)
-        assert (await limiter.admit(scope, limits, _lease(), 0)).allowed
+        await limiter.settle(lease, 0)
+        assert (await limiter.admit(_lease(), 0)).allowed
 
     asyncio.run(scenario())
 
 
 def test_a_refusal_counts_nothing(limiter_factory):
     async def scenario() -> None:
-        limiter, scope = limiter_factory(), f"t-{uuid.uuid4().hex}"
-        limits = Limits(requests_per_minute=5, tokens_per_minute=10)
-        assert (await limiter.admit(scope, limits, _lease(), 8)).allowed
+        limiter = OneScope(limiter_factory(), Limits(requests_per_minute=5, tokens_per_minute=10))
+        assert (await limiter.admit(_lease(), 8)).allowed
         for _ in range(3):
-            assert not (await limiter.admit(scope, limits, _lease(), 8)).allowed  # tokens refuse
-        assert (await limiter.admit(scope, limits, _lease(), 2)).requests_used == 2
+            assert not (await limiter.admit(_lease(), 8)).allowed  # tokens refuse
+        assert (await limiter.admit(_lease(), 2)).usage[0].requests == 2
 
     asyncio.run(scenario())
 
@@ -95,11 +110,9 @@ def _hammer(redis_url: str, scope: str, limit: int, attempts: int, results: mult
     async def run() -> int:
         pool = BlockingConnectionPool.from_url(redis_url, max_connections=32)  # waits for a free connection
         limiter = RedisLimiter(Redis(connection_pool=pool))
+        scopes = [Scope(scope, "tenant", Limits(requests_per_minute=limit))]
         decisions = await asyncio.gather(
-            *(
-                limiter.admit(scope, Limits(requests_per_minute=limit), uuid.uuid4().hex, 0)
-                for _ in range(attempts)
-            )
+            *(limiter.admit(scopes, uuid.uuid4().hex, 0, PERIODS) for _ in range(attempts))
         )
         return sum(decision.allowed for decision in decisions)
 
@@ -121,3 +134,37 @@ def test_two_processes_admit_exactly_the_limit(redis_url):
         process.join(timeout=30)
     assert sum(admitted) == limit, admitted
     assert time.monotonic() - started < 60
+
+
+def test_scopes_are_admitted_together_or_not_at_all(limiter_factory):
+    async def scenario() -> None:
+        limiter, group = limiter_factory(), uuid.uuid4().hex
+        tenant = Scope(group, "tenant", Limits(requests_per_minute=5))
+        key = Scope(group, "key:1", Limits(requests_per_minute=1))
+        assert (await limiter.admit([tenant, key], _lease(), 0, PERIODS)).allowed
+        refused = await limiter.admit([tenant, key], _lease(), 0, PERIODS)
+        assert not refused.allowed and refused.reason == "requests" and refused.scope == 1
+        alone = await limiter.admit([tenant], _lease(), 0, PERIODS)
+        assert alone.usage[0].requests == 2  # the refusal counted nothing against the tenant
+
+    asyncio.run(scenario())
+
+
+def test_quota_counters_are_seeded_reserved_and_settled(limiter_factory):
+    async def scenario() -> None:
+        limiter = limiter_factory()
+        scope = Scope(uuid.uuid4().hex, "tenant", Limits(monthly_tokens=100))
+        missing = await limiter.admit([scope], _lease(), 30, PERIODS)
+        assert not missing.allowed and missing.rebuild == (0, "month")
+        await limiter.seed_quota(scope, PERIODS.month, 50, PERIODS.month_ends_ms)
+        await limiter.seed_quota(scope, PERIODS.month, 0, PERIODS.month_ends_ms)  # an existing one stays
+        lease = _lease()
+        admitted = await limiter.admit([scope], lease, 30, PERIODS)
+        assert admitted.allowed and admitted.usage[0].month_tokens == 80
+        spent = await limiter.admit([scope], _lease(), 30, PERIODS)
+        assert not spent.allowed and spent.reason == "monthly_quota"
+        await limiter.settle([scope], lease, 10, PERIODS)  # used 10 of the 30 reserved
+        again = await limiter.admit([scope], _lease(), 30, PERIODS)
+        assert again.allowed and again.usage[0].month_tokens == 90
+
+    asyncio.run(scenario())

@@ -1,0 +1,228 @@
+"""Metering of the model endpoints: which limits apply to a request, its admission, and its settlement.
+
+Limits are read from the database on every request, so a change by an admin holds on every replica
+from the next request on. Quota counters live in the limiter and are seeded from the usage ledger
+(Postgres, the source of truth) whenever they are missing: first use, a new month or day, a flushed or
+restarted Redis. When Redis cannot be reached, a tenant's `fail_mode` decides: `open` admits through
+this process's own limiter (per replica, so roughly replicas x the limit), `closed` answers 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from prometheus_client import Counter
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_platform.auth.principal import Principal
+from llm_platform.errors import RateLimited, ServiceUnavailable
+from llm_platform.ratelimit.admission import Decision, Limiter, Limits, Periods, Scope
+from llm_platform.ratelimit.headers import rate_limit_headers
+from llm_platform.ratelimit.memory_limiter import MemoryLimiter
+from tenants.models import ApiKey, FailMode, TenantLimits
+from tenants.usage import tokens_used
+
+logger = logging.getLogger(__name__)
+
+DEGRADED = Counter(
+    "llmp_rate_limits_degraded_total",
+    "Requests metered without Redis: admitted by the local limiter (open) or refused with 503 (closed)",
+    ["mode"],
+)
+_LIMITER_ERRORS = (RedisError, OSError)
+_REDIS_RETRY_S = 1.0  # after a failure, requests go straight to the fallback for this long
+
+
+class QuotaExceeded(RateLimited):
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+@dataclass
+class Ticket:
+    """An admitted request: settle it once when it ends, with the tokens it really used."""
+
+    limiter: Limiter
+    scopes: list[Scope]
+    lease: str
+    periods: Periods
+    decision: Decision
+    reserved_tokens: int
+    admitted_at: datetime  # by the meter's clock: the usage is booked on this day, as its quota was
+    _settled: bool = field(default=False, repr=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return rate_limit_headers(self.scopes, self.decision)
+
+    async def settle(self, used_tokens: int) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        try:
+            await self.limiter.settle(self.scopes, self.lease, used_tokens, self.periods)
+        except _LIMITER_ERRORS:  # the reservation expires with its window; the ledger has the truth
+            logger.warning("could not settle rate-limit lease %s: Redis unreachable", self.lease)
+
+
+def periods_at(moment: datetime) -> Periods:
+    day_start = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+    month_start = day_start.replace(day=1)
+    next_month = (month_start + timedelta(days=32)).replace(day=1)
+    return Periods(
+        month=month_start.strftime("%Y-%m"),
+        day=day_start.strftime("%Y-%m-%d"),
+        month_ends_ms=int(next_month.timestamp() * 1000),
+        day_ends_ms=int((day_start + timedelta(days=1)).timestamp() * 1000),
+    )
+
+
+class Meter:
+    def __init__(
+        self,
+        limiter: Limiter,
+        fallback: MemoryLimiter | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.limiter = limiter
+        self.fallback = fallback  # None: the limiter is already in-process
+        self.clock = clock  # injectable, so tests can roll a month over
+        self._redis_down_until = 0.0
+
+    async def admit(
+        self, session: AsyncSession, tenant_id: uuid.UUID, principal: Principal, reserve_tokens: int
+    ) -> Ticket:
+        """Admits the request against its tenant's and API key's limits, or raises RateLimited /
+        QuotaExceeded (429) or ServiceUnavailable (503, a fail-closed tenant while Redis is down)."""
+        tenant_limits = await session.get(TenantLimits, tenant_id)
+        key = await session.get(ApiKey, principal.id) if principal.kind == "api_key" else None
+        scopes, owners = _scopes(tenant_id, tenant_limits, key)
+        now = self.clock()
+        periods, lease = periods_at(now), uuid.uuid4().hex
+        limiter = self.limiter
+        try:
+            if self.fallback is not None and time.monotonic() < self._redis_down_until:
+                raise ConnectionError("Redis was unreachable a moment ago")
+            decision = await self._decide(limiter, session, scopes, owners, lease, reserve_tokens, periods)
+        except _LIMITER_ERRORS as exc:
+            if self.fallback is None:
+                raise
+            self._redis_down_until = time.monotonic() + _REDIS_RETRY_S
+            mode = tenant_limits.fail_mode if tenant_limits else FailMode.open
+            DEGRADED.labels(mode=mode.value).inc()
+            logger.warning("rate limits degraded (Redis unreachable: %s); tenant fails %s", exc, mode.value)
+            if mode is FailMode.closed:
+                raise ServiceUnavailable(
+                    "Rate limits cannot be checked right now; please retry shortly",
+                    code="limits_unavailable",
+                    headers={"Retry-After": "1"},
+                ) from exc
+            limiter = self.fallback
+            decision = await self._decide(limiter, session, scopes, owners, lease, reserve_tokens, periods)
+        if not decision.allowed:
+            raise _refusal(decision, scopes, periods, int(now.timestamp() * 1000), reserve_tokens)
+        return Ticket(limiter, scopes, lease, periods, decision, reserve_tokens, now)
+
+    @staticmethod
+    async def _decide(
+        limiter: Limiter,
+        session: AsyncSession,
+        scopes: list[Scope],
+        owners: list[tuple[uuid.UUID, uuid.UUID | None]],
+        lease: str,
+        reserve_tokens: int,
+        periods: Periods,
+    ) -> Decision:
+        for _ in range(2 * len(scopes) + 1):  # at most two counters a scope to seed
+            decision = await limiter.admit(scopes, lease, reserve_tokens, periods)
+            if decision.rebuild is None:
+                return decision
+            index, kind = decision.rebuild
+            start = date.fromisoformat(periods.day if kind == "day" else periods.month + "-01")
+            ends_ms = periods.day_ends_ms if kind == "day" else periods.month_ends_ms
+            end = datetime.fromtimestamp(ends_ms / 1000, UTC).date() - timedelta(days=1)
+            tenant_id, key_id = owners[index]
+            used = await tokens_used(session, tenant_id, key_id, start, end)
+            # Kept a day past the period (late settlements), and never already expired (tests' clocks).
+            expires_ms = max(ends_ms, int(time.time() * 1000)) + 86_400_000
+            await limiter.seed_quota(
+                scopes[index], periods.day if kind == "day" else periods.month, used, expires_ms
+            )
+        raise RuntimeError("quota counters keep disappearing")
+
+
+def _scopes(
+    tenant_id: uuid.UUID, tenant_limits: TenantLimits | None, key: ApiKey | None
+) -> tuple[list[Scope], list[tuple[uuid.UUID, uuid.UUID | None]]]:
+    """The tenant's scope, and the API key's when the caller used one (its limits can only be tighter:
+    a request must pass both)."""
+    group = str(tenant_id)
+    scopes = [Scope(group, "tenant", _limits_of(tenant_limits))]
+    owners: list[tuple[uuid.UUID, uuid.UUID | None]] = [(tenant_id, None)]
+    if key is not None:
+        scopes.append(Scope(group, f"key:{key.id}", _limits_of(key)))
+        owners.append((tenant_id, key.id))
+    return scopes, owners
+
+
+def _limits_of(row: TenantLimits | ApiKey | None) -> Limits:
+    if row is None:
+        return Limits()
+    return Limits(
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
+        concurrent_requests=row.concurrent_requests,
+        monthly_tokens=row.monthly_token_quota,
+        daily_tokens=row.daily_token_quota,
+    )
+
+
+def _refusal(
+    decision: Decision, scopes: list[Scope], periods: Periods, now_ms: int, reserve_tokens: int
+) -> RateLimited:
+    scope = scopes[decision.scope]
+    limits, usage = scope.limits, decision.usage[decision.scope]
+    whose = "this API key" if scope.name.startswith("key:") else "this tenant"
+    retry_after = decision.retry_after_s(periods, now_ms)
+    headers = rate_limit_headers(scopes, decision)
+    if decision.reason in ("monthly_quota", "daily_quota"):
+        monthly = decision.reason == "monthly_quota"
+        limit = limits.monthly_tokens if monthly else limits.daily_tokens
+        used = usage.month_tokens if monthly else usage.day_tokens
+        period, adjective = ("month", "monthly") if monthly else ("day", "daily")
+        error: RateLimited = QuotaExceeded(
+            f"The {adjective} token quota of {whose} is spent: {used} of {limit} tokens used, and this "
+            f"request may use up to {reserve_tokens} (prompt + max_tokens). It renews at the start of "
+            f"the next {period} (UTC), or when an admin raises it.",
+            retry_after_s=retry_after,
+        )
+    elif decision.reason == "tokens":
+        if usage.tokens_reset_ms < 0:
+            message = (
+                f"This request may use up to {reserve_tokens} tokens (prompt + max_tokens), more than the "
+                f"{limits.tokens_per_minute} tokens per minute allowed for {whose}: lower max_tokens."
+            )
+        else:
+            message = (
+                f"Rate limit reached for {whose}: {limits.tokens_per_minute} tokens per minute, "
+                f"{usage.tokens} in use, and this request may use up to {reserve_tokens}."
+            )
+        error = RateLimited(message, retry_after_s=retry_after)
+    elif decision.reason == "concurrency":
+        error = RateLimited(
+            f"Too many requests in flight for {whose}: at most {limits.concurrent_requests} at once.",
+            retry_after_s=retry_after,
+        )
+    else:
+        error = RateLimited(
+            f"Rate limit reached for {whose}: {limits.requests_per_minute} requests per minute.",
+            retry_after_s=retry_after,
+        )
+    error.headers.update(headers)
+    return error
