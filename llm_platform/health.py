@@ -31,9 +31,9 @@ async def readyz(state: StateDep) -> JSONResponse:
     except Exception:
         logger.warning("readiness: database unreachable", exc_info=True)
         checks["database"] = "unreachable"
-    if state.settings.redis_url:
+    if state.redis is not None:
         try:
-            checks["redis"] = "ok" if await state.limits_storage.check() else "unreachable"
+            checks["redis"] = "ok" if await state.redis.ping() else "unreachable"
         except Exception:
             logger.warning("readiness: redis unreachable", exc_info=True)
             checks["redis"] = "unreachable"

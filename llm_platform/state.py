@@ -1,18 +1,17 @@
-"""What one API process holds for its lifetime: settings, database, Redis, limiter storage, hashing
-context, the worker registry, the dispatcher and the meter."""
+"""What one API process holds for its lifetime: settings, database, Redis, the login throttle, the
+hashing context, the worker registry, the dispatcher and the meter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import httpx
-from limits.aio.storage import Storage
 from passlib.context import CryptContext
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from llm_platform.auth.security import password_context
-from llm_platform.auth.throttle import LoginThrottle, limits_storage
+from llm_platform.auth.throttle import LoginThrottle
 from llm_platform.db import create_engine_for, create_session_factory
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter
@@ -27,7 +26,6 @@ class PlatformState:
     settings: Settings
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
-    limits_storage: Storage
     login_throttle: LoginThrottle
     passwords: CryptContext
     redis: Redis | None
@@ -39,7 +37,6 @@ class PlatformState:
     @classmethod
     def build(cls, settings: Settings) -> PlatformState:
         engine = create_engine_for(settings)
-        storage = limits_storage(settings)
         # Short timeouts: a Redis that hangs must degrade the limits (fail-open/closed), not stall requests.
         redis = (
             Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
@@ -60,8 +57,7 @@ class PlatformState:
             settings=settings,
             engine=engine,
             session_factory=create_session_factory(engine),
-            limits_storage=storage,
-            login_throttle=LoginThrottle(settings, storage),
+            login_throttle=LoginThrottle(settings, redis),
             passwords=password_context(settings),
             redis=redis,
             registry=registry,

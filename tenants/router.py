@@ -11,6 +11,7 @@ from llm_platform.dependencies import (
     PlatformAdminDep,
     SessionDep,
     SettingsDep,
+    StateDep,
     TenantAdminDep,
     TenantDep,
 )
@@ -172,7 +173,9 @@ async def get_limits(tenant: TenantDep, _: TenantAdminDep, session: SessionDep) 
 
 @tenant_admin_router.put("/limits", tags=["limits"])
 async def put_limits(
-    body: LimitsIn, tenant: TenantDep, _: PlatformAdminDep, session: SessionDep
+    body: LimitsIn, tenant: TenantDep, _: PlatformAdminDep, session: SessionDep, state: StateDep
 ) -> LimitsOut:
     """Only platform admins set limits: a tenant that could raise its own quota would not be metered."""
-    return LimitsOut.model_validate(await service.put_limits(session, tenant.id, body.model_dump()))
+    limits = LimitsOut.model_validate(await service.put_limits(session, tenant.id, body.model_dump()))
+    state.meter.forget(tenant.id)  # other replicas pick the change up within a second
+    return limits

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
+from llm_platform.ratelimit.admission import Limits
 from tenants.models import ApiKeyScope, UserRole
 
 
@@ -19,6 +20,7 @@ class Principal:
     scopes: tuple[str, ...] = ()  # API keys only
     email: str | None = None
     api_key_prefix: str | None = None
+    key_limits: Limits | None = None  # API keys only: their own limits, on top of the tenant's
 
     @property
     def is_platform_admin(self) -> bool:

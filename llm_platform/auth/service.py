@@ -24,6 +24,7 @@ from llm_platform.auth.security import (
 from llm_platform.auth.throttle import LoginThrottle
 from llm_platform.db import utcnow
 from llm_platform.errors import Forbidden, Unauthorized
+from llm_platform.ratelimit.admission import Limits
 from llm_platform.settings import Settings
 from tenants.models import ApiKey, RefreshToken, Tenant, TenantStatus, User
 
@@ -183,6 +184,7 @@ async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
         await session.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
         await session.commit()
+    _keep_loaded(session, tenant)
     return Principal(
         kind="api_key",
         id=api_key.id,
@@ -190,6 +192,7 @@ async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:
         tenant_slug=tenant.slug,
         scopes=tuple(api_key.scopes),
         api_key_prefix=api_key.prefix,
+        key_limits=Limits.of(api_key),
     )
 
 
@@ -213,6 +216,7 @@ async def principal_from_access_token(session: AsyncSession, settings: Settings,
         raise Unauthorized("Invalid or expired access token")
     if tenant is not None and tenant.status is TenantStatus.suspended:
         raise _tenant_suspended()
+    _keep_loaded(session, tenant)
     return Principal(
         kind="user",
         id=user.id,
@@ -221,6 +225,12 @@ async def principal_from_access_token(session: AsyncSession, settings: Settings,
         role=user.role,
         email=user.email,
     )
+
+
+def _keep_loaded(session: AsyncSession, tenant: Tenant | None) -> None:
+    """The identity map holds rows weakly: keep the caller's tenant alive for the request's session, so
+    the tenant dependencies find it there instead of querying it again."""
+    session.info["tenant"] = tenant
 
 
 async def _issue_pair(

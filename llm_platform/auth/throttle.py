@@ -1,52 +1,66 @@
-"""Failed-login throttling per account and per client address (moving window, via `limits`).
+"""Failed-login throttling per account and per client address, on the platform's own limiter.
 
-Redis-backed when LLMP_REDIS_URL is set, so every API replica counts the same failures; in-process
-otherwise. Only failures are counted, so a user who types the right password is never held back by
-their own earlier successes.
+The same sliding-window log as the model endpoints' limits (Redis, shared by every replica; in-process
+without Redis), with a window of its own (LLMP_LOGIN_WINDOW_S). Only failures are counted, and a
+successful login clears its account's, so a user who types the right password is never held back by
+their own earlier mistakes. If Redis is unreachable, failures are counted by this process alone.
 """
 
 from __future__ import annotations
 
-import math
-import time
+import logging
+import uuid
+from datetime import UTC, datetime
 
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from llm_platform.errors import RateLimited
+from llm_platform.ratelimit.admission import Limiter, Limits, Scope
+from llm_platform.ratelimit.memory_limiter import MemoryLimiter
+from llm_platform.ratelimit.meter import periods_at
+from llm_platform.ratelimit.redis_limiter import RedisLimiter
 from llm_platform.settings import Settings
 
-
-def limits_storage(settings: Settings) -> Storage:
-    if settings.redis_url:
-        return RedisStorage(f"async+{settings.redis_url}", implementation="redispy", key_prefix="llmp")
-    return MemoryStorage()
+logger = logging.getLogger(__name__)
 
 
 class LoginThrottle:
-    def __init__(self, settings: Settings, storage: Storage) -> None:
-        self._limiter = MovingWindowRateLimiter(storage)
-        self._per_account = RateLimitItemPerSecond(
-            settings.login_max_failures_per_account, settings.login_window_s
-        )
-        self._per_address = RateLimitItemPerSecond(
-            settings.login_max_failures_per_address, settings.login_window_s
-        )
+    def __init__(self, settings: Settings, redis: Redis | None) -> None:
+        window_ms = settings.login_window_s * 1000
+        self._local = MemoryLimiter(window_ms=window_ms)
+        self._shared: Limiter = RedisLimiter(redis, window_ms=window_ms) if redis else self._local
+        self._per_account = settings.login_max_failures_per_account
+        self._per_address = settings.login_max_failures_per_address
+
+    def _scopes(self, account: str, address: str) -> list[Scope]:
+        # Limits.requests_per_minute is "per window" here: the window is the login window.
+        return [
+            Scope(f"login:account:{account}", "failures", Limits(requests_per_minute=self._per_account)),
+            Scope(f"login:address:{address}", "failures", Limits(requests_per_minute=self._per_address)),
+        ]
 
     async def ensure_allowed(self, account: str, address: str) -> None:
         """Raises RateLimited when the account or the address has used up its failed attempts."""
-        for item, key in ((self._per_account, account), (self._per_address, address)):
-            if not await self._limiter.test(item, "login-failures", key):
-                stats = await self._limiter.get_window_stats(item, "login-failures", key)
-                retry_after_s = max(1, math.ceil(stats.reset_time - time.time()))
+        for scope in self._scopes(account, address):
+            failures, reset_ms = await self._call(lambda limiter, s=scope: limiter.peek(s))
+            if failures >= (scope.limits.requests_per_minute or 0):
                 raise RateLimited(
-                    "Too many failed login attempts; try again later", retry_after_s=retry_after_s
+                    "Too many failed login attempts; try again later",
+                    retry_after_s=max(1, -(-reset_ms // 1000)),
                 )
 
     async def record_failure(self, account: str, address: str) -> None:
-        await self._limiter.hit(self._per_account, "login-failures", account)
-        await self._limiter.hit(self._per_address, "login-failures", address)
+        periods = periods_at(datetime.now(UTC))
+        for scope in self._scopes(account, address):  # one by one: a full account still counts its address
+            await self._call(lambda limiter, s=scope: limiter.admit([s], uuid.uuid4().hex, 0, periods))
 
     async def record_success(self, account: str) -> None:
-        await self._limiter.clear(self._per_account, "login-failures", account)
+        await self._call(lambda limiter: limiter.clear(self._scopes(account, "-")[0]))
+
+    async def _call(self, operation):  # type: ignore[no-untyped-def]
+        try:
+            return await operation(self._shared)
+        except (RedisError, OSError) as exc:
+            logger.warning("login throttling degraded (Redis unreachable: %s): counting in this process", exc)
+            return await operation(self._local)

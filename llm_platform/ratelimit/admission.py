@@ -18,6 +18,19 @@ class Limits:
     monthly_tokens: int | None = None
     daily_tokens: int | None = None
 
+    @classmethod
+    def of(cls, row: object | None) -> Limits:
+        """From a row with the limit columns (tenants.models.LimitColumns); None: unlimited."""
+        if row is None:
+            return cls()
+        return cls(
+            requests_per_minute=getattr(row, "requests_per_minute", None),
+            tokens_per_minute=getattr(row, "tokens_per_minute", None),
+            concurrent_requests=getattr(row, "concurrent_requests", None),
+            monthly_tokens=getattr(row, "monthly_token_quota", None),
+            daily_tokens=getattr(row, "daily_token_quota", None),
+        )
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -86,4 +99,12 @@ class Limiter(Protocol):
 
     async def seed_quota(self, scope: Scope, period: str, used_tokens: int, expires_at_ms: int) -> None:
         """Creates a missing quota counter from the usage ledger (a counter that exists is kept)."""
+        ...
+
+    async def peek(self, scope: Scope) -> tuple[int, int]:
+        """(requests in the sliding window, ms until the oldest leaves it), counting nothing."""
+        ...
+
+    async def clear(self, scope: Scope) -> None:
+        """Forgets everything counted in the scope."""
         ...

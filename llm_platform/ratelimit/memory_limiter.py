@@ -126,6 +126,16 @@ class MemoryLimiter:
         async with self._lock:
             self._state(scope).quotas.setdefault(period, (used_tokens, expires_at_ms))
 
+    async def peek(self, scope: Scope) -> tuple[int, int]:
+        async with self._lock:
+            now, state = self._now_ms(), self._state(scope)
+            self._expire(state, now, time.time_ns() // 1_000_000)
+            return len(state.requests), self._reset(state.requests, now)
+
+    async def clear(self, scope: Scope) -> None:
+        async with self._lock:
+            self._states.pop((scope.group, scope.name), None)
+
     def _expire(self, state: _State, now: int, wall: int) -> None:
         horizon = now - self._window_ms
         while state.requests and next(iter(state.requests.values())) <= horizon:

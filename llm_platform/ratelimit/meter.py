@@ -1,10 +1,12 @@
 """Metering of the model endpoints: which limits apply to a request, its admission, and its settlement.
 
-Limits are read from the database on every request, so a change by an admin holds on every replica
-from the next request on. Quota counters live in the limiter and are seeded from the usage ledger
-(Postgres, the source of truth) whenever they are missing: first use, a new month or day, a flushed or
-restarted Redis. When Redis cannot be reached, a tenant's `fail_mode` decides: `open` admits through
-this process's own limiter (per replica, so roughly replicas x the limit), `closed` answers 503.
+A tenant's limits are cached in each process for at most LIMITS_CACHE_S (the replica where an admin
+changes them forgets them at once), so a change holds everywhere within a second; an API key's come
+with the key, which authentication reads on every request. Quota counters live in the limiter and are
+seeded from the usage ledger (Postgres, the source of truth) whenever they are missing: first use, a
+new month or day, a flushed or restarted Redis. When Redis cannot be reached, a tenant's `fail_mode`
+decides: `open` admits through this process's own limiter (per replica, so roughly replicas x the
+limit), `closed` answers 503.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from llm_platform.errors import RateLimited, ServiceUnavailable
 from llm_platform.ratelimit.admission import Decision, Limiter, Limits, Periods, Scope
 from llm_platform.ratelimit.headers import rate_limit_headers
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
-from tenants.models import ApiKey, FailMode, TenantLimits
+from tenants.models import FailMode, TenantLimits
 from tenants.usage import tokens_used
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ DEGRADED = Counter(
 )
 _LIMITER_ERRORS = (RedisError, OSError)
 _REDIS_RETRY_S = 1.0  # after a failure, requests go straight to the fallback for this long
+LIMITS_CACHE_S = 1.0
 
 
 class QuotaExceeded(RateLimited):
@@ -94,15 +97,28 @@ class Meter:
         self.fallback = fallback  # None: the limiter is already in-process
         self.clock = clock  # injectable, so tests can roll a month over
         self._redis_down_until = 0.0
+        self._tenant_limits: dict[uuid.UUID, tuple[float, Limits, FailMode]] = {}
+
+    def forget(self, tenant_id: uuid.UUID) -> None:
+        """Drops this process's cached limits of the tenant (they were just changed)."""
+        self._tenant_limits.pop(tenant_id, None)
+
+    async def _limits_of_tenant(self, session: AsyncSession, tenant_id: uuid.UUID) -> tuple[Limits, FailMode]:
+        cached = self._tenant_limits.get(tenant_id)
+        if cached is not None and time.monotonic() - cached[0] < LIMITS_CACHE_S:
+            return cached[1], cached[2]
+        row = await session.get(TenantLimits, tenant_id)
+        limits, mode = Limits.of(row), row.fail_mode if row else FailMode.open
+        self._tenant_limits[tenant_id] = (time.monotonic(), limits, mode)
+        return limits, mode
 
     async def admit(
         self, session: AsyncSession, tenant_id: uuid.UUID, principal: Principal, reserve_tokens: int
     ) -> Ticket:
         """Admits the request against its tenant's and API key's limits, or raises RateLimited /
         QuotaExceeded (429) or ServiceUnavailable (503, a fail-closed tenant while Redis is down)."""
-        tenant_limits = await session.get(TenantLimits, tenant_id)
-        key = await session.get(ApiKey, principal.id) if principal.kind == "api_key" else None
-        scopes, owners = _scopes(tenant_id, tenant_limits, key)
+        tenant_limits, mode = await self._limits_of_tenant(session, tenant_id)
+        scopes, owners = _scopes(tenant_id, tenant_limits, principal)
         now = self.clock()
         periods, lease = periods_at(now), uuid.uuid4().hex
         limiter = self.limiter
@@ -114,7 +130,6 @@ class Meter:
             if self.fallback is None:
                 raise
             self._redis_down_until = time.monotonic() + _REDIS_RETRY_S
-            mode = tenant_limits.fail_mode if tenant_limits else FailMode.open
             DEGRADED.labels(mode=mode.value).inc()
             logger.warning("rate limits degraded (Redis unreachable: %s); tenant fails %s", exc, mode.value)
             if mode is FailMode.closed:
@@ -158,29 +173,17 @@ class Meter:
 
 
 def _scopes(
-    tenant_id: uuid.UUID, tenant_limits: TenantLimits | None, key: ApiKey | None
+    tenant_id: uuid.UUID, tenant_limits: Limits, principal: Principal
 ) -> tuple[list[Scope], list[tuple[uuid.UUID, uuid.UUID | None]]]:
     """The tenant's scope, and the API key's when the caller used one (its limits can only be tighter:
-    a request must pass both)."""
+    a request must pass both). Each with whose usage rebuilds its quota counters."""
     group = str(tenant_id)
-    scopes = [Scope(group, "tenant", _limits_of(tenant_limits))]
+    scopes = [Scope(group, "tenant", tenant_limits)]
     owners: list[tuple[uuid.UUID, uuid.UUID | None]] = [(tenant_id, None)]
-    if key is not None:
-        scopes.append(Scope(group, f"key:{key.id}", _limits_of(key)))
-        owners.append((tenant_id, key.id))
+    if principal.kind == "api_key":
+        scopes.append(Scope(group, f"key:{principal.id}", principal.key_limits or Limits()))
+        owners.append((tenant_id, principal.id))
     return scopes, owners
-
-
-def _limits_of(row: TenantLimits | ApiKey | None) -> Limits:
-    if row is None:
-        return Limits()
-    return Limits(
-        requests_per_minute=row.requests_per_minute,
-        tokens_per_minute=row.tokens_per_minute,
-        concurrent_requests=row.concurrent_requests,
-        monthly_tokens=row.monthly_token_quota,
-        daily_tokens=row.daily_token_quota,
-    )
 
 
 def _refusal(

@@ -139,6 +139,15 @@ end
 return 1
 """
 
+_PEEK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #oldest == 0 then return {0, 0} end
+return {redis.call('ZCARD', KEYS[1]), tonumber(oldest[2]) + tonumber(ARGV[1]) - now}
+"""
+
 LEASE_TTL_MS = 15 * 60_000  # a crashed replica's concurrency slots free themselves after this
 
 
@@ -172,6 +181,7 @@ class RedisLimiter:
         self._redis = redis
         self._admit = redis.register_script(_ADMIT)
         self._settle = redis.register_script(_SETTLE)
+        self._peek = redis.register_script(_PEEK)
         self._window_ms = window_ms
         self._lease_ttl_ms = lease_ttl_ms
 
@@ -205,3 +215,13 @@ class RedisLimiter:
 
     async def seed_quota(self, scope: Scope, period: str, used_tokens: int, expires_at_ms: int) -> None:
         await self._redis.set(quota_key(scope, period), used_tokens, nx=True, pxat=expires_at_ms)
+
+    async def peek(self, scope: Scope) -> tuple[int, int]:
+        requests, reset_ms = await self._peek([f"{_base(scope)}:req"], [self._window_ms])
+        return int(requests), int(reset_ms)
+
+    async def clear(self, scope: Scope) -> None:
+        base = _base(scope)
+        await self._redis.delete(
+            *(f"{base}:{part}" for part in ("req", "tok", "tokv", "toksum", "slots", "leases"))
+        )

@@ -104,6 +104,14 @@ def test_redis_stopped_mid_test_fail_open_serves_fail_closed_answers_503(
             closed = chat(closed_tenant)
             assert closed.status_code == 503 and closed.json()["error"]["code"] == "limits_unavailable"
             assert closed.headers["retry-after"] == "1"
+            # Logins keep working, their failures counted by this process meanwhile.
+            wrong = {
+                "username": open_tenant.admin_email,
+                "password": "wrong-password",
+                "tenant": open_tenant.slug,
+            }
+            assert client.post("/auth/token", data=wrong).status_code == 401
+            assert platform.login(open_tenant.admin_email, tenant=open_tenant.slug)["access_token"]
             metrics = client.get("/metrics").text
             assert 'llmp_rate_limits_degraded_total{mode="open"}' in metrics
             assert 'llmp_rate_limits_degraded_total{mode="closed"}' in metrics

@@ -1,0 +1,279 @@
+"""Limiter benchmark: what the limiter adds to a request, and whether replicas admit exactly the limit.
+
+    python -m bench.limits [--requests 2000] [--limit 100] [--processes 2] [--samples 2000] [--json]
+
+1. Latency: the admission script against real Redis (tenant + API key scopes, every dimension limited),
+   timed around the limiter call itself, one call at a time; then the whole meter (which also reads the
+   tenant's and the key's limits from Postgres).
+2. Exactness: `--processes` API processes (`llmp serve`) share one Redis and one Postgres; a tenant
+   limited to `--limit` requests/min gets `--requests` chat completions at once, spread over the
+   processes, answered by a stub worker (bench/stub_worker.py) so only the API layer is measured.
+
+Needs Postgres and Redis (scripts/services.sh). Uses the database `llmp_bench` (created and migrated
+here) and Redis database 1 (flushed), never the tests' ones. With --json the last line is one JSON
+object (a contract: keep its keys).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import quantiles
+
+import httpx
+import psycopg
+from redis.asyncio import Redis
+from sqlalchemy import select
+
+from llm_platform.auth.principal import Principal
+from llm_platform.db import create_engine_for, create_session_factory
+from llm_platform.migrate import upgrade_to_head
+from llm_platform.ratelimit.admission import Limits, Scope
+from llm_platform.ratelimit.memory_limiter import MemoryLimiter
+from llm_platform.ratelimit.meter import Meter, periods_at
+from llm_platform.ratelimit.redis_limiter import RedisLimiter
+from llm_platform.settings import Settings
+from models_registry.models import Model, ModelBackend, ModelKind
+from tenants import service
+from tenants.models import TenantLimits
+
+LLMP = str(Path(sys.executable).parent / "llmp")
+STUB_MODEL = "stub"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _percentiles(samples_ms: list[float]) -> tuple[float, float]:
+    cuts = quantiles(samples_ms, n=100)
+    return round(cuts[49], 3), round(cuts[98], 3)
+
+
+def ensure_database(database_url: str) -> None:
+    name = database_url.rsplit("/", 1)[1]
+    admin = database_url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    upgrade_to_head(database_url)
+
+
+async def limiter_latency(redis_url: str, samples: int) -> tuple[float, float]:
+    """Milliseconds per admission, around RedisLimiter.admit alone (each lease settled, untimed)."""
+    redis = Redis.from_url(redis_url)
+    limiter = RedisLimiter(redis)
+    group, periods = uuid.uuid4().hex, periods_at(datetime.now(UTC))
+    limits = Limits(10**9, 10**12, 10**6, 10**15, 10**15)
+    scopes = [Scope(group, "tenant", limits), Scope(group, "key:bench", limits)]
+    for scope in scopes:
+        for period in (periods.month, periods.day):
+            await limiter.seed_quota(scope, period, 0, periods.month_ends_ms)
+    timings = []
+    for i in range(samples + 100):
+        lease = uuid.uuid4().hex
+        started = time.perf_counter()
+        decision = await limiter.admit(scopes, lease, 300, periods)
+        elapsed = (time.perf_counter() - started) * 1000
+        assert decision.allowed, decision
+        await limiter.settle(scopes, lease, 120, periods)
+        if i >= 100:  # the first calls load the script and open connections
+            timings.append(elapsed)
+    await redis.aclose()
+    return _percentiles(timings)
+
+
+async def meter_latency(settings: Settings, key: Principal, samples: int) -> tuple[float, float]:
+    """Milliseconds per Meter.admit as a request calls it: the tenant's limits (cached up to a second,
+    so mostly no query), the key's from the principal that authentication made, the Redis script."""
+    engine = create_engine_for(settings)
+    sessions = create_session_factory(engine)
+    redis = Redis.from_url(settings.redis_url or "")
+    meter = Meter(RedisLimiter(redis), fallback=MemoryLimiter())
+    timings = []
+    for i in range(samples + 100):
+        async with sessions() as session:
+            started = time.perf_counter()
+            ticket = await meter.admit(session, key.tenant_id, key, 300)  # type: ignore[arg-type]
+            elapsed = (time.perf_counter() - started) * 1000
+        await ticket.settle(120)
+        if i >= 100:
+            timings.append(elapsed)
+    await redis.aclose()
+    await engine.dispose()
+    return _percentiles(timings)
+
+
+async def make_tenant(settings: Settings, limit: int) -> tuple[uuid.UUID, str, Principal]:
+    """A tenant limited to `limit` requests/min (nothing else), an API key, and the stub model."""
+    engine = create_engine_for(settings)
+    async with create_session_factory(engine)() as session:
+        if await session.scalar(select(Model).where(Model.name == STUB_MODEL)) is None:
+            session.add(
+                Model(
+                    name=STUB_MODEL,
+                    kind=ModelKind.chat,
+                    backend=ModelBackend.hf,
+                    source="stub",
+                    context_length=2048,
+                    default_params={},
+                    enabled=True,
+                )
+            )
+            await session.commit()
+        tenant = await service.create_tenant(session, f"bench-{uuid.uuid4().hex[:10]}")
+        limits = await session.get(TenantLimits, tenant.id)
+        assert limits is not None
+        limits.requests_per_minute = limit
+        await session.commit()
+        api_key, secret = await service.create_api_key(session, tenant_id=tenant.id, name="bench")
+        principal = Principal(
+            kind="api_key",
+            id=api_key.id,
+            tenant_id=tenant.id,
+            tenant_slug=tenant.slug,
+            role=None,
+            scopes=tuple(api_key.scopes),
+            key_limits=Limits.of(api_key),
+        )
+        tenant_id = tenant.id
+    await engine.dispose()
+    return tenant_id, secret, principal
+
+
+def _wait_up(url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def burst(urls: list[str], key: str, requests: int) -> Counter[int]:
+    body = {"model": STUB_MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    limits = httpx.Limits(max_connections=requests, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    f"{urls[i % len(urls)]}/v1/chat/completions",
+                    json=body,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                for i in range(requests)
+            )
+        )
+    return Counter(response.status_code for response in responses)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/llmp_bench")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/1")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    data_dir = Path("var/bench")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    worker_secret = secrets.token_urlsafe(32)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMP_")} | {
+        "LLMP_DATABASE_URL": args.database_url,
+        "LLMP_REDIS_URL": args.redis_url,
+        "LLMP_DATA_DIR": str(data_dir),
+        "LLMP_WORKER_SECRET": worker_secret,
+        "LLMP_JWT_SECRET": secrets.token_urlsafe(48),
+        "LLMP_LOG_LEVEL": "WARNING",
+    }
+    settings = Settings(database_url=args.database_url, redis_url=args.redis_url, data_dir=data_dir)
+    ensure_database(args.database_url)
+    asyncio.run(_flush(args.redis_url))
+    _, key, _ = asyncio.run(make_tenant(settings, args.limit))
+
+    limiter_p50, limiter_p99 = asyncio.run(limiter_latency(args.redis_url, args.samples))
+    *_, unlimited = asyncio.run(make_tenant(settings, 10**9))
+    meter_p50, meter_p99 = asyncio.run(meter_latency(settings, unlimited, args.samples))
+
+    processes: list[subprocess.Popen] = []  # type: ignore[type-arg]
+    try:
+        stub_port = _free_port()
+        stub = [sys.executable, "-m", "bench.stub_worker", "--port", str(stub_port)]
+        stub += ["--redis-url", args.redis_url, "--secret", worker_secret, "--model", STUB_MODEL]
+        processes.append(subprocess.Popen(stub, env=env))
+        _wait_up(f"http://127.0.0.1:{stub_port}/internal/health", processes[-1])
+        urls = []
+        for _ in range(args.processes):
+            port = _free_port()
+            processes.append(
+                subprocess.Popen([LLMP, "serve", "--no-workers"], env=env | {"LLMP_PORT": str(port)})
+            )
+            urls.append(f"http://127.0.0.1:{port}")
+            _wait_up(urls[-1] + "/healthz", processes[-1])
+        started = time.perf_counter()
+        statuses = asyncio.run(burst(urls, key, args.requests))
+        burst_s = round(time.perf_counter() - started, 2)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+    result = {
+        "limit": args.limit,
+        "requests": args.requests,
+        "processes": args.processes,
+        "admitted": statuses.get(200, 0),
+        "refused_429": statuses.get(429, 0),
+        "other_statuses": {str(code): n for code, n in statuses.items() if code not in (200, 429)},
+        "limiter_p50_ms": limiter_p50,
+        "limiter_p99_ms": limiter_p99,
+        "meter_p50_ms": meter_p50,
+        "meter_p99_ms": meter_p99,
+        "burst_s": burst_s,
+        "samples": args.samples,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+    }
+    if not args.json:
+        print(f"limit {args.limit}/min, {args.requests} concurrent requests over {args.processes} processes:")
+        other = result["other_statuses"]
+        print(
+            f"  admitted {result['admitted']}, refused {result['refused_429']}, other {other} in {burst_s} s"
+        )
+        print(f"  limiter (Redis script) p50 {limiter_p50} ms, p99 {limiter_p99} ms")
+        print(f"  meter (limits, scopes, script, refusal check) p50 {meter_p50} ms, p99 {meter_p99} ms")
+    print(json.dumps(result))
+
+
+async def _flush(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    await redis.flushdb()
+    await redis.aclose()
+
+
+if __name__ == "__main__":
+    main()
