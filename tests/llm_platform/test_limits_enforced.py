@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis import Redis
 
-from tests.conftest import TINY_MODEL, assert_error, bearer
-from tests.workers import wait_registered
+from tests.conftest import TINY_MODEL, assert_error, bearer, register_model
+from tests.tiny_model import build_tiny_model
+from tests.workers import WorkerProcess, wait_registered, worker_env
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 LONG = 4000
@@ -196,6 +197,32 @@ def test_a_cancelled_stream_is_billed_for_what_it_produced(served, tenant_a, lon
     again = _chat(served, key)
     stream_tokens = before - _remaining_tokens(again) - _total(probe)
     assert stream_tokens == billed["prompt_tokens"] + billed["completion_tokens"]
+
+
+@pytest.fixture
+def doomed_worker(database_url, redis_url, db_engine, tmp_path):  # type: ignore[no-untyped-def]
+    model_dir = build_tiny_model(tmp_path / "model", max_positions=16_384)
+    register_model(db_engine, "tiny-doomed", str(model_dir), 16_384)
+    env = worker_env(database_url, redis_url, tmp_path, LLMP_ENGINE_MAX_SEQ_LEN="16384")
+    worker = WorkerProcess("tiny-doomed", env).wait_ready()
+    yield worker
+    worker.stop()
+
+
+def test_a_worker_failure_mid_stream_is_billed_for_what_it_produced(
+    served, tenant_a, doomed_worker, redis_url
+):
+    wait_registered(redis_url, "tiny-doomed")
+    key = served.create_key(tenant_a)["key"]
+    body = {**LONG_STREAM, "model": "tiny-doomed"}
+    with served.client.stream("POST", "/v1/chat/completions", json=body, headers=bearer(key)) as stream:
+        lines = stream.iter_lines()
+        received = [line for line in (next(lines) for _ in range(12)) if line.startswith("data: ")]
+        doomed_worker.kill()
+        rest = [line for line in lines if line.startswith("data: ")]
+    assert '"model_error"' in rest[-1]  # the stream ends with the error, in band
+    billed = _wait_for_usage(served, tenant_a, "tiny-doomed")
+    assert len(received) - 1 <= billed["completion_tokens"] < LONG and billed["prompt_tokens"] > 0
 
 
 def _wait_for_usage(platform, tenant, model: str) -> dict:  # type: ignore[no-untyped-def]

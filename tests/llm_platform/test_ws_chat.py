@@ -117,3 +117,18 @@ def test_suspended_tenant_and_missing_scope_close_with_4403(platform, tenant_a, 
     ):
         ws.receive_json()
     assert closed.value.code == 4403
+
+
+def test_rate_limits_hold_over_a_websocket_too(platform, tenant_a, key):
+    platform.set_limits(tenant_a, requests_per_minute=1)
+    body = {"type": "chat", "prompt": "Hi", "model": TINY_MODEL, "max_tokens": 2}
+    with platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat?token={key}") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json(body)
+        _collect(ws)
+        ws.send_json(body)
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["error"]["code"] == "rate_limit_exceeded"
+        assert error["error"]["type"] == "rate_limit_error"
+        ws.send_json({"type": "chat", "prompt": "", "model": TINY_MODEL})  # the socket is still open
+        assert ws.receive_json()["error"]["param"] == "prompt"
