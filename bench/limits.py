@@ -48,6 +48,7 @@ from llm_platform.settings import Settings
 from models_registry.models import Model, ModelBackend, ModelKind
 from tenants import service
 from tenants.models import TenantLimits
+from tenants.policy import TenantPolicies
 
 LLMP = str(Path(sys.executable).parent / "llmp")
 STUB_MODEL = "stub"
@@ -103,7 +104,7 @@ async def meter_latency(settings: Settings, key: Principal, samples: int) -> tup
     engine = create_engine_for(settings)
     sessions = create_session_factory(engine)
     redis = Redis.from_url(settings.redis_url or "")
-    meter = Meter(RedisLimiter(redis), fallback=MemoryLimiter())
+    meter = Meter(TenantPolicies(), RedisLimiter(redis), fallback=MemoryLimiter())
     timings = []
     for i in range(samples + 100):
         async with sessions() as session:

@@ -152,3 +152,12 @@ def get_response_headers(request: Request) -> dict[str, str]:
 
 
 ResponseHeadersDep = Annotated[dict[str, str], Depends(get_response_headers)]
+
+
+def wants_fresh_answer(request: Request) -> bool:
+    """`Cache-Control: no-cache` (or no-store) asks for a freshly generated answer, not a cached one."""
+    directives = request.headers.get("cache-control", "").lower()
+    return "no-cache" in directives or "no-store" in directives
+
+
+FreshDep = Annotated[bool, Depends(wants_fresh_answer)]

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
         int | None, Field(description="Requests in flight at once allowed to a new tenant", ge=1)
     ] = 64
 
+    cache_memory_bytes: Annotated[
+        int, Field(description="Size of the in-process response cache used without Redis", ge=1024)
+    ] = 64 * 1024 * 1024
+
     max_request_body_bytes: Annotated[
         int, Field(description="Request bodies above this size answer 413", ge=1024)
     ] = 1024 * 1024

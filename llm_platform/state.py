@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from llm_platform.auth.security import password_context
 from llm_platform.auth.throttle import LoginThrottle
+from llm_platform.cache.response_cache import MemoryResponseCache, RedisResponseCache, ResponseCache
 from llm_platform.db import create_engine_for, create_session_factory
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter
@@ -19,6 +20,7 @@ from llm_platform.ratelimit.redis_limiter import RedisLimiter
 from llm_platform.settings import Settings
 from models_registry.dispatch import Dispatcher
 from models_registry.worker.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerRegistry
+from tenants.policy import TenantPolicies
 
 
 @dataclass
@@ -32,11 +34,14 @@ class PlatformState:
     registry: WorkerRegistry
     worker_client: httpx.AsyncClient
     dispatcher: Dispatcher
+    policies: TenantPolicies
+    cache: ResponseCache
     meter: Meter
 
     @classmethod
     def build(cls, settings: Settings) -> PlatformState:
         engine = create_engine_for(settings)
+        policies = TenantPolicies()
         # Short timeouts: a Redis that hangs must degrade the limits (fail-open/closed), not stall requests.
         redis = (
             Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
@@ -68,7 +73,11 @@ class PlatformState:
                 settings.resolved_worker_secret,
                 {name: key.get_secret_value() for name, key in settings.upstream_api_keys.items()},
             ),
-            meter=Meter(RedisLimiter(redis), fallback=MemoryLimiter()) if redis else Meter(MemoryLimiter()),
+            policies=policies,
+            cache=RedisResponseCache(redis) if redis else MemoryResponseCache(settings.cache_memory_bytes),
+            meter=Meter(policies, RedisLimiter(redis), fallback=MemoryLimiter())
+            if redis
+            else Meter(policies, MemoryLimiter()),
         )
 
     async def close(self) -> None:

@@ -123,6 +123,22 @@ class TenantLimits(LimitColumns, Base):
     tenant: Mapped[Tenant] = relationship(back_populates="limits", lazy="raise")
 
 
+class TenantSettings(Base):
+    """A tenant's own choices (tenant admins set them): response caching, and what the audit log keeps."""
+
+    __tablename__ = "tenant_settings"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    cache_enabled: Mapped[bool] = mapped_column(default=True)
+    cache_ttl_s: Mapped[int] = mapped_column(default=3600)
+    cache_max_entry_bytes: Mapped[int] = mapped_column(default=256 * 1024)
+    cache_sampled: Mapped[bool] = mapped_column(default=False)  # also cache answers drawn at temperature > 0
+    audit_store_text: Mapped[bool] = mapped_column(default=False)  # prompts and answers in audit rows
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class UsageDaily(UUIDPrimaryKey, Base):
     """Tokens and requests per tenant, principal (user or API key), model and UTC day: the source of truth
     for usage reports and quotas."""

@@ -24,6 +24,8 @@ from tenants.schemas import (
     LimitsIn,
     LimitsOut,
     PasswordReset,
+    SettingsIn,
+    SettingsOut,
     TenantCreate,
     TenantOut,
     TenantUpdate,
@@ -177,5 +179,23 @@ async def put_limits(
 ) -> LimitsOut:
     """Only platform admins set limits: a tenant that could raise its own quota would not be metered."""
     limits = LimitsOut.model_validate(await service.put_limits(session, tenant.id, body.model_dump()))
-    state.meter.forget(tenant.id)  # other replicas pick the change up within a second
+    state.policies.forget(tenant.id)  # other replicas pick the change up within a second
     return limits
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+@tenant_admin_router.get("/settings", tags=["settings"])
+async def get_settings(tenant: TenantDep, _: TenantAdminDep, session: SessionDep) -> SettingsOut:
+    return SettingsOut.model_validate(await service.get_settings(session, tenant.id))
+
+
+@tenant_admin_router.put("/settings", tags=["settings"])
+async def put_settings(
+    body: SettingsIn, tenant: TenantDep, _: TenantAdminDep, session: SessionDep, state: StateDep
+) -> SettingsOut:
+    """Caching and the audit log's text policy are the tenant's own choice: its admins set them."""
+    settings = SettingsOut.model_validate(await service.put_settings(session, tenant.id, body.model_dump()))
+    state.policies.forget(tenant.id)
+    return settings

@@ -137,6 +137,32 @@ class LimitsOut(LimitsIn, ORMModel):
     updated_at: datetime
 
 
+# --- settings -------------------------------------------------------------------------------------
+
+
+class SettingsIn(BaseModel):
+    """The tenant's own choices. PUT replaces them all: an omitted field returns to its default."""
+
+    cache_enabled: bool = Field(default=True, description="Serve repeated deterministic requests from cache")
+    cache_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400, description="How long an answer stays cached")] = (
+        3600
+    )
+    cache_max_entry_bytes: Annotated[
+        int, Field(ge=1024, le=16 * 1024 * 1024, description="Larger answers are not cached")
+    ] = 256 * 1024
+    cache_sampled: bool = Field(
+        default=False,
+        description="Also cache answers sampled at temperature > 0 without a seed (repeats get one text)",
+    )
+    audit_store_text: bool = Field(
+        default=False, description="Keep prompts and answers in the audit log (only their hashes otherwise)"
+    )
+
+
+class SettingsOut(SettingsIn, ORMModel):
+    updated_at: datetime | None = None
+
+
 class UsageRow(BaseModel):
     """One group of a usage report; the group's key is `day`, `model`, `tenant` or the principal."""
 

@@ -17,7 +17,16 @@ from llm_platform.auth.security import generate_api_key
 from llm_platform.auth.service import revoke_user_sessions
 from llm_platform.db import save_unique, utcnow
 from llm_platform.errors import BadRequest, Conflict, NotFound
-from tenants.models import ApiKey, ApiKeyScope, Tenant, TenantLimits, TenantStatus, User, UserRole
+from tenants.models import (
+    ApiKey,
+    ApiKeyScope,
+    Tenant,
+    TenantLimits,
+    TenantSettings,
+    TenantStatus,
+    User,
+    UserRole,
+)
 
 # --- tenants --------------------------------------------------------------------------------------
 
@@ -260,3 +269,33 @@ async def put_limits(session: AsyncSession, tenant_id: uuid.UUID, values: dict[s
     limits.updated_at = utcnow()
     await session.commit()
     return limits
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+async def get_settings(session: AsyncSession, tenant_id: uuid.UUID) -> TenantSettings:
+    """The tenant's settings (the defaults, unsaved, for a tenant that never changed them)."""
+    found = await session.get(TenantSettings, tenant_id)
+    return found or TenantSettings(
+        tenant_id=tenant_id,
+        cache_enabled=True,
+        cache_ttl_s=3600,
+        cache_max_entry_bytes=256 * 1024,
+        cache_sampled=False,
+        audit_store_text=False,
+    )
+
+
+async def put_settings(
+    session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object]
+) -> TenantSettings:
+    settings = await session.get(TenantSettings, tenant_id)
+    if settings is None:
+        settings = TenantSettings(tenant_id=tenant_id)
+        session.add(settings)
+    for name, value in values.items():
+        setattr(settings, name, value)
+    settings.updated_at = utcnow()
+    await session.commit()
+    return settings

@@ -45,6 +45,7 @@ TABLES = (
     "refresh_tokens",
     "api_keys",
     "tenant_limits",
+    "tenant_settings",
     "users",
     "tenants",
 )  # models survive: see register_model

@@ -19,6 +19,7 @@ EXPECTED_TABLES = {
     "api_keys",
     "refresh_tokens",
     "tenant_limits",
+    "tenant_settings",
     "models",
     "conversations",
     "conversation_messages",

@@ -47,6 +47,7 @@ def test_streaming_completion_matches_and_reports_usage(client):
         temperature=0,
         stream=True,
         stream_options={"include_usage": True},
+        extra_headers={"Cache-Control": "no-cache"},  # the engine's own stream, not the cache's replay
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

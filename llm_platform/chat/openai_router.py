@@ -26,6 +26,7 @@ from llm_platform.chat.openai_protocol import (
 from llm_platform.chat.sse import DONE, SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.dependencies import (
     CredentialTenantDep,
+    FreshDep,
     InferenceDep,
     InferenceTenantDep,
     ResponseHeadersDep,
@@ -60,8 +61,9 @@ async def chat_completions(
     session: SessionDep,
     state: StateDep,
     headers: ResponseHeadersDep,
+    fresh: FreshDep,
 ) -> ChatCompletion | StreamingResponse:
-    return await _chat_completions(body, tenant, principal, session, state, headers)
+    return await _chat_completions(body, tenant, principal, session, state, headers, fresh)
 
 
 @router.post("/{tenant}/v1/chat/completions", response_model=None)
@@ -72,8 +74,9 @@ async def tenant_chat_completions(
     session: SessionDep,
     state: StateDep,
     headers: ResponseHeadersDep,
+    fresh: FreshDep,
 ) -> ChatCompletion | StreamingResponse:
-    return await _chat_completions(body, tenant, principal, session, state, headers)
+    return await _chat_completions(body, tenant, principal, session, state, headers, fresh)
 
 
 async def _model_list(session: AsyncSession, tenant: Tenant) -> ModelList:
@@ -88,6 +91,7 @@ async def _chat_completions(
     session: AsyncSession,
     state: PlatformState,
     headers: dict[str, str],
+    fresh: bool,
 ) -> ChatCompletion | StreamingResponse:
     refused = body.unsupported_fields()
     if refused:
@@ -117,11 +121,11 @@ async def _chat_completions(
     )
     completion_id = service.new_message_id()
     generate = await service.prepare(session, tenant, turn, f"{current_request_id()}:{completion_id}")
-    ticket = await service.admit(state.meter, session, tenant, principal, generate)
-    headers.update(ticket.headers)
+    started = await service.start(state, session, tenant, principal, generate, memory, fresh=fresh)
+    headers.update(started.ticket.headers)
+    headers["x-cache"] = "hit" if started.cache_hit else "miss"
     await session.close()  # nothing else to read: do not hold a connection for the whole generation
-    turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, ticket, memory)
-    events = service.answer(state.dispatcher, generate, turn_end)
+    events = started.events
     if not body.stream:
         result = await service.complete(events)
         return ChatCompletion(

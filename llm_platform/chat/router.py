@@ -12,6 +12,7 @@ from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatChunk, ChatDone, ChatIn, ChatOut, HistoryMessage
 from llm_platform.chat.sse import SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.dependencies import (
+    FreshDep,
     InferenceDep,
     InferenceTenantDep,
     ResponseHeadersDep,
@@ -32,16 +33,17 @@ async def chat(
     session: SessionDep,
     state: StateDep,
     headers: ResponseHeadersDep,
+    fresh: FreshDep,
 ) -> ChatOut | StreamingResponse:
     prepared = await service.prepare_simple(
         session, tenant, principal, body, state.settings.default_chat_model, current_request_id()
     )
     generate, memory = prepared.generate, prepared.memory
-    ticket = await service.admit(state.meter, session, tenant, principal, generate)
-    headers.update(ticket.headers)
+    started = await service.start(state, session, tenant, principal, generate, memory, fresh=fresh)
+    headers.update(started.ticket.headers)
+    headers["x-cache"] = "hit" if started.cache_hit else "miss"
     await session.close()
-    turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, ticket, memory)
-    events = service.answer(state.dispatcher, generate, turn_end)
+    events = started.events
     if not body.stream:
         result = await service.complete(events)
         turn = [*prepared.history, prepared.prompt]

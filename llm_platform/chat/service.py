@@ -15,10 +15,12 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.auth.principal import Principal
+from llm_platform.cache.response_cache import CachedAnswer, CacheSlot, cache_key, cacheable
 from llm_platform.chat import conversations
 from llm_platform.chat.schemas import ChatIn
 from llm_platform.errors import BadRequest, ServiceUnavailable
-from llm_platform.ratelimit.meter import Meter, Ticket
+from llm_platform.ratelimit.meter import Ticket
+from llm_platform.state import PlatformState
 from models_registry import service as catalogue
 from models_registry.dispatch import Dispatcher, WorkerFailed
 from models_registry.engine.params import InvalidParameter, SamplingParams
@@ -146,7 +148,10 @@ async def answer(
                     if event.finished:
                         if event.finish_reason != "error":
                             accounted = True  # even if recording fails: never bill one answer twice
-                            await turn_end("".join(parts), prompt_tokens, completion_tokens, generation.model)
+                            answered = CachedAnswer(
+                                tuple(parts), event.finish_reason or "stop", prompt_tokens, completion_tokens
+                            )
+                            await turn_end(answered, generation.model)
                         yield event.model_copy(update={"text": ""})  # its text went out just above
                         return
             except WorkerFailed:
@@ -191,11 +196,53 @@ async def complete(events: AsyncIterator[WorkerEvent]) -> Completion:
     raise ServiceUnavailable("The model ended the answer early; please retry", code="model_error")
 
 
-async def admit(
-    meter: Meter, session: AsyncSession, tenant: Tenant, principal: Principal, generation: Generation
-) -> Ticket:
-    """Admits the generation against the tenant's and the key's limits, reserving its most tokens."""
-    return await meter.admit(session, tenant.id, principal, reservation(generation))
+@dataclass
+class Started:
+    """A generation under way (or replayed from the cache): its events, and what admitted it."""
+
+    events: AsyncIterator[WorkerEvent]
+    ticket: Ticket
+    cache_hit: bool
+
+
+async def start(
+    state: PlatformState,
+    session: AsyncSession,
+    tenant: Tenant,
+    principal: Principal,
+    generation: Generation,
+    memory: Memory | None = None,
+    *,
+    fresh: bool = False,
+) -> Started:
+    """Serves from the cache when it can (unless `fresh`), else admits the generation against the
+    limits, reserving its most tokens, and dispatches it. A cache hit counts as a request but reserves
+    no tokens: it costs no quota."""
+    policy = await state.policies.get(session, tenant.id)
+    slot, hit = None, None
+    if cacheable(generation.request, policy.cache):
+        key = cache_key(tenant.id, generation.request)
+        slot = CacheSlot(state.cache, key, policy.cache.ttl_s, policy.cache.max_entry_bytes)
+        hit = None if fresh else await state.cache.get(key)
+    reserve = 0 if hit else reservation(generation)
+    ticket = await state.meter.admit(session, tenant.id, principal, reserve)
+    turn_end = TurnEnd(state.session_factory, tenant.id, principal, ticket, memory, None if hit else slot)
+    if hit is not None:
+        return Started(replay(hit, turn_end, generation.model), ticket, cache_hit=True)
+    return Started(answer(state.dispatcher, generation, turn_end), ticket, cache_hit=False)
+
+
+async def replay(hit: CachedAnswer, turn_end: TurnEnd, model: str) -> AsyncIterator[WorkerEvent]:
+    """A cached answer, as the same events the model sent the first time."""
+    await turn_end.served_from_cache(hit, model)
+    for piece in hit.pieces:
+        yield WorkerEvent(text=piece)
+    yield WorkerEvent(
+        finished=True,
+        finish_reason=hit.finish_reason,  # type: ignore[arg-type]
+        prompt_tokens=hit.prompt_tokens,
+        completion_tokens=hit.completion_tokens,
+    )
 
 
 def reservation(generation: Generation) -> int:
@@ -221,44 +268,57 @@ class Memory:
 
 @dataclass
 class TurnEnd:
-    """What happens once an answer ends. Complete: its usage is recorded, and the turn is stored in its
-    conversation if it has one. Interrupted: the tokens it produced are recorded. Either way the
-    rate-limit lease is settled to the real count. Runs in a session of its own: a stream outlives its
-    request's session."""
+    """What happens once an answer ends. Complete: its usage is recorded, the turn is stored in its
+    conversation if it has one, and the answer is cached if it may be. Interrupted: the tokens it
+    produced are recorded. Either way the rate-limit lease is settled to the real count. Runs in a
+    session of its own: a stream outlives its request's session."""
 
     session_factory: async_sessionmaker[AsyncSession]
     tenant_id: uuid.UUID
     principal: Principal
     ticket: Ticket
     memory: Memory | None = None
+    cache_slot: CacheSlot | None = None
 
-    async def __call__(self, answer: str, prompt_tokens: int, completion_tokens: int, model: str) -> None:
+    async def __call__(self, answered: CachedAnswer, model: str) -> None:
+        used = answered.prompt_tokens + answered.completion_tokens
         try:
-            async with self.session_factory() as session:
-                await record_usage(
-                    session, self._usage(model, prompt_tokens, completion_tokens), self.ticket.admitted_at
-                )
-                if self.memory is not None:
-                    await conversations.append_turn(
-                        session, self.memory.conversation_id, self.memory.new_messages, answer, model
-                    )
+            await self._record(
+                model, answered.prompt_tokens, answered.completion_tokens, "".join(answered.pieces)
+            )
         finally:
-            await self.ticket.settle(prompt_tokens + completion_tokens)
+            await self.ticket.settle(used)
+        if self.cache_slot is not None:
+            await self.cache_slot.store(answered)
+
+    async def served_from_cache(self, hit: CachedAnswer, model: str) -> None:
+        """A cached answer costs no tokens: usage counts the request as a cached hit."""
+        try:
+            await self._record(model, 0, 0, "".join(hit.pieces), cached=True)
+        finally:
+            await self.ticket.settle(0)
 
     async def interrupted(self, prompt_tokens: int, completion_tokens: int, model: str) -> None:
         try:
             if prompt_tokens or completion_tokens:
-                async with self.session_factory() as session:
-                    usage = self._usage(model, prompt_tokens, completion_tokens)
-                    await record_usage(session, usage, self.ticket.admitted_at)
+                await self._record(model, prompt_tokens, completion_tokens, None)
         finally:
             await self.ticket.settle(prompt_tokens + completion_tokens)
 
-    def _usage(self, model: str, prompt_tokens: int, completion_tokens: int) -> UsageRecord:
+    async def _record(
+        self, model: str, prompt_tokens: int, completion_tokens: int, answer: str | None, cached: bool = False
+    ) -> None:
+        """Usage, and the turn in its conversation when the answer is whole (`answer` not None)."""
         principal = self.principal
-        return UsageRecord(
-            self.tenant_id, principal.kind, principal.id, model, prompt_tokens, completion_tokens
+        usage = UsageRecord(
+            self.tenant_id, principal.kind, principal.id, model, prompt_tokens, completion_tokens, cached
         )
+        async with self.session_factory() as session:
+            await record_usage(session, usage, self.ticket.admitted_at)
+            if self.memory is not None and answer is not None:
+                await conversations.append_turn(
+                    session, self.memory.conversation_id, self.memory.new_messages, answer, model
+                )
 
 
 async def recall(

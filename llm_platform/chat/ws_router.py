@@ -159,9 +159,10 @@ async def _stream_answer(
             prepared = await service.prepare_simple(
                 session, tenant, principal, body, state.settings.default_chat_model, uuid.uuid4().hex
             )
-            ticket = await service.admit(state.meter, session, tenant, principal, prepared.generate)
-        turn_end = service.TurnEnd(state.session_factory, tenant.id, principal, ticket, prepared.memory)
-        events = service.answer(state.dispatcher, prepared.generate, turn_end)
+            started = await service.start(
+                state, session, tenant, principal, prepared.generate, prepared.memory
+            )
+        events = started.events
         try:
             async for event in events:
                 if not event.finished:
@@ -178,6 +179,7 @@ async def _stream_answer(
                             "finish_reason": event.finish_reason,
                             "usage": usage_of(event.prompt_tokens, event.completion_tokens).model_dump(),
                             "model": prepared.generate.model,
+                            "cached": started.cache_hit,
                         }
                     )
         finally:

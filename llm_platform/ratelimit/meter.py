@@ -1,8 +1,8 @@
 """Metering of the model endpoints: which limits apply to a request, its admission, and its settlement.
 
-A tenant's limits are cached in each process for at most LIMITS_CACHE_S (the replica where an admin
-changes them forgets them at once), so a change holds everywhere within a second; an API key's come
-with the key, which authentication reads on every request. Quota counters live in the limiter and are
+A tenant's limits come from tenants.policy (cached per process for at most a second, forgotten at once
+where an admin changes them); an API key's come with the key, which authentication reads on every
+request. Quota counters live in the limiter and are
 seeded from the usage ledger (Postgres, the source of truth) whenever they are missing: first use, a
 new month or day, a flushed or restarted Redis. When Redis cannot be reached, a tenant's `fail_mode`
 decides: `open` admits through this process's own limiter (per replica, so roughly replicas x the
@@ -27,7 +27,8 @@ from llm_platform.errors import RateLimited, ServiceUnavailable
 from llm_platform.ratelimit.admission import Decision, Limiter, Limits, Periods, Scope
 from llm_platform.ratelimit.headers import rate_limit_headers
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
-from tenants.models import FailMode, TenantLimits
+from tenants.models import FailMode
+from tenants.policy import TenantPolicies
 from tenants.usage import tokens_used
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ DEGRADED = Counter(
 )
 _LIMITER_ERRORS = (RedisError, OSError)
 _REDIS_RETRY_S = 1.0  # after a failure, requests go straight to the fallback for this long
-LIMITS_CACHE_S = 1.0
 
 
 class QuotaExceeded(RateLimited):
@@ -89,36 +89,25 @@ def periods_at(moment: datetime) -> Periods:
 class Meter:
     def __init__(
         self,
+        policies: TenantPolicies,
         limiter: Limiter,
         fallback: MemoryLimiter | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.policies = policies
         self.limiter = limiter
         self.fallback = fallback  # None: the limiter is already in-process
         self.clock = clock  # injectable, so tests can roll a month over
         self._redis_down_until = 0.0
-        self._tenant_limits: dict[uuid.UUID, tuple[float, Limits, FailMode]] = {}
-
-    def forget(self, tenant_id: uuid.UUID) -> None:
-        """Drops this process's cached limits of the tenant (they were just changed)."""
-        self._tenant_limits.pop(tenant_id, None)
-
-    async def _limits_of_tenant(self, session: AsyncSession, tenant_id: uuid.UUID) -> tuple[Limits, FailMode]:
-        cached = self._tenant_limits.get(tenant_id)
-        if cached is not None and time.monotonic() - cached[0] < LIMITS_CACHE_S:
-            return cached[1], cached[2]
-        row = await session.get(TenantLimits, tenant_id)
-        limits, mode = Limits.of(row), row.fail_mode if row else FailMode.open
-        self._tenant_limits[tenant_id] = (time.monotonic(), limits, mode)
-        return limits, mode
 
     async def admit(
         self, session: AsyncSession, tenant_id: uuid.UUID, principal: Principal, reserve_tokens: int
     ) -> Ticket:
         """Admits the request against its tenant's and API key's limits, or raises RateLimited /
         QuotaExceeded (429) or ServiceUnavailable (503, a fail-closed tenant while Redis is down)."""
-        tenant_limits, mode = await self._limits_of_tenant(session, tenant_id)
-        scopes, owners = _scopes(tenant_id, tenant_limits, principal)
+        policy = await self.policies.get(session, tenant_id)
+        mode = policy.fail_mode
+        scopes, owners = _scopes(tenant_id, policy.limits, principal)
         now = self.clock()
         periods, lease = periods_at(now), uuid.uuid4().hex
         limiter = self.limiter

@@ -17,7 +17,8 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 def served(tiny_worker, platform, tenant_a, redis_url):  # type: ignore[no-untyped-def]
     wait_registered(redis_url, TINY_MODEL)
     key = platform.create_key(tenant_a)["key"]
-    return platform.client, bearer(key)
+    # Fresh answers every time: these tests compare what the engine itself streams and returns.
+    return platform.client, {**bearer(key), "Cache-Control": "no-cache"}
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,9 @@ def served(tiny_worker, platform, tenant_a, redis_url):  # type: ignore[no-untyp
 
 def _chat(platform, key: str, **body):  # type: ignore[no-untyped-def]
     payload = {"model": TINY_MODEL, "messages": QUESTION, "max_tokens": 4, "temperature": 0, **body}
-    return platform.client.post("/v1/chat/completions", json=payload, headers=bearer(key))
+    # Fresh answers: these tests count the tokens of generations (cache hits have their own tests).
+    headers = {**bearer(key), "Cache-Control": "no-cache"}
+    return platform.client.post("/v1/chat/completions", json=payload, headers=headers)
 
 
 def _stream_usage(response) -> dict:  # type: ignore[no-untyped-def]

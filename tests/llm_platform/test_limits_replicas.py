@@ -89,18 +89,20 @@ def test_redis_stopped_mid_test_fail_open_serves_fail_closed_answers_503(
             platform.set_limits(open_tenant, requests_per_minute=3)
             platform.set_limits(closed_tenant, requests_per_minute=3, fail_mode="closed")
             keys = {t.slug: platform.create_key(t)["key"] for t in (open_tenant, closed_tenant)}
-            body = {"model": TINY_MODEL, "messages": QUESTION, "max_tokens": 2}
+            body = {"model": TINY_MODEL, "messages": QUESTION, "max_tokens": 2, "temperature": 0}
 
             def chat(tenant):  # type: ignore[no-untyped-def]
                 return client.post("/v1/chat/completions", json=body, headers=bearer(keys[tenant.slug]))
 
-            assert chat(open_tenant).status_code == 200 and chat(closed_tenant).status_code == 200
+            assert [chat(open_tenant).headers["x-cache"] for _ in range(2)] == ["miss", "hit"]
+            assert chat(closed_tenant).status_code == 200
             redis_process.kill()
             redis_process.wait()
 
-            # Fail-open: served under this process's own limiter, which still limits.
-            statuses = [chat(open_tenant).status_code for _ in range(4)]
-            assert statuses == [200, 200, 200, 429]
+            # Fail-open: served (uncached) under this process's own limiter, which still limits.
+            answers = [chat(open_tenant) for _ in range(4)]
+            assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+            assert all(answer.headers["x-cache"] == "miss" for answer in answers[:3])
             closed = chat(closed_tenant)
             assert closed.status_code == 503 and closed.json()["error"]["code"] == "limits_unavailable"
             assert closed.headers["retry-after"] == "1"

@@ -13,6 +13,7 @@ from llm_platform.ratelimit.admission import Limits
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter, QuotaExceeded
 from tenants import service
+from tenants.policy import TenantPolicies
 from tenants.usage import UsageRecord, record_usage
 
 
@@ -30,7 +31,7 @@ def test_quotas_in_embedded_mode_start_from_the_sqlite_ledger(tmp_path):
         principal = Principal("api_key", key.id, tenant.id, tenant.slug, key_limits=Limits.of(key))
 
         for _ in range(2):  # a restarted process (a fresh limiter) finds the same 900 tokens spent
-            meter = Meter(MemoryLimiter())
+            meter = Meter(TenantPolicies(), MemoryLimiter())
             async with sessions() as session:
                 with pytest.raises(QuotaExceeded):
                     await meter.admit(session, tenant.id, principal, 200)

@@ -14,6 +14,10 @@ from tests.workers import wait_registered
 @pytest.fixture
 def key(tiny_worker, platform, tenant_a, redis_url) -> str:  # type: ignore[no-untyped-def]
     wait_registered(redis_url, TINY_MODEL)
+    # The socket's answers must come from the engine, not from the cache the HTTP requests fill.
+    platform.client.put(
+        f"/{tenant_a.slug}/admin/settings", json={"cache_enabled": False}, headers=tenant_a.admin_headers
+    )
     return platform.create_key(tenant_a)["key"]
 
 

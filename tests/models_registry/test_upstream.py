@@ -51,7 +51,7 @@ def test_a_model_behind_an_openai_compatible_upstream(live_api, settings, platfo
 
         streamed = front.post(
             "/v1/chat/completions",
-            headers=key,
+            headers={**key, "Cache-Control": "no-cache"},  # through the upstream, not our cache
             json=body | {"model": "remote-tiny", "stream": True, "stream_options": {"include_usage": True}},
         )
         chunks = [
@@ -77,7 +77,9 @@ def test_a_model_behind_an_openai_compatible_upstream(live_api, settings, platfo
 
     # Without the upstream's key it cannot authenticate there: the model is unavailable, no details leak.
     unauthenticated = platform.client.post(
-        "/v1/chat/completions", headers=key, json=body | {"model": "remote-tiny"}
+        "/v1/chat/completions",
+        headers={**key, "Cache-Control": "no-cache"},
+        json=body | {"model": "remote-tiny"},
     )
     error = assert_error(unauthenticated, 503, "model_unavailable")
     assert live_api not in error["message"]

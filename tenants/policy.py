@@ -1,0 +1,67 @@
+"""A tenant's limits and settings as the request path needs them, cached per process for a second.
+
+The model endpoints consult them on every request; reading two rows each time would cost more than
+everything else the API layer does. The replica where an admin changes them forgets its copy at once;
+the others pick the change up within TTL_S.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_platform.ratelimit.admission import Limits
+from tenants.models import FailMode, TenantLimits, TenantSettings
+
+TTL_S = 1.0
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    enabled: bool = True
+    ttl_s: int = 3600
+    max_entry_bytes: int = 256 * 1024
+    sampled: bool = False  # also answers drawn at temperature > 0 without a seed
+
+
+@dataclass(frozen=True)
+class TenantPolicy:
+    limits: Limits
+    fail_mode: FailMode
+    cache: CachePolicy
+    audit_store_text: bool
+
+
+class TenantPolicies:
+    def __init__(self, ttl_s: float = TTL_S) -> None:
+        self._ttl_s = ttl_s
+        self._cached: dict[uuid.UUID, tuple[float, TenantPolicy]] = {}
+
+    async def get(self, session: AsyncSession, tenant_id: uuid.UUID) -> TenantPolicy:
+        cached = self._cached.get(tenant_id)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
+            return cached[1]
+        limits = await session.get(TenantLimits, tenant_id)
+        settings = await session.get(TenantSettings, tenant_id)
+        cache = CachePolicy()
+        if settings is not None:
+            cache = CachePolicy(
+                settings.cache_enabled,
+                settings.cache_ttl_s,
+                settings.cache_max_entry_bytes,
+                settings.cache_sampled,
+            )
+        policy = TenantPolicy(
+            limits=Limits.of(limits),
+            fail_mode=limits.fail_mode if limits else FailMode.open,
+            cache=cache,
+            audit_store_text=bool(settings and settings.audit_store_text),
+        )
+        self._cached[tenant_id] = (time.monotonic(), policy)
+        return policy
+
+    def forget(self, tenant_id: uuid.UUID) -> None:
+        self._cached.pop(tenant_id, None)
