@@ -9,6 +9,8 @@ from fastapi import FastAPI
 from starlette_exporter import PrometheusMiddleware, handle_metrics
 
 from llm_platform import health
+from llm_platform.audit.middleware import AuditMiddleware
+from llm_platform.audit.router import router as audit_router
 from llm_platform.auth.router import router as auth_router
 from llm_platform.chat.conversations_router import router as conversations_router
 from llm_platform.chat.openai_router import router as openai_router
@@ -34,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = PlatformState.build(settings)
         app.state.platform = state
+        await state.start()
         try:
             yield
         finally:
@@ -46,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(AuditMiddleware)  # innermost: it sees the route, the principal and the answer
     app.add_middleware(
         PrometheusMiddleware, app_name="llm_platform", prefix="llmp", skip_paths=["/metrics", "/healthz"]
     )
@@ -59,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(platform_router)
     app.include_router(tenant_admin_router)
     app.include_router(usage_router)
+    app.include_router(audit_router)
     app.include_router(models_admin_router)
     app.include_router(openai_router)
     app.include_router(models_tenant_router)

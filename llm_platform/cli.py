@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 admin_app = typer.Typer(help="Bootstrap tenants, users and API keys (no API needed).", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+audit_app = typer.Typer(help="Maintain the audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 
 def _load_settings() -> Settings:
@@ -242,3 +244,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def main() -> None:
     app()
+
+
+@audit_app.command("prune")
+def audit_prune(
+    days: Annotated[
+        int | None, typer.Option(help="Keep this many days [default: LLMP_AUDIT_RETENTION_DAYS]", min=1)
+    ] = None,
+) -> None:
+    """Delete audit rows older than the retention; every chain still verifies afterwards."""
+    from datetime import UTC, datetime, timedelta
+
+    from llm_platform.audit.service import prune
+
+    settings = _load_settings()
+    cutoff = datetime.now(UTC) - timedelta(days=days or settings.audit_retention_days)
+    removed = _run_with_session(settings, lambda session: prune(session, cutoff))
+    typer.echo(f"pruned {removed} audit rows older than {cutoff.isoformat(timespec='seconds')}")

@@ -10,6 +10,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from passlib.context import CryptContext
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llm_platform.audit.context import AuditContext, audit_context
 from llm_platform.auth import service as auth_service
 from llm_platform.auth.principal import Principal
 from llm_platform.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -53,6 +54,7 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 
 
 async def get_principal(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -62,7 +64,9 @@ async def get_principal(
     credential = bearer.credentials if bearer else api_key
     if not credential:
         raise Unauthorized("Missing credentials: send `Authorization: Bearer <token or key>` or `X-API-Key`")
-    return await auth_service.authenticate(session, settings, credential)
+    principal = await auth_service.authenticate(session, settings, credential)
+    audit_context(request.scope).identify(principal)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -79,7 +83,9 @@ PlatformAdminDep = Annotated[Principal, Depends(require_platform_admin)]
 TenantSlugPath = Annotated[str, Path(description="The tenant's slug")]
 
 
-async def get_tenant(session: SessionDep, principal: PrincipalDep, tenant: TenantSlugPath) -> Tenant:
+async def get_tenant(
+    request: Request, session: SessionDep, principal: PrincipalDep, tenant: TenantSlugPath
+) -> Tenant:
     """The tenant named in the path, if the caller belongs to it (or is a platform admin).
 
     Another tenant's resources answer 404 exactly as missing ones do, so tenants cannot be enumerated.
@@ -93,6 +99,7 @@ async def get_tenant(session: SessionDep, principal: PrincipalDep, tenant: Tenan
         found = await tenant_service.find_tenant(session, tenant)
     if found is None:
         raise NotFound("Not found")
+    audit_context(request.scope).tenant_id = found.id  # a platform admin's action lands in the tenant's log
     return found
 
 
@@ -161,3 +168,11 @@ def wants_fresh_answer(request: Request) -> bool:
 
 
 FreshDep = Annotated[bool, Depends(wants_fresh_answer)]
+
+
+def get_audit_context(request: Request) -> AuditContext:
+    """What this request's audit row should say beyond what the middleware sees."""
+    return audit_context(request.scope)
+
+
+AuditDep = Annotated[AuditContext, Depends(get_audit_context)]

@@ -87,6 +87,20 @@ class Settings(BaseSettings):
         int, Field(description="Size of the in-process response cache used without Redis", ge=1024)
     ] = 64 * 1024 * 1024
 
+    audit_retention_days: Annotated[
+        int, Field(description="`llmp audit prune` deletes audit rows older than this", ge=1)
+    ] = 365
+    audit_queue_size: Annotated[
+        int, Field(description="Audit entries held in memory before they spill to the spool file", ge=1)
+    ] = 10_000
+    audit_batch_size: Annotated[int, Field(description="Audit rows inserted per transaction", ge=1)] = 500
+    audit_spool_dir: Annotated[
+        Path | None,
+        Field(
+            description="Where audit entries wait while Postgres is unreachable; unset: data_dir/audit-spool"
+        ),
+    ] = None
+
     max_request_body_bytes: Annotated[
         int, Field(description="Request bodies above this size answer 413", ge=1024)
     ] = 1024 * 1024
@@ -185,6 +199,10 @@ class Settings(BaseSettings):
     @property
     def resolved_registry_url(self) -> str:
         return self.registry_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def resolved_audit_spool_dir(self) -> Path:
+        return self.audit_spool_dir or self.data_dir / "audit-spool"
 
     @property
     def resolved_models_dir(self) -> Path:

@@ -10,6 +10,7 @@ from passlib.context import CryptContext
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from llm_platform.audit.writer import AuditWriter
 from llm_platform.auth.security import password_context
 from llm_platform.auth.throttle import LoginThrottle
 from llm_platform.cache.response_cache import MemoryResponseCache, RedisResponseCache, ResponseCache
@@ -37,6 +38,7 @@ class PlatformState:
     policies: TenantPolicies
     cache: ResponseCache
     meter: Meter
+    audit: AuditWriter
 
     @classmethod
     def build(cls, settings: Settings) -> PlatformState:
@@ -58,10 +60,11 @@ class PlatformState:
             timeout=httpx.Timeout(300.0, connect=3.0),
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
         )
+        session_factory = create_session_factory(engine)
         return cls(
             settings=settings,
             engine=engine,
-            session_factory=create_session_factory(engine),
+            session_factory=session_factory,
             login_throttle=LoginThrottle(settings, redis),
             passwords=password_context(settings),
             redis=redis,
@@ -78,9 +81,19 @@ class PlatformState:
             meter=Meter(policies, RedisLimiter(redis), fallback=MemoryLimiter())
             if redis
             else Meter(policies, MemoryLimiter()),
+            audit=AuditWriter(
+                session_factory,
+                settings.resolved_audit_spool_dir,
+                queue_size=settings.audit_queue_size,
+                batch_size=settings.audit_batch_size,
+            ),
         )
 
+    async def start(self) -> None:
+        await self.audit.start()
+
     async def close(self) -> None:
+        await self.audit.close()  # before the database goes: the queue is written out first
         await self.worker_client.aclose()
         if self.redis is not None:
             await self.redis.aclose()

@@ -15,6 +15,7 @@ from dataclasses import replace
 import httpx
 
 from llm_platform.errors import BadRequest, ServiceUnavailable
+from llm_platform.middleware import current_request_id
 from models_registry.upstream import Upstream, generate_upstream
 from models_registry.worker.protocol import (
     EMBED_PATH,
@@ -92,7 +93,9 @@ class Dispatcher:
             self._in_flight[worker.worker_id] += 1
             try:
                 response = await self._client.post(
-                    worker.url + EMBED_PATH, content=request.model_dump_json(), headers=self._headers
+                    worker.url + EMBED_PATH,
+                    content=request.model_dump_json(),
+                    headers=self._request_headers(),
                 )
                 if response.status_code == 200:
                     return EmbedResponse.model_validate_json(response.content)
@@ -104,6 +107,10 @@ class Dispatcher:
             finally:
                 self._in_flight[worker.worker_id] -= 1
         raise _exhausted(request.model, busy)
+
+    def _request_headers(self) -> dict[str, str]:
+        """The worker's log lines carry the request id of the API request they serve."""
+        return {**self._headers, "X-Request-ID": current_request_id()}
 
     async def _candidates(self, model: str) -> list[WorkerInfo]:
         """The least-loaded live worker of the model, then the next (for one retry)."""
@@ -120,7 +127,10 @@ class Dispatcher:
 
     async def _stream_from(self, worker: WorkerInfo, request: GenerateRequest) -> AsyncIterator[WorkerEvent]:
         async with self._client.stream(
-            "POST", worker.url + GENERATE_PATH, content=request.model_dump_json(), headers=self._headers
+            "POST",
+            worker.url + GENERATE_PATH,
+            content=request.model_dump_json(),
+            headers=self._request_headers(),
         ) as response:
             if response.status_code != 200:
                 await self._raise_for(response)

@@ -39,6 +39,8 @@ TEST_DATABASE_URL = os.environ.get(
 )
 TEST_REDIS_URL = os.environ.get("LLMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TABLES = (
+    "audit_log",
+    "audit_heads",
     "usage_daily",
     "conversation_messages",
     "conversations",
@@ -248,6 +250,15 @@ class PlatformHelper:
         )
         assert response.status_code == 201, response.text
         return response.json()
+
+    def audit_rows(self, tenant: TenantCtx, **filters: object) -> list[dict]:
+        """The tenant's audit rows, newest first, once everything recorded so far is written."""
+        self.client.portal.call(self.client.app.state.platform.audit.flush)  # type: ignore[union-attr]
+        response = self.client.get(
+            f"/{tenant.slug}/admin/audit", params={"limit": 500, **filters}, headers=tenant.admin_headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
 
     def set_limits(self, tenant: TenantCtx, **limits: object) -> dict:
         """Replaces the tenant's limits as a platform admin (what is not given becomes unlimited)."""

@@ -14,6 +14,8 @@ from llm_platform.migrate import downgrade_to_base, upgrade_to_head
 from llm_platform.models import import_all_models
 
 EXPECTED_TABLES = {
+    "audit_log",
+    "audit_heads",
     "tenants",
     "users",
     "api_keys",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Response, status
+from fastapi import APIRouter, Form, Request, Response, status
 
+from llm_platform.audit.context import AuditContext, audit_context
 from llm_platform.auth import service
 from llm_platform.auth.schemas import PrincipalOut, RefreshRequest, TokenResponse
 from llm_platform.dependencies import ClientAddressDep, PrincipalDep, SessionDep, SettingsDep, StateDep
@@ -21,11 +21,14 @@ async def issue_token(
     session: SessionDep,
     state: StateDep,
     address: ClientAddressDep,
+    request: Request,
     tenant: Annotated[
         str | None, Form(description="Tenant slug; omit for a platform admin", max_length=63)
     ] = None,
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> TokenResponse:
+    audit = audit_context(request.scope)
+    audit.resource = f"account {tenant or '-'}:{username.strip().lower()}"  # failures too: whose login
     pair = await service.login(
         session,
         state.settings,
@@ -36,13 +39,22 @@ async def issue_token(
         password=password,
         client_address=address,
     )
-    return TokenResponse(**asdict(pair))
+    return _issued(pair, audit)
 
 
 @router.post("/refresh")
-async def refresh_token(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenResponse:
+async def refresh_token(
+    body: RefreshRequest, session: SessionDep, settings: SettingsDep, request: Request
+) -> TokenResponse:
     pair = await service.refresh(session, settings, body.refresh_token)
-    return TokenResponse(**asdict(pair))
+    return _issued(pair, audit_context(request.scope))
+
+
+def _issued(pair: service.TokenPair, audit: AuditContext) -> TokenResponse:
+    audit.actor_kind, audit.actor_id, audit.tenant_id = "user", pair.user_id, pair.tenant_id
+    return TokenResponse(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)

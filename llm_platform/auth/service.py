@@ -38,6 +38,8 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
+    user_id: uuid.UUID  # whom it was issued to (for the audit log)
+    tenant_id: uuid.UUID | None
 
 
 def _tenant_suspended() -> Forbidden:
@@ -248,7 +250,13 @@ async def _issue_pair(
             expires_at=utcnow() + timedelta(seconds=settings.refresh_token_ttl_s),
         )
     )
-    return TokenPair(access_token=access_token, refresh_token=refresh_token, expires_in=expires_in)
+    return TokenPair(
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_in=expires_in,
+        user_id=user.id,
+        tenant_id=tenant.id if tenant else None,
+    )
 
 
 async def _revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llm_platform.audit.context import AuditContext
 from llm_platform.auth.principal import Principal
 from llm_platform.chat import service
 from llm_platform.chat.openai_protocol import (
@@ -25,6 +26,7 @@ from llm_platform.chat.openai_protocol import (
 )
 from llm_platform.chat.sse import DONE, SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.dependencies import (
+    AuditDep,
     CredentialTenantDep,
     FreshDep,
     InferenceDep,
@@ -62,8 +64,9 @@ async def chat_completions(
     state: StateDep,
     headers: ResponseHeadersDep,
     fresh: FreshDep,
+    audit: AuditDep,
 ) -> ChatCompletion | StreamingResponse:
-    return await _chat_completions(body, tenant, principal, session, state, headers, fresh)
+    return await _chat_completions(body, tenant, principal, session, state, headers, fresh, audit)
 
 
 @router.post("/{tenant}/v1/chat/completions", response_model=None)
@@ -75,8 +78,9 @@ async def tenant_chat_completions(
     state: StateDep,
     headers: ResponseHeadersDep,
     fresh: FreshDep,
+    audit: AuditDep,
 ) -> ChatCompletion | StreamingResponse:
-    return await _chat_completions(body, tenant, principal, session, state, headers, fresh)
+    return await _chat_completions(body, tenant, principal, session, state, headers, fresh, audit)
 
 
 async def _model_list(session: AsyncSession, tenant: Tenant) -> ModelList:
@@ -92,6 +96,7 @@ async def _chat_completions(
     state: PlatformState,
     headers: dict[str, str],
     fresh: bool,
+    audit: AuditContext,
 ) -> ChatCompletion | StreamingResponse:
     refused = body.unsupported_fields()
     if refused:
@@ -121,7 +126,9 @@ async def _chat_completions(
     )
     completion_id = service.new_message_id()
     generate = await service.prepare(session, tenant, turn, f"{current_request_id()}:{completion_id}")
-    started = await service.start(state, session, tenant, principal, generate, memory, fresh=fresh)
+    started = await service.start(
+        state, session, tenant, principal, generate, memory, fresh=fresh, audit=audit
+    )
     headers.update(started.ticket.headers)
     headers["x-cache"] = "hit" if started.cache_hit else "miss"
     await session.close()  # nothing else to read: do not hold a connection for the whole generation

@@ -12,6 +12,7 @@ from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatChunk, ChatDone, ChatIn, ChatOut, HistoryMessage
 from llm_platform.chat.sse import SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.dependencies import (
+    AuditDep,
     FreshDep,
     InferenceDep,
     InferenceTenantDep,
@@ -34,12 +35,15 @@ async def chat(
     state: StateDep,
     headers: ResponseHeadersDep,
     fresh: FreshDep,
+    audit: AuditDep,
 ) -> ChatOut | StreamingResponse:
     prepared = await service.prepare_simple(
         session, tenant, principal, body, state.settings.default_chat_model, current_request_id()
     )
     generate, memory = prepared.generate, prepared.memory
-    started = await service.start(state, session, tenant, principal, generate, memory, fresh=fresh)
+    started = await service.start(
+        state, session, tenant, principal, generate, memory, fresh=fresh, audit=audit
+    )
     headers.update(started.ticket.headers)
     headers["x-cache"] = "hit" if started.cache_hit else "miss"
     await session.close()

@@ -5,6 +5,7 @@ Shared by the OpenAI-compatible API and the tenant's simple /chat API; knows not
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from llm_platform.audit.context import AuditContext
 from llm_platform.auth.principal import Principal
 from llm_platform.cache.response_cache import CachedAnswer, CacheSlot, cache_key, cacheable
 from llm_platform.chat import conversations
@@ -214,6 +216,7 @@ async def start(
     memory: Memory | None = None,
     *,
     fresh: bool = False,
+    audit: AuditContext | None = None,
 ) -> Started:
     """Serves from the cache when it can (unless `fresh`), else admits the generation against the
     limits, reserving its most tokens, and dispatches it. A cache hit counts as a request but reserves
@@ -224,9 +227,21 @@ async def start(
         key = cache_key(tenant.id, generation.request)
         slot = CacheSlot(state.cache, key, policy.cache.ttl_s, policy.cache.max_entry_bytes)
         hit = None if fresh else await state.cache.get(key)
+    audit = audit or AuditContext()
+    audit.model, audit.cache_hit, audit.store_text = (
+        generation.model,
+        hit is not None,
+        policy.audit_store_text,
+    )
+    if audit.store_text:
+        audit.request_text = json.dumps(
+            [m.model_dump() for m in generation.request.messages], ensure_ascii=False
+        )
     reserve = 0 if hit else reservation(generation)
     ticket = await state.meter.admit(session, tenant.id, principal, reserve)
-    turn_end = TurnEnd(state.session_factory, tenant.id, principal, ticket, memory, None if hit else slot)
+    turn_end = TurnEnd(
+        state.session_factory, tenant.id, principal, ticket, memory, None if hit else slot, audit
+    )
     if hit is not None:
         return Started(replay(hit, turn_end, generation.model), ticket, cache_hit=True)
     return Started(answer(state.dispatcher, generation, turn_end), ticket, cache_hit=False)
@@ -279,9 +294,13 @@ class TurnEnd:
     ticket: Ticket
     memory: Memory | None = None
     cache_slot: CacheSlot | None = None
+    audit: AuditContext = field(default_factory=AuditContext)
 
     async def __call__(self, answered: CachedAnswer, model: str) -> None:
         used = answered.prompt_tokens + answered.completion_tokens
+        self.audit.answered(
+            model, answered.prompt_tokens, answered.completion_tokens, "".join(answered.pieces)
+        )
         try:
             await self._record(
                 model, answered.prompt_tokens, answered.completion_tokens, "".join(answered.pieces)
@@ -293,12 +312,14 @@ class TurnEnd:
 
     async def served_from_cache(self, hit: CachedAnswer, model: str) -> None:
         """A cached answer costs no tokens: usage counts the request as a cached hit."""
+        self.audit.answered(model, 0, 0, "".join(hit.pieces))
         try:
             await self._record(model, 0, 0, "".join(hit.pieces), cached=True)
         finally:
             await self.ticket.settle(0)
 
     async def interrupted(self, prompt_tokens: int, completion_tokens: int, model: str) -> None:
+        self.audit.answered(model, prompt_tokens, completion_tokens, None)
         try:
             if prompt_tokens or completion_tokens:
                 await self._record(model, prompt_tokens, completion_tokens, None)

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import time
 import uuid
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from llm_platform.audit.context import AuditContext
 from llm_platform.auth.principal import Principal
 from llm_platform.auth.service import authenticate
 from llm_platform.chat import service
@@ -154,40 +158,78 @@ async def _one_turn(
 async def _stream_answer(
     websocket: WebSocket, state: PlatformState, tenant: Tenant, principal: Principal, body: ChatIn
 ) -> None:
+    """One turn, audited like an HTTP request (status 200, or the status its error would have had)."""
+    audit = AuditContext(tenant_id=tenant.id)
+    audit.identify(principal)
+    at, started, status = datetime.now(UTC), time.perf_counter(), 200
+    request_id = uuid.uuid4().hex
     try:
-        async with state.session_factory() as session:
-            prepared = await service.prepare_simple(
-                session, tenant, principal, body, state.settings.default_chat_model, uuid.uuid4().hex
-            )
-            started = await service.start(
-                state, session, tenant, principal, prepared.generate, prepared.memory
-            )
-        events = started.events
-        try:
-            async for event in events:
-                if not event.finished:
-                    await websocket.send_json(
-                        {"type": "chunk", "text": event.text, "message_id": prepared.message_id}
-                    )
-                elif event.finish_reason == "error":
-                    raise WorkerFailed(event.error or "model error")
-                else:
-                    await websocket.send_json(
-                        {
-                            "type": "done",
-                            "message_id": prepared.message_id,
-                            "finish_reason": event.finish_reason,
-                            "usage": usage_of(event.prompt_tokens, event.completion_tokens).model_dump(),
-                            "model": prepared.generate.model,
-                            "cached": started.cache_hit,
-                        }
-                    )
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
+        await _turn(websocket, state, tenant, principal, body, audit, request_id)
     except PlatformError as exc:
+        status = exc.status_code
         await _send_error(websocket, exc.message, exc.code, exc.param, exc.error_type)
     except WorkerFailed:
+        status = 503
         await _send_error(websocket, "The model failed while generating; please retry", "model_error")
+    except asyncio.CancelledError:
+        status = 499  # the client cancelled the answer
+        raise
+    finally:
+        client = websocket.client
+        state.audit.record(
+            audit.entry(
+                at=at,
+                action="ws_chat",
+                resource=websocket.url.path,
+                status=status,
+                latency_ms=round((time.perf_counter() - started) * 1000),
+                client_address=client.host if client else None,
+                user_agent=websocket.headers.get("user-agent"),
+                request_id=request_id,
+                request_sha256=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
+                response_sha256=None,
+            )
+        )
+
+
+async def _turn(
+    websocket: WebSocket,
+    state: PlatformState,
+    tenant: Tenant,
+    principal: Principal,
+    body: ChatIn,
+    audit: AuditContext,
+    request_id: str,
+) -> None:
+    async with state.session_factory() as session:
+        prepared = await service.prepare_simple(
+            session, tenant, principal, body, state.settings.default_chat_model, request_id
+        )
+        started = await service.start(
+            state, session, tenant, principal, prepared.generate, prepared.memory, audit=audit
+        )
+    events = started.events
+    try:
+        async for event in events:
+            if not event.finished:
+                await websocket.send_json(
+                    {"type": "chunk", "text": event.text, "message_id": prepared.message_id}
+                )
+            elif event.finish_reason == "error":
+                raise WorkerFailed(event.error or "model error")
+            else:
+                await websocket.send_json(
+                    {
+                        "type": "done",
+                        "message_id": prepared.message_id,
+                        "finish_reason": event.finish_reason,
+                        "usage": usage_of(event.prompt_tokens, event.completion_tokens).model_dump(),
+                        "model": prepared.generate.model,
+                        "cached": started.cache_hit,
+                    }
+                )
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 async def _send_error(

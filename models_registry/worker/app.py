@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llm_platform.errors import error_body
+from llm_platform.middleware import RequestIdMiddleware
 from llm_platform.settings import Settings
 from models_registry.engine.embedder import Embedder
 from models_registry.engine.engine import (
@@ -115,6 +116,7 @@ def create_worker_app(
     app = FastAPI(
         title=f"llm-platform worker: {model_name}", lifespan=lifespan, docs_url=None, redoc_url=None
     )
+    app.add_middleware(RequestIdMiddleware)  # the API's X-Request-ID tags the worker's log lines too
 
     @app.exception_handler(_Rejected)
     async def _rejected(_: Request, exc: _Rejected) -> JSONResponse:

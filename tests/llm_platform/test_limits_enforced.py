@@ -170,7 +170,8 @@ def test_concurrent_requests(served, tenant_a, long_worker, redis_url):
     body = LONG_STREAM
     with served.client.stream("POST", "/v1/chat/completions", json=body, headers=bearer(key)) as held:
         assert held.status_code == 200
-        next(held.iter_lines())
+        lines = held.iter_lines()  # kept: a dropped iterator would close the stream
+        next(lines)
         error = assert_error(_chat(served, key), 429, "rate_limit_exceeded")
         assert "in flight" in error["message"]
     deadline = time.monotonic() + 10

@@ -1,0 +1,165 @@
+"""Appending to the per-tenant hash chains, and walking them to verify.
+
+Several API processes append at once. Each batch locks the head row of every chain it touches
+(`SELECT ... FOR UPDATE`, chains in sorted order so two writers cannot deadlock), numbers and hashes
+its rows after the head, inserts them and moves the head, in one transaction: a chain is extended by
+one writer at a time and never forks. (SQLite, the embedded single process, serializes writers itself.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from itertools import groupby
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from llm_platform.audit.models import GENESIS_HASH, PLATFORM_CHAIN, AuditHead, AuditRecord
+
+
+@dataclass
+class AuditEntry:
+    """One API action, as the middleware (or a handler) saw it."""
+
+    at: datetime
+    action: str
+    resource: str
+    status: int
+    latency_ms: int
+    event_id: uuid.UUID
+    tenant_id: uuid.UUID | None = None
+    actor_kind: str | None = None
+    actor_id: uuid.UUID | None = None
+    key_prefix: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cache_hit: bool | None = None
+    client_address: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    request_sha256: str | None = None
+    response_sha256: str | None = None
+    request_text: str | None = None
+    response_text: str | None = None
+
+    @property
+    def chain(self) -> str:
+        return str(self.tenant_id) if self.tenant_id else PLATFORM_CHAIN
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, line: str) -> AuditEntry:
+        data = json.loads(line)
+        data["at"] = datetime.fromisoformat(data["at"])
+        data["event_id"] = uuid.UUID(data["event_id"])
+        for name in ("tenant_id", "actor_id"):
+            data[name] = uuid.UUID(data[name]) if data[name] else None
+        return cls(**data)
+
+
+_ENTRY_FIELDS = [field.name for field in fields(AuditEntry)]
+
+
+def row_hash(values: dict[str, object]) -> str:
+    """SHA-256 over the row's content (every column but id and row_hash), previous hash included."""
+    content = {name: values[name] for name in (*_ENTRY_FIELDS, "chain", "seq", "prev_hash")}
+    content["at"] = _timestamp(content["at"])  # type: ignore[arg-type]
+    canonical = json.dumps(content, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+async def append(session: AsyncSession, entries: Sequence[AuditEntry]) -> int:
+    """Chains and inserts the entries (those already stored, by event id, are skipped); commits.
+    Returns how many rows were added."""
+    ids = [entry.event_id for entry in entries]
+    stored = set(
+        (await session.scalars(select(AuditRecord.event_id).where(AuditRecord.event_id.in_(ids)))).all()
+    )
+    fresh = [entry for entry in entries if entry.event_id not in stored]
+    rows: list[dict[str, object]] = []
+    for chain, group in groupby(sorted(fresh, key=lambda entry: entry.chain), key=lambda entry: entry.chain):
+        head = await _locked_head(session, chain)
+        for entry in group:  # sorted() is stable: a chain's rows keep their arrival order
+            values: dict[str, object] = {
+                **asdict(entry),
+                "chain": chain,
+                "seq": head.seq + 1,
+                "prev_hash": head.hash,
+            }
+            values["row_hash"] = row_hash(values)
+            head.seq, head.hash = int(values["seq"]), str(values["row_hash"])  # type: ignore[call-overload]
+            rows.append(values)
+    if rows:
+        await session.execute(insert(AuditRecord), rows)
+    await session.commit()
+    return len(rows)
+
+
+async def _locked_head(session: AsyncSession, chain: str) -> AuditHead:
+    dialect = session.bind.dialect.name if session.bind else "postgresql"
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AuditHead)
+    await session.execute(
+        statement.values(
+            chain=chain, seq=0, hash=GENESIS_HASH, pruned_seq=0, pruned_hash=GENESIS_HASH
+        ).on_conflict_do_nothing(index_elements=["chain"])
+    )
+    head = await session.scalar(
+        select(AuditHead)
+        .where(AuditHead.chain == chain)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert head is not None
+    return head
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    rows: int  # rows checked
+    first_bad_seq: int | None = None
+    first_bad_id: int | None = None
+    reason: str | None = None
+
+
+async def verify(session: AsyncSession, chain: str) -> Verification:
+    """Walks the chain in order (streamed, so memory stays flat whatever its length): every row must
+    follow the previous one without a gap, link to its hash, and hash to what it says."""
+    head = await session.get(AuditHead, chain)
+    if head is None:
+        return Verification(ok=True, rows=0)
+    expected_seq, expected_prev, count = head.pruned_seq + 1, head.pruned_hash, 0
+    result = await session.stream_scalars(
+        select(AuditRecord)
+        .where(AuditRecord.chain == chain, AuditRecord.seq > head.pruned_seq)
+        .order_by(AuditRecord.seq)
+        .execution_options(yield_per=1000)
+    )
+    async for row in result:
+        values = {column: getattr(row, column) for column in (*_ENTRY_FIELDS, "chain", "seq", "prev_hash")}
+        if row.seq != expected_seq:
+            return Verification(False, count, expected_seq, row.id, f"row {expected_seq} is missing")
+        if row.prev_hash != expected_prev:
+            return Verification(False, count, row.seq, row.id, "the link to the previous row is broken")
+        if row_hash(values) != row.row_hash:
+            return Verification(False, count, row.seq, row.id, "the row was changed after it was written")
+        expected_seq, expected_prev, count = row.seq + 1, row.row_hash, count + 1
+        session.expunge(row)  # keep the identity map from growing with the walk
+    if expected_seq - 1 != head.seq or expected_prev != head.hash:
+        return Verification(
+            False, count, expected_seq, None, f"rows {expected_seq} to {head.seq} are missing"
+        )
+    return Verification(ok=True, rows=count)

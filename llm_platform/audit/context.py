@@ -1,0 +1,86 @@
+"""What a request's audit row should say beyond what the middleware sees: who, which tenant, which
+model and how many tokens. Dependencies and handlers fill it in; the middleware writes the row."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from starlette.types import Scope
+
+from llm_platform.audit.chain import AuditEntry
+from llm_platform.auth.principal import Principal
+
+
+@dataclass
+class AuditContext:
+    tenant_id: uuid.UUID | None = None
+    actor_kind: str | None = None
+    actor_id: uuid.UUID | None = None
+    key_prefix: str | None = None
+    resource: str | None = None  # the path, unless a handler names something better
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cache_hit: bool | None = None
+    store_text: bool = False  # the tenant's policy: keep prompt and answer
+    request_text: str | None = None
+    response_text: str | None = None
+
+    def entry(
+        self,
+        *,
+        at: datetime,
+        action: str,
+        resource: str,
+        status: int,
+        latency_ms: int,
+        client_address: str | None,
+        user_agent: str | None,
+        request_id: str | None,
+        request_sha256: str | None,
+        response_sha256: str | None,
+    ) -> AuditEntry:
+        return AuditEntry(
+            at=at,
+            action=action,
+            resource=(self.resource or resource)[:512],
+            status=status,
+            latency_ms=latency_ms,
+            event_id=uuid.uuid4(),
+            tenant_id=self.tenant_id,
+            actor_kind=self.actor_kind,
+            actor_id=self.actor_id,
+            key_prefix=self.key_prefix,
+            model=self.model,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cache_hit=self.cache_hit,
+            client_address=client_address,
+            user_agent=user_agent[:512] if user_agent else None,
+            request_id=request_id,
+            request_sha256=request_sha256,
+            response_sha256=response_sha256,
+            request_text=self.request_text,
+            response_text=self.response_text,
+        )
+
+    def identify(self, principal: Principal) -> None:
+        self.actor_kind, self.actor_id, self.key_prefix = (
+            principal.kind,
+            principal.id,
+            principal.api_key_prefix,
+        )
+        if self.tenant_id is None:
+            self.tenant_id = principal.tenant_id
+
+    def answered(self, model: str, prompt_tokens: int, completion_tokens: int, text: str | None) -> None:
+        self.model, self.prompt_tokens, self.completion_tokens = model, prompt_tokens, completion_tokens
+        if self.store_text:
+            self.response_text = text
+
+
+def audit_context(scope: Scope) -> AuditContext:
+    """This request's context (a detached one where nothing audits the request, e.g. GETs)."""
+    return scope.setdefault("state", {}).setdefault("audit", AuditContext())

@@ -1,0 +1,229 @@
+"""The audit writer against a real Postgres: outages spill to the spool and come back exactly once,
+concurrent writers keep one valid chain, pruning keeps it verifiable."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from llm_platform.audit import chain
+from llm_platform.audit.chain import AuditEntry
+from llm_platform.audit.models import AuditRecord
+from llm_platform.audit.service import prune
+from llm_platform.audit.writer import RETRY_S, AuditWriter
+from llm_platform.db import create_engine_for, create_session_factory
+from llm_platform.settings import Settings
+from tests.workers import free_port
+
+
+def _entry(tenant_id: uuid.UUID, index: int, at: datetime | None = None) -> AuditEntry:
+    return AuditEntry(
+        at=at or datetime.now(UTC),
+        action="create_conversation",
+        resource=f"/t/conversations/{index}",
+        status=201,
+        latency_ms=index % 7,
+        event_id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        request_id=f"req-{index}",
+    )
+
+
+class Proxy:
+    """A TCP relay in front of Postgres, so the test can cut the database off and bring it back."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port, self.target_port = free_port(), target_port
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for link in list(self._links):
+            link.close()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._links |= {writer, upstream_writer}
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pump(reader, upstream_writer), pump(upstream_reader, writer))
+
+
+async def _count_and_verify(settings: Settings, chain_name: str) -> tuple[int, int, chain.Verification]:
+    engine = create_engine_for(settings)
+    async with create_session_factory(engine)() as session:
+        total, distinct = (
+            await session.execute(
+                select(func.count(), func.count(AuditRecord.event_id.distinct())).where(
+                    AuditRecord.chain == chain_name
+                )
+            )
+        ).one()
+        verification = await chain.verify(session, chain_name)
+    await engine.dispose()
+    return total, distinct, verification
+
+
+def test_an_outage_spills_to_the_spool_and_every_entry_arrives_once(database_url, clean_state, tmp_path):
+    real = make_url(database_url)
+    spool_dir = tmp_path / "spool"
+
+    async def scenario() -> None:
+        proxy = Proxy(real.port or 5432)
+        await proxy.start()
+        through_proxy = real.set(port=proxy.port).render_as_string(hide_password=False)
+        settings = Settings(database_url=through_proxy, data_dir=tmp_path)
+        engine = create_engine_for(settings)
+        writer = AuditWriter(create_session_factory(engine), spool_dir, queue_size=1000, batch_size=40)
+        await writer.start()
+        tenant_id = uuid.uuid4()
+        entries = [_entry(tenant_id, index) for index in range(300)]
+        for entry in entries[:100]:
+            writer.record(entry)
+        await writer.flush()
+
+        await proxy.stop()  # Postgres is unreachable in the middle of a burst
+        for entry in entries[100:250]:
+            writer.record(entry)
+            await asyncio.sleep(0)
+        await writer.flush()
+        assert list(spool_dir.glob("*.jsonl"))  # spooled, fsync'd, not dropped
+
+        await proxy.start()  # it is back
+        await asyncio.sleep(RETRY_S + 0.1)
+        for entry in entries[250:]:
+            writer.record(entry)
+        await writer.flush()
+        await writer.close()
+        await engine.dispose()
+        await proxy.stop()
+        assert not list(spool_dir.glob("*.jsonl"))  # replayed and removed
+
+        direct = Settings(database_url=database_url, data_dir=tmp_path)
+        total, distinct, verification = await _count_and_verify(direct, str(tenant_id))
+        assert (total, distinct) == (300, 300)
+        assert verification.ok and verification.rows == 300
+
+        # A spool replayed again (a crash between the commit and the file's removal) adds nothing.
+        dead_pid = _a_dead_pid()
+        (spool_dir / f"{dead_pid}.1.1.jsonl").write_text("".join(e.to_json() + "\n" for e in entries[90:110]))
+        engine = create_engine_for(direct)
+        again = AuditWriter(create_session_factory(engine), spool_dir)
+        await again.start()
+        await again.close()
+        await engine.dispose()
+        assert (await _count_and_verify(direct, str(tenant_id)))[:2] == (300, 300)
+
+    asyncio.run(scenario())
+
+
+def _a_dead_pid() -> int:
+    pid = 999_999
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid -= 1
+
+
+def test_a_full_queue_spills_instead_of_blocking_or_dropping(database_url, clean_state, tmp_path):
+    async def scenario() -> None:
+        settings = Settings(database_url=database_url, data_dir=tmp_path)
+        engine = create_engine_for(settings)
+        writer = AuditWriter(create_session_factory(engine), tmp_path / "spool", queue_size=2)
+        tenant_id = uuid.uuid4()
+        for index in range(10):  # the writer is not started: nothing drains the queue
+            writer.record(_entry(tenant_id, index))
+        assert len(list((tmp_path / "spool").glob("*.jsonl"))) == 1
+        await writer.start()  # replays the spool
+        await writer.close()  # and writes out the queue
+        await engine.dispose()
+        total, distinct, verification = await _count_and_verify(settings, str(tenant_id))
+        assert (total, distinct) == (10, 10) and verification.ok
+
+    asyncio.run(scenario())
+
+
+def _write_many(database_url: str, data_dir: str, tenant_id: str, count: int) -> None:
+    async def run() -> None:
+        engine = create_engine_for(Settings(database_url=database_url, data_dir=Path(data_dir)))
+        writer = AuditWriter(
+            create_session_factory(engine), Path(data_dir) / f"spool-{os.getpid()}", batch_size=25
+        )
+        await writer.start()
+        for index in range(count):
+            writer.record(_entry(uuid.UUID(tenant_id), index))
+            if index % 10 == 0:
+                await asyncio.sleep(0)  # let batches interleave with the other process's
+        await writer.close()
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def test_two_processes_writing_at_once_keep_one_valid_chain(database_url, clean_state, tmp_path):
+    tenant_id = str(uuid.uuid4())
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_write_many, args=(database_url, str(tmp_path), tenant_id, 400))
+        for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    total, distinct, verification = asyncio.run(
+        _count_and_verify(Settings(database_url=database_url, data_dir=tmp_path), tenant_id)
+    )
+    assert (total, distinct) == (800, 800)
+    assert verification.ok and verification.rows == 800, verification
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_pruning_keeps_the_rest_verifiable(database_url, clean_state, tmp_path):
+    async def scenario() -> None:
+        settings = Settings(database_url=database_url, data_dir=tmp_path)
+        engine = create_engine_for(settings)
+        sessions = create_session_factory(engine)
+        tenant_id, now = uuid.uuid4(), datetime.now(UTC)
+        old = [_entry(tenant_id, index, now - timedelta(days=400)) for index in range(10)]
+        recent = [_entry(tenant_id, index, now) for index in range(10, 15)]
+        async with sessions() as session:
+            await chain.append(session, old + recent)
+        async with sessions() as session:
+            assert await prune(session, now - timedelta(days=365)) == 10
+            assert await prune(session, now - timedelta(days=365)) == 0  # idempotent
+        async with sessions() as session:
+            await chain.append(session, [_entry(tenant_id, 99)])  # the chain goes on after the cut
+        await engine.dispose()
+        total, _, verification = await _count_and_verify(settings, str(tenant_id))
+        assert total == 6 and verification.ok and verification.rows == 6
+
+    asyncio.run(scenario())
