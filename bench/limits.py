@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -30,16 +29,14 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from statistics import quantiles
 
 import httpx
-import psycopg
 from redis.asyncio import Redis
 from sqlalchemy import select
 
+from bench._support import BENCH_DATABASE_URL, ensure_database, flush_redis, free_port, percentiles, wait_up
 from llm_platform.auth.principal import Principal
 from llm_platform.db import create_engine_for, create_session_factory
-from llm_platform.migrate import upgrade_to_head
 from llm_platform.ratelimit.admission import Limits, Scope
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter, periods_at
@@ -52,26 +49,6 @@ from tenants.policy import TenantPolicies
 
 LLMP = str(Path(sys.executable).parent / "llmp")
 STUB_MODEL = "stub"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _percentiles(samples_ms: list[float]) -> tuple[float, float]:
-    cuts = quantiles(samples_ms, n=100)
-    return round(cuts[49], 3), round(cuts[98], 3)
-
-
-def ensure_database(database_url: str) -> None:
-    name = database_url.rsplit("/", 1)[1]
-    admin = database_url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-            connection.execute(f'CREATE DATABASE "{name}"')
-    upgrade_to_head(database_url)
 
 
 async def limiter_latency(redis_url: str, samples: int) -> tuple[float, float]:
@@ -95,7 +72,8 @@ async def limiter_latency(redis_url: str, samples: int) -> tuple[float, float]:
         if i >= 100:  # the first calls load the script and open connections
             timings.append(elapsed)
     await redis.aclose()
-    return _percentiles(timings)
+    p50, p99 = percentiles(timings, 50, 99)
+    return p50, p99
 
 
 async def meter_latency(settings: Settings, key: Principal, samples: int) -> tuple[float, float]:
@@ -116,11 +94,13 @@ async def meter_latency(settings: Settings, key: Principal, samples: int) -> tup
             timings.append(elapsed)
     await redis.aclose()
     await engine.dispose()
-    return _percentiles(timings)
+    p50, p99 = percentiles(timings, 50, 99)
+    return p50, p99
 
 
-async def make_tenant(settings: Settings, limit: int) -> tuple[uuid.UUID, str, Principal]:
-    """A tenant limited to `limit` requests/min (nothing else), an API key, and the stub model."""
+async def make_tenant(settings: Settings, limit: int | None) -> tuple[uuid.UUID, str, Principal]:
+    """A tenant limited to `limit` requests/min (None: unlimited; nothing else), an API key, and the
+    stub model."""
     engine = create_engine_for(settings)
     async with create_session_factory(engine)() as session:
         if await session.scalar(select(Model).where(Model.name == STUB_MODEL)) is None:
@@ -156,20 +136,6 @@ async def make_tenant(settings: Settings, limit: int) -> tuple[uuid.UUID, str, P
     return tenant_id, secret, principal
 
 
-def _wait_up(url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
 async def burst(urls: list[str], key: str, requests: int) -> Counter[int]:
     body = {"model": STUB_MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
     limits = httpx.Limits(max_connections=requests, max_keepalive_connections=0)
@@ -195,7 +161,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/llmp_bench")
+    parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/1")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -213,7 +179,7 @@ def main() -> None:
     }
     settings = Settings(database_url=args.database_url, redis_url=args.redis_url, data_dir=data_dir)
     ensure_database(args.database_url)
-    asyncio.run(_flush(args.redis_url))
+    asyncio.run(flush_redis(args.redis_url))
     _, key, _ = asyncio.run(make_tenant(settings, args.limit))
 
     limiter_p50, limiter_p99 = asyncio.run(limiter_latency(args.redis_url, args.samples))
@@ -222,19 +188,19 @@ def main() -> None:
 
     processes: list[subprocess.Popen] = []  # type: ignore[type-arg]
     try:
-        stub_port = _free_port()
+        stub_port = free_port()
         stub = [sys.executable, "-m", "bench.stub_worker", "--port", str(stub_port)]
         stub += ["--redis-url", args.redis_url, "--secret", worker_secret, "--model", STUB_MODEL]
         processes.append(subprocess.Popen(stub, env=env))
-        _wait_up(f"http://127.0.0.1:{stub_port}/internal/health", processes[-1])
+        wait_up(f"http://127.0.0.1:{stub_port}/internal/health", processes[-1])
         urls = []
         for _ in range(args.processes):
-            port = _free_port()
+            port = free_port()
             processes.append(
                 subprocess.Popen([LLMP, "serve", "--no-workers"], env=env | {"LLMP_PORT": str(port)})
             )
             urls.append(f"http://127.0.0.1:{port}")
-            _wait_up(urls[-1] + "/healthz", processes[-1])
+            wait_up(urls[-1] + "/healthz", processes[-1])
         started = time.perf_counter()
         statuses = asyncio.run(burst(urls, key, args.requests))
         burst_s = round(time.perf_counter() - started, 2)
@@ -268,12 +234,6 @@ def main() -> None:
         print(f"  limiter (Redis script) p50 {limiter_p50} ms, p99 {limiter_p99} ms")
         print(f"  meter (limits, scopes, script, refusal check) p50 {meter_p50} ms, p99 {meter_p99} ms")
     print(json.dumps(result))
-
-
-async def _flush(redis_url: str) -> None:
-    redis = Redis.from_url(redis_url)
-    await redis.flushdb()
-    await redis.aclose()
 
 
 if __name__ == "__main__":

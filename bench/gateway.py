@@ -1,0 +1,223 @@
+"""Gateway benchmark: what the API layer adds in front of a worker that answers at once.
+
+    python -m bench.gateway [--requests 500] [--rss-requests 50000] [--json]
+
+Starts a stub worker (bench/stub_worker.py) and one API process (`llmp serve`), with Postgres and Redis
+(database `llmp_bench`, Redis db 1). This process is the load generator. The same run measures:
+- calling the stub directly (`POST /internal/generate`) and through the API (`POST /v1/chat/completions`,
+  sampled so the cache never answers: auth, limits, cache lookup, dispatch, usage, audit enqueue);
+- latency p50 at 1 client and p99 at 10 clients, requests/s at 100 clients, for both;
+- a cache hit's latency (a greedy request repeated), p50 at 1 client;
+- the API process's RSS before and after --rss-requests more requests through it.
+With --json the last line is one JSON object (a contract: keep its keys).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from bench._support import BENCH_DATABASE_URL, ensure_database, flush_redis, free_port, percentiles, wait_up
+from bench.limits import STUB_MODEL, make_tenant
+from llm_platform.settings import Settings
+from models_registry.worker.protocol import GENERATE_PATH, GenerateParams, GenerateRequest
+
+LLMP = str(Path(sys.executable).parent / "llmp")
+MESSAGES = [{"role": "user", "content": "Say hello to the benchmark."}]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmRSS")
+
+
+def _child_pid(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0])
+
+
+class Target:
+    """One way to ask for an answer: the stub directly, or the API in front of it."""
+
+    def __init__(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        self.url, self.body, self.headers = url, body, headers
+
+    async def call(self, client: httpx.AsyncClient) -> float:
+        started = time.perf_counter()
+        response = await client.post(self.url, content=self.body, headers=self.headers)
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise RuntimeError(f"{self.url}: {response.status_code} {response.text[:300]}")
+        return elapsed
+
+
+async def latencies(target: Target, clients: int, per_client: int) -> list[float]:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        for _ in range(20):  # warm the connections
+            await target.call(client)
+
+        async def one_client() -> list[float]:
+            return [await target.call(client) for _ in range(per_client)]
+
+        runs = await asyncio.gather(*(one_client() for _ in range(clients)))
+    return [sample for run in runs for sample in run]
+
+
+async def throughput(target: Target, clients: int, seconds: float) -> float:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        await asyncio.gather(*(target.call(client) for _ in range(clients)))  # open the connections
+        done, deadline = 0, time.perf_counter() + seconds
+
+        async def one_client() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await target.call(client)
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        return round(done / (time.perf_counter() - started), 1)
+
+
+async def send_many(target: Target, count: int, clients: int = 20) -> None:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def one_client(share: int) -> None:
+            for _ in range(share):
+                await target.call(client)
+
+        await asyncio.gather(*(one_client(count // clients) for _ in range(clients)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--requests", type=int, default=500, help="per latency measurement (per client at 10)"
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="per throughput measurement")
+    parser.add_argument("--rss-requests", type=int, default=50_000)
+    parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/1")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="run the API under py-spy, collapsed stacks to FILE"
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    data_dir = Path("var/bench")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    worker_secret = secrets.token_urlsafe(32)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMP_")} | {
+        "LLMP_DATABASE_URL": args.database_url,
+        "LLMP_REDIS_URL": args.redis_url,
+        "LLMP_DATA_DIR": str(data_dir),
+        "LLMP_WORKER_SECRET": worker_secret,
+        "LLMP_JWT_SECRET": secrets.token_urlsafe(48),
+        "LLMP_LOG_LEVEL": "WARNING",
+    }
+    settings = Settings(database_url=args.database_url, redis_url=args.redis_url, data_dir=data_dir)
+    ensure_database(args.database_url)
+    asyncio.run(flush_redis(args.redis_url))
+    _, key, _ = asyncio.run(make_tenant(settings, None))
+
+    processes: list[subprocess.Popen] = []  # type: ignore[type-arg]
+    try:
+        stub_port, api_port = free_port(), free_port()
+        stub = [sys.executable, "-m", "bench.stub_worker", "--port", str(stub_port)]
+        stub += ["--redis-url", args.redis_url, "--secret", worker_secret, "--model", STUB_MODEL]
+        processes.append(subprocess.Popen(stub, env=env))
+        wait_up(f"http://127.0.0.1:{stub_port}/internal/health", processes[-1])
+        serve = [LLMP, "serve", "--no-workers"]
+        if args.profile:  # py-spy samples the API process: where does a request's time go?
+            serve = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", args.profile, "--", *serve]
+        processes.append(subprocess.Popen(serve, env=env | {"LLMP_PORT": str(api_port)}))
+        api = processes[-1]
+        wait_up(f"http://127.0.0.1:{api_port}/healthz", api)
+
+        direct_body = GenerateRequest(
+            request_id="bench",
+            tenant="bench",
+            model=STUB_MODEL,
+            messages=MESSAGES,
+            params=GenerateParams(max_tokens=1),
+        ).model_dump_json()
+        direct = Target(
+            f"http://127.0.0.1:{stub_port}{GENERATE_PATH}",
+            direct_body.encode(),
+            {"Authorization": f"Bearer {worker_secret}", "Content-Type": "application/json"},
+        )
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        sampled = {"model": STUB_MODEL, "messages": MESSAGES, "max_tokens": 1, "temperature": 1.0}
+        gateway = Target(
+            f"http://127.0.0.1:{api_port}/v1/chat/completions", json.dumps(sampled).encode(), headers
+        )
+        greedy = {**sampled, "temperature": 0}
+        cached = Target(
+            f"http://127.0.0.1:{api_port}/v1/chat/completions", json.dumps(greedy).encode(), headers
+        )
+
+        direct_1 = asyncio.run(latencies(direct, 1, args.requests))
+        gateway_1 = asyncio.run(latencies(gateway, 1, args.requests))
+        direct_10 = asyncio.run(latencies(direct, 10, args.requests // 10 * 2))
+        gateway_10 = asyncio.run(latencies(gateway, 10, args.requests // 10 * 2))
+        hits = asyncio.run(latencies(cached, 1, args.requests))
+        rps_direct = asyncio.run(throughput(direct, 100, args.seconds))
+        rps_gateway = asyncio.run(throughput(gateway, 100, args.seconds))
+
+        api_pid = api.pid if not args.profile else _child_pid(api.pid)
+        rss_start = _rss_mb(api_pid)
+        started = time.perf_counter()
+        asyncio.run(send_many(gateway, args.rss_requests))
+        rss_seconds = time.perf_counter() - started
+        rss_end = _rss_mb(api_pid)
+    finally:
+        for process in reversed(processes):  # py-spy writes its profile when the API it wraps exits
+            process.send_signal(2 if args.profile and process is processes[-1] else 15)
+        for process in processes:
+            process.wait(timeout=60)
+
+    (direct_p50,) = percentiles(direct_1, 50)
+    (gateway_p50,) = percentiles(gateway_1, 50)
+    (direct_p99,) = percentiles(direct_10, 99)
+    (gateway_p99,) = percentiles(gateway_10, 99)
+    result = {
+        "added_p50_ms_1_client": round(gateway_p50 - direct_p50, 3),
+        "added_p99_ms_10_clients": round(gateway_p99 - direct_p99, 3),
+        "cache_hit_p50_ms": percentiles(hits, 50)[0],
+        "rps_gateway_100_clients": rps_gateway,
+        "rps_direct_100_clients": rps_direct,
+        "gateway_p50_ms_1_client": gateway_p50,
+        "direct_p50_ms_1_client": direct_p50,
+        "gateway_p99_ms_10_clients": gateway_p99,
+        "direct_p99_ms_10_clients": direct_p99,
+        "rss_mb_start": rss_start,
+        "rss_mb_end": rss_end,
+        "rss_requests": args.rss_requests,
+        "rss_requests_per_s": round(args.rss_requests / rss_seconds, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    }
+    if not args.json:
+        for name, value in result.items():
+            print(f"{name:28} {value}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
