@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -176,3 +177,13 @@ def get_audit_context(request: Request) -> AuditContext:
 
 
 AuditDep = Annotated[AuditContext, Depends(get_audit_context)]
+
+
+async def sync_usage(state: StateDep) -> None:
+    """This process's pending usage increments are written before a report reads the ledger."""
+    # A failure is logged by the writer; the report is then a moment behind, never an error.
+    with contextlib.suppress(Exception):
+        await state.usage.flush()
+
+
+UsageSyncedDep = Annotated[None, Depends(sync_usage)]

@@ -20,8 +20,10 @@ from llm_platform.ratelimit.meter import Meter
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
 from llm_platform.settings import Settings
 from models_registry.dispatch import Dispatcher
+from models_registry.service import Catalogue
 from models_registry.worker.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerRegistry
 from tenants.policy import TenantPolicies
+from tenants.usage_writer import UsageWriter
 
 
 @dataclass
@@ -36,9 +38,11 @@ class PlatformState:
     worker_client: httpx.AsyncClient
     dispatcher: Dispatcher
     policies: TenantPolicies
+    catalogue: Catalogue
     cache: ResponseCache
     meter: Meter
     audit: AuditWriter
+    usage: UsageWriter
 
     @classmethod
     def build(cls, settings: Settings) -> PlatformState:
@@ -61,6 +65,7 @@ class PlatformState:
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
         )
         session_factory = create_session_factory(engine)
+        usage = UsageWriter(session_factory)
         return cls(
             settings=settings,
             engine=engine,
@@ -77,10 +82,12 @@ class PlatformState:
                 {name: key.get_secret_value() for name, key in settings.upstream_api_keys.items()},
             ),
             policies=policies,
+            catalogue=Catalogue(policies),
             cache=RedisResponseCache(redis) if redis else MemoryResponseCache(settings.cache_memory_bytes),
-            meter=Meter(policies, RedisLimiter(redis), fallback=MemoryLimiter())
+            meter=Meter(policies, RedisLimiter(redis), MemoryLimiter(), ledger_sync=usage.flush)
             if redis
-            else Meter(policies, MemoryLimiter()),
+            else Meter(policies, MemoryLimiter(), ledger_sync=usage.flush),
+            usage=usage,
             audit=AuditWriter(
                 session_factory,
                 settings.resolved_audit_spool_dir,
@@ -90,10 +97,12 @@ class PlatformState:
         )
 
     async def start(self) -> None:
+        await self.usage.start()
         await self.audit.start()
 
     async def close(self) -> None:
-        await self.audit.close()  # before the database goes: the queue is written out first
+        await self.usage.close()  # before the database goes: what is pending is written out first
+        await self.audit.close()
         await self.worker_client.aclose()
         if self.redis is not None:
             await self.redis.aclose()

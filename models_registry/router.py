@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from llm_platform.dependencies import PlatformAdminDep, SessionDep, TenantDep
+from llm_platform.dependencies import PlatformAdminDep, SessionDep, StateDep, TenantDep
 from models_registry import service
 from models_registry.schemas import ModelCreate, ModelOut, ModelUpdate, TenantModelOut
 
@@ -13,8 +13,12 @@ tenant_router = APIRouter(prefix="/{tenant}", tags=["models"])
 
 
 @admin_router.post("", status_code=status.HTTP_201_CREATED)
-async def register_model(body: ModelCreate, session: SessionDep, _: PlatformAdminDep) -> ModelOut:
-    return ModelOut.model_validate(await service.register_model(session, body.model_dump(mode="json")))
+async def register_model(
+    body: ModelCreate, session: SessionDep, state: StateDep, _: PlatformAdminDep
+) -> ModelOut:
+    model = ModelOut.model_validate(await service.register_model(session, body.model_dump(mode="json")))
+    state.catalogue.forget()
+    return model
 
 
 @admin_router.get("")
@@ -28,9 +32,13 @@ async def get_model(name: str, session: SessionDep, _: PlatformAdminDep) -> Mode
 
 
 @admin_router.patch("/{name:path}")
-async def update_model(name: str, body: ModelUpdate, session: SessionDep, _: PlatformAdminDep) -> ModelOut:
+async def update_model(
+    name: str, body: ModelUpdate, session: SessionDep, state: StateDep, _: PlatformAdminDep
+) -> ModelOut:
     values = body.model_dump(mode="json", exclude_unset=True)
-    return ModelOut.model_validate(await service.update_model(session, name, values))
+    model = ModelOut.model_validate(await service.update_model(session, name, values))
+    state.catalogue.forget()  # other replicas follow within a second
+    return model
 
 
 @tenant_router.get("/models")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.db import save_unique, utcnow
 from llm_platform.errors import Conflict, NotFound
-from models_registry.models import Model
+from models_registry.models import Model, ModelBackend, ModelKind
 from tenants.models import TenantLimits
+from tenants.policy import TenantPolicies
 
 
 def model_not_found(name: str) -> NotFound:
@@ -65,10 +69,62 @@ async def models_for_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> list
     return list(await session.scalars(await _tenant_models_query(session, tenant_id)))
 
 
-async def model_for_tenant(session: AsyncSession, tenant_id: uuid.UUID, name: str) -> Model:
-    """The model a tenant asked for, or 404 model_not_found if it may not use it."""
-    query = await _tenant_models_query(session, tenant_id)
-    model = await session.scalar(query.where(Model.name == name))
-    if model is None:
-        raise model_not_found(name)
-    return model
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """What the request path needs of a model, detached from any session."""
+
+    name: str
+    kind: ModelKind
+    backend: ModelBackend
+    source: str
+    base_url: str | None
+    context_length: int
+    default_params: dict[str, object]
+
+
+class Catalogue:
+    """The enabled models, cached per process for a second, and which a tenant may use.
+
+    A name not in the cache re-reads the catalogue at once, so a new model is usable immediately; a
+    disabled or changed one takes effect within TTL_S (at once on the replica where it was changed).
+    """
+
+    TTL_S = 1.0
+
+    def __init__(self, policies: TenantPolicies) -> None:
+        self._policies = policies
+        self._entries: dict[str, CatalogueEntry] = {}
+        self._loaded_at = -math.inf
+
+    async def model_for(self, session: AsyncSession, tenant_id: uuid.UUID, name: str) -> CatalogueEntry:
+        """The model a tenant asked for, or 404 model_not_found if it may not use it."""
+        allowed = (await self._policies.get(session, tenant_id)).allowed_models
+        if allowed is not None and name not in allowed:
+            raise model_not_found(name)
+        entry = (await self._enabled(session)).get(name)
+        if entry is None:
+            entry = (await self._enabled(session, fresh=True)).get(name)
+        if entry is None:
+            raise model_not_found(name)
+        return entry
+
+    def forget(self) -> None:
+        self._loaded_at = -math.inf
+
+    async def _enabled(self, session: AsyncSession, fresh: bool = False) -> dict[str, CatalogueEntry]:
+        if fresh or time.monotonic() - self._loaded_at >= self.TTL_S:
+            rows = await session.scalars(select(Model).where(Model.enabled.is_(True)))
+            self._entries = {
+                model.name: CatalogueEntry(
+                    model.name,
+                    model.kind,
+                    model.backend,
+                    model.source,
+                    model.base_url,
+                    model.context_length,
+                    dict(model.default_params or {}),
+                )
+                for model in rows
+            }
+            self._loaded_at = time.monotonic()
+        return self._entries

@@ -33,6 +33,7 @@ class TenantPolicy:
     fail_mode: FailMode
     cache: CachePolicy
     audit_store_text: bool
+    allowed_models: frozenset[str] | None = None  # None: every enabled model
 
 
 class TenantPolicies:
@@ -59,6 +60,9 @@ class TenantPolicies:
             fail_mode=limits.fail_mode if limits else FailMode.open,
             cache=cache,
             audit_store_text=bool(settings and settings.audit_store_text),
+            allowed_models=frozenset(limits.allowed_models)
+            if limits is not None and limits.allowed_models is not None
+            else None,
         )
         self._cached[tenant_id] = (time.monotonic(), policy)
         return policy

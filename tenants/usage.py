@@ -7,7 +7,7 @@ so concurrent requests from several API replicas add up without a lost update.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Select, func, select
@@ -34,23 +34,60 @@ class UsageRecord:
 
 
 async def record_usage(session: AsyncSession, record: UsageRecord, at: datetime | None = None) -> None:
-    """Adds one request and its tokens to today's (UTC) bucket."""
-    values = {
-        "id": uuid.uuid4(),
-        "tenant_id": record.tenant_id,
-        "day": (at or datetime.now(UTC)).date(),
-        "model": record.model,
-        "principal_kind": record.principal_kind,
-        "principal_id": record.principal_id,
-        "requests": 1,
-        "prompt_tokens": record.prompt_tokens,
-        "completion_tokens": record.completion_tokens,
-        "cached_hits": int(record.cached),
-        "updated_at": utcnow(),
-    }
+    """Adds one request and its tokens to its UTC day's bucket, and commits."""
+    await add_usage(session, [Increment.of(record, (at or datetime.now(UTC)).date())])
+    await session.commit()
+
+
+@dataclass(frozen=True)
+class Bucket:
+    tenant_id: uuid.UUID
+    day: date
+    model: str
+    principal_kind: str
+    principal_id: uuid.UUID
+
+
+@dataclass
+class Increment:
+    bucket: Bucket
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_hits: int = 0
+
+    @classmethod
+    def of(cls, record: UsageRecord, day: date) -> Increment:
+        bucket = Bucket(record.tenant_id, day, record.model, record.principal_kind, record.principal_id)
+        return cls(bucket, 1, record.prompt_tokens, record.completion_tokens, int(record.cached))
+
+    def add(self, other: Increment) -> None:
+        self.requests += other.requests
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cached_hits += other.cached_hits
+
+
+async def add_usage(session: AsyncSession, increments: list[Increment]) -> None:
+    """Adds the increments to their buckets in one statement (an upsert: replicas add up without a lost
+    update). The caller commits."""
+    if not increments:
+        return
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            **asdict(increment.bucket),
+            "requests": increment.requests,
+            "prompt_tokens": increment.prompt_tokens,
+            "completion_tokens": increment.completion_tokens,
+            "cached_hits": increment.cached_hits,
+            "updated_at": utcnow(),
+        }
+        for increment in increments
+    ]
     dialect = session.bind.dialect.name if session.bind else "postgresql"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(UsageDaily).values(**values)
+    statement = insert(UsageDaily).values(rows)
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
         index_elements=["tenant_id", "day", "model", "principal_kind", "principal_id"],
@@ -63,7 +100,6 @@ async def record_usage(session: AsyncSession, record: UsageRecord, at: datetime 
         },
     )
     await session.execute(statement)
-    await session.commit()
 
 
 @dataclass(frozen=True)

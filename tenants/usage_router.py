@@ -7,7 +7,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from llm_platform.dependencies import PlatformAdminDep, PrincipalDep, SessionDep, TenantAdminDep, TenantDep
+from llm_platform.dependencies import (
+    PlatformAdminDep,
+    PrincipalDep,
+    SessionDep,
+    TenantAdminDep,
+    TenantDep,
+    UsageSyncedDep,
+)
 from tenants import usage
 from tenants.schemas import UsageReport
 
@@ -41,6 +48,7 @@ def _range(start: date | None, end: date | None) -> tuple[date, date]:
 async def platform_usage(
     _: PlatformAdminDep,
     session: SessionDep,
+    __: UsageSyncedDep,
     start: StartDay = None,
     end: EndDay = None,
     group_by: Literal["tenant", "day", "model"] = "tenant",
@@ -54,6 +62,7 @@ async def tenant_usage(
     tenant: TenantDep,
     _: TenantAdminDep,
     session: SessionDep,
+    __: UsageSyncedDep,
     start: StartDay = None,
     end: EndDay = None,
     group_by: Literal["day", "key", "model"] = "day",
@@ -67,6 +76,7 @@ async def own_usage(
     tenant: TenantDep,
     principal: PrincipalDep,
     session: SessionDep,
+    _: UsageSyncedDep,
     start: StartDay = None,
     end: EndDay = None,
     group_by: Literal["day", "model"] = "day",

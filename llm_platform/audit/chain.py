@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from itertools import groupby
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -81,49 +81,48 @@ def _timestamp(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
-async def append(session: AsyncSession, entries: Sequence[AuditEntry]) -> int:
-    """Chains and inserts the entries (those already stored, by event id, are skipped); commits.
-    Returns how many rows were added."""
-    ids = [entry.event_id for entry in entries]
-    stored = set(
-        (await session.scalars(select(AuditRecord.event_id).where(AuditRecord.event_id.in_(ids)))).all()
-    )
-    fresh = [entry for entry in entries if entry.event_id not in stored]
+async def append(session: AsyncSession, entries: Sequence[AuditEntry], *, replay: bool = False) -> int:
+    """Chains and inserts the entries, and commits. A replay (from the spool) first drops entries
+    already stored, by event id. Returns how many rows were added."""
+    if replay:
+        ids = [entry.event_id for entry in entries]
+        stored = set(
+            (await session.scalars(select(AuditRecord.event_id).where(AuditRecord.event_id.in_(ids)))).all()
+        )
+        entries = [entry for entry in entries if entry.event_id not in stored]
     rows: list[dict[str, object]] = []
-    for chain, group in groupby(sorted(fresh, key=lambda entry: entry.chain), key=lambda entry: entry.chain):
-        head = await _locked_head(session, chain)
+    heads: dict[str, tuple[int, str]] = {}
+    for chain, group in groupby(
+        sorted(entries, key=lambda entry: entry.chain), key=lambda entry: entry.chain
+    ):
+        seq, previous = await _locked_head(session, chain)
         for entry in group:  # sorted() is stable: a chain's rows keep their arrival order
-            values: dict[str, object] = {
-                **asdict(entry),
-                "chain": chain,
-                "seq": head.seq + 1,
-                "prev_hash": head.hash,
-            }
-            values["row_hash"] = row_hash(values)
-            head.seq, head.hash = int(values["seq"]), str(values["row_hash"])  # type: ignore[call-overload]
+            seq += 1
+            values: dict[str, object] = {**asdict(entry), "chain": chain, "seq": seq, "prev_hash": previous}
+            previous = row_hash(values)
+            values["row_hash"] = previous
             rows.append(values)
+        heads[chain] = (seq, previous)
     if rows:
         await session.execute(insert(AuditRecord), rows)
+    for chain, (seq, last) in heads.items():
+        await session.execute(update(AuditHead).where(AuditHead.chain == chain).values(seq=seq, hash=last))
     await session.commit()
     return len(rows)
 
 
-async def _locked_head(session: AsyncSession, chain: str) -> AuditHead:
+async def _locked_head(session: AsyncSession, chain: str) -> tuple[int, str]:
+    """The chain's end, its row locked until commit (created if new): one statement, since an upsert
+    that updates takes the row lock and RETURNING reads it."""
     dialect = session.bind.dialect.name if session.bind else "postgresql"
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AuditHead)
-    await session.execute(
-        statement.values(
-            chain=chain, seq=0, hash=GENESIS_HASH, pruned_seq=0, pruned_hash=GENESIS_HASH
-        ).on_conflict_do_nothing(index_elements=["chain"])
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AuditHead).values(
+        chain=chain, seq=0, hash=GENESIS_HASH, pruned_seq=0, pruned_hash=GENESIS_HASH
     )
-    head = await session.scalar(
-        select(AuditHead)
-        .where(AuditHead.chain == chain)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert head is not None
-    return head
+    statement = statement.on_conflict_do_update(
+        index_elements=["chain"], set_={"chain": statement.excluded.chain}
+    ).returning(AuditHead.seq, AuditHead.hash)
+    seq, last = (await session.execute(statement)).one()
+    return int(seq), str(last)
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,8 @@ class AuditWriter:
                 ]
                 for start in range(0, len(entries), self._batch_size):
                     async with self._sessions() as session:
-                        WRITTEN.inc(await chain.append(session, entries[start : start + self._batch_size]))
+                        batch = entries[start : start + self._batch_size]
+                        WRITTEN.inc(await chain.append(session, batch, replay=True))
             except Exception as exc:
                 self._down_until = self._clock() + RETRY_S
                 self._spooled = True

@@ -125,7 +125,8 @@ async def _chat_completions(
         ignore_eos=body.ignore_eos,
     )
     completion_id = service.new_message_id()
-    generate = await service.prepare(session, tenant, turn, f"{current_request_id()}:{completion_id}")
+    request_id = f"{current_request_id()}:{completion_id}"
+    generate = await service.prepare(state.catalogue, session, tenant, turn, request_id)
     started = await service.start(
         state, session, tenant, principal, generate, memory, fresh=fresh, audit=audit
     )

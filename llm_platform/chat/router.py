@@ -38,7 +38,13 @@ async def chat(
     audit: AuditDep,
 ) -> ChatOut | StreamingResponse:
     prepared = await service.prepare_simple(
-        session, tenant, principal, body, state.settings.default_chat_model, current_request_id()
+        state.catalogue,
+        session,
+        tenant,
+        principal,
+        body,
+        state.settings.default_chat_model,
+        current_request_id(),
     )
     generate, memory = prepared.generate, prepared.memory
     started = await service.start(

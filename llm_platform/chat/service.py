@@ -23,14 +23,15 @@ from llm_platform.chat.schemas import ChatIn
 from llm_platform.errors import BadRequest, ServiceUnavailable
 from llm_platform.ratelimit.meter import Ticket
 from llm_platform.state import PlatformState
-from models_registry import service as catalogue
 from models_registry.dispatch import Dispatcher, WorkerFailed
 from models_registry.engine.params import InvalidParameter, SamplingParams
 from models_registry.models import ModelBackend, ModelKind
+from models_registry.service import Catalogue
 from models_registry.upstream import Upstream
 from models_registry.worker.protocol import ChatMessage, GenerateParams, GenerateRequest, WorkerEvent
 from tenants.models import Tenant
-from tenants.usage import UsageRecord, record_usage
+from tenants.usage import Increment, UsageRecord
+from tenants.usage_writer import UsageWriter
 
 MAX_PROMPT_CHARS = 2_000_000  # far beyond any context we serve; stops pathological bodies early
 TEMPLATE_TOKENS_PER_MESSAGE = 8  # role markers around each message
@@ -77,9 +78,11 @@ class Generation:
         return self.request.model
 
 
-async def prepare(session: AsyncSession, tenant: Tenant, turn: ChatTurn, request_id: str) -> Generation:
+async def prepare(
+    catalogue: Catalogue, session: AsyncSession, tenant: Tenant, turn: ChatTurn, request_id: str
+) -> Generation:
     """Checks access to the model and the parameters; fills in the model's defaults."""
-    model = await catalogue.model_for_tenant(session, tenant.id, turn.model)
+    model = await catalogue.model_for(session, tenant.id, turn.model)
     if model.kind is not ModelKind.chat:
         raise BadRequest(f"The model '{model.name}' is not a chat model", code="invalid_model", param="model")
     if sum(len(m.content) for m in turn.messages) > MAX_PROMPT_CHARS:
@@ -240,7 +243,7 @@ async def start(
     reserve = 0 if hit else reservation(generation)
     ticket = await state.meter.admit(session, tenant.id, principal, reserve)
     turn_end = TurnEnd(
-        state.session_factory, tenant.id, principal, ticket, memory, None if hit else slot, audit
+        state.session_factory, state.usage, tenant.id, principal, ticket, memory, None if hit else slot, audit
     )
     if hit is not None:
         return Started(replay(hit, turn_end, generation.model), ticket, cache_hit=True)
@@ -289,6 +292,7 @@ class TurnEnd:
     session of its own: a stream outlives its request's session."""
 
     session_factory: async_sessionmaker[AsyncSession]
+    usage: UsageWriter
     tenant_id: uuid.UUID
     principal: Principal
     ticket: Ticket
@@ -334,9 +338,9 @@ class TurnEnd:
         usage = UsageRecord(
             self.tenant_id, principal.kind, principal.id, model, prompt_tokens, completion_tokens, cached
         )
-        async with self.session_factory() as session:
-            await record_usage(session, usage, self.ticket.admitted_at)
-            if self.memory is not None and answer is not None:
+        self.usage.add(Increment.of(usage, self.ticket.admitted_at.date()))
+        if self.memory is not None and answer is not None:
+            async with self.session_factory() as session:
                 await conversations.append_turn(
                     session, self.memory.conversation_id, self.memory.new_messages, answer, model
                 )
@@ -366,6 +370,7 @@ class SimpleChat:
 
 
 async def prepare_simple(
+    catalogue: Catalogue,
     session: AsyncSession,
     tenant: Tenant,
     principal: Principal,
@@ -387,7 +392,7 @@ async def prepare_simple(
         ignore_eos=body.ignore_eos,
     )
     message_id = new_message_id()
-    generate = await prepare(session, tenant, turn, f"{request_id}:{message_id}")
+    generate = await prepare(catalogue, session, tenant, turn, f"{request_id}:{message_id}")
     return SimpleChat(generate, message_id, history, prompt, memory)
 
 

@@ -203,7 +203,7 @@ async def _turn(
 ) -> None:
     async with state.session_factory() as session:
         prepared = await service.prepare_simple(
-            session, tenant, principal, body, state.settings.default_chat_model, request_id
+            state.catalogue, session, tenant, principal, body, state.settings.default_chat_model, request_id
         )
         started = await service.start(
             state, session, tenant, principal, prepared.generate, prepared.memory, audit=audit

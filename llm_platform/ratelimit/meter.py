@@ -11,10 +11,11 @@ limit), `closed` answers 503.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -93,11 +94,13 @@ class Meter:
         limiter: Limiter,
         fallback: MemoryLimiter | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ledger_sync: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.policies = policies
         self.limiter = limiter
         self.fallback = fallback  # None: the limiter is already in-process
         self.clock = clock  # injectable, so tests can roll a month over
+        self._ledger_sync = ledger_sync  # writes this process's pending usage before a counter is rebuilt
         self._redis_down_until = 0.0
 
     async def admit(
@@ -133,8 +136,8 @@ class Meter:
             raise _refusal(decision, scopes, periods, int(now.timestamp() * 1000), reserve_tokens)
         return Ticket(limiter, scopes, lease, periods, decision, reserve_tokens, now)
 
-    @staticmethod
     async def _decide(
+        self,
         limiter: Limiter,
         session: AsyncSession,
         scopes: list[Scope],
@@ -152,6 +155,9 @@ class Meter:
             ends_ms = periods.day_ends_ms if kind == "day" else periods.month_ends_ms
             end = datetime.fromtimestamp(ends_ms / 1000, UTC).date() - timedelta(days=1)
             tenant_id, key_id = owners[index]
+            if self._ledger_sync is not None:
+                with contextlib.suppress(Exception):  # Postgres down: tokens_used below says so
+                    await self._ledger_sync()
             used = await tokens_used(session, tenant_id, key_id, start, end)
             # Kept a day past the period (late settlements), and never already expired (tests' clocks).
             expires_ms = max(ends_ms, int(time.time() * 1000)) + 86_400_000

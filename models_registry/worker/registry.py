@@ -19,6 +19,16 @@ from redis.exceptions import RedisError
 logger = logging.getLogger(__name__)
 
 _KEY_PREFIX = "llmp:workers:"
+_INDEX_KEY = "llmp:worker-index"
+# Entry keys are derived from the index, so this script is for a single Redis, not a Cluster.
+_READ_LIVE = """
+local live = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local entry = redis.call('GET', ARGV[1] .. id)
+  if entry then live[#live + 1] = entry else redis.call('SREM', KEYS[1], id) end
+end
+return live
+"""
 
 
 @dataclass(frozen=True)
@@ -67,22 +77,32 @@ class InProcessWorkerRegistry:
 
 
 class RedisWorkerRegistry:
+    """Each worker's entry is a key with a TTL (so a dead worker drops out by itself), listed in an index
+    set that readers prune of expired entries: one round trip per read, whatever else Redis holds (a
+    SCAN would walk every rate-limit and cache key)."""
+
     def __init__(self, redis: Redis, ttl_s: float) -> None:
         self._redis = redis
         self._ttl_ms = int(ttl_s * 1000)
+        self._read = redis.register_script(_READ_LIVE)
         self._last_seen: list[WorkerInfo] = []
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
-        await self._redis.set(_KEY_PREFIX + worker.worker_id, worker.to_json(), px=self._ttl_ms)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(_KEY_PREFIX + worker.worker_id, worker.to_json(), px=self._ttl_ms)
+            pipe.sadd(_INDEX_KEY, worker.worker_id)
+            await pipe.execute()
 
     async def remove(self, worker_id: str) -> None:
-        await self._redis.delete(_KEY_PREFIX + worker_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(_KEY_PREFIX + worker_id)
+            pipe.srem(_INDEX_KEY, worker_id)
+            await pipe.execute()
 
     async def live_workers(self, model: str | None = None) -> list[WorkerInfo]:
         try:
-            keys = [key async for key in self._redis.scan_iter(match=_KEY_PREFIX + "*", count=500)]
-            raws = await self._redis.mget(keys) if keys else []
-            self._last_seen = [WorkerInfo.from_json(raw) for raw in raws if raw is not None]
+            raws = await self._read([_INDEX_KEY], [_KEY_PREFIX])
+            self._last_seen = [WorkerInfo.from_json(raw) for raw in raws]
         except (RedisError, OSError) as exc:
             # Workers outlive a Redis outage; the last list we read keeps requests flowing (a worker that
             # died meanwhile fails its request, which dispatch retries elsewhere).
