@@ -57,7 +57,7 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 async def get_principal(
     request: Request,
     session: SessionDep,
-    settings: SettingsDep,
+    state: StateDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> Principal:
@@ -65,7 +65,7 @@ async def get_principal(
     credential = bearer.credentials if bearer else api_key
     if not credential:
         raise Unauthorized("Missing credentials: send `Authorization: Bearer <token or key>` or `X-API-Key`")
-    principal = await auth_service.authenticate(session, settings, credential)
+    principal = await auth_service.authenticate(session, state.settings, credential, state.key_cache)
     audit_context(request.scope).identify(principal)
     return principal
 

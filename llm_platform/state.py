@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from llm_platform.audit.writer import AuditWriter
+from llm_platform.auth.key_cache import ApiKeyCache
 from llm_platform.auth.security import password_context
 from llm_platform.auth.throttle import LoginThrottle
 from llm_platform.cache.response_cache import MemoryResponseCache, RedisResponseCache, ResponseCache
@@ -32,6 +33,7 @@ class PlatformState:
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
     login_throttle: LoginThrottle
+    key_cache: ApiKeyCache
     passwords: CryptContext
     redis: Redis | None
     registry: WorkerRegistry
@@ -71,6 +73,7 @@ class PlatformState:
             engine=engine,
             session_factory=session_factory,
             login_throttle=LoginThrottle(settings, redis),
+            key_cache=ApiKeyCache(),
             passwords=password_context(settings),
             redis=redis,
             registry=registry,

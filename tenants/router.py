@@ -58,10 +58,11 @@ async def get_tenant(tenant: str, session: SessionDep, _: PlatformAdminDep) -> T
 
 @platform_router.patch("/{tenant}")
 async def update_tenant(
-    tenant: str, body: TenantUpdate, session: SessionDep, _: PlatformAdminDep
+    tenant: str, body: TenantUpdate, session: SessionDep, state: StateDep, _: PlatformAdminDep
 ) -> TenantOut:
     found = await service.get_tenant(session, tenant)
     updated = await service.update_tenant(session, found, name=body.name, status=body.status)
+    state.key_cache.forget(tenant_id=updated.id)  # a suspension stops the tenant's keys at once
     return TenantOut.model_validate(updated)
 
 
@@ -149,20 +150,27 @@ async def list_api_keys(tenant: TenantDep, _: TenantAdminDep, session: SessionDe
 
 @tenant_admin_router.delete("/keys/{key_id}", tags=["api keys"])
 async def revoke_api_key(
-    key_id: uuid.UUID, tenant: TenantDep, _: TenantAdminDep, session: SessionDep
+    key_id: uuid.UUID, tenant: TenantDep, _: TenantAdminDep, session: SessionDep, state: StateDep
 ) -> ApiKeyOut:
-    return ApiKeyOut.model_validate(await service.revoke_api_key(session, tenant.id, key_id))
+    revoked = ApiKeyOut.model_validate(await service.revoke_api_key(session, tenant.id, key_id))
+    state.key_cache.forget(key_id=key_id)  # other replicas within a second
+    return revoked
 
 
 @tenant_admin_router.put("/keys/{key_id}/limits", tags=["api keys"])
 async def set_api_key_limits(
-    key_id: uuid.UUID, body: KeyLimits, tenant: TenantDep, _: TenantAdminDep, session: SessionDep
+    key_id: uuid.UUID,
+    body: KeyLimits,
+    tenant: TenantDep,
+    _: TenantAdminDep,
+    session: SessionDep,
+    state: StateDep,
 ) -> ApiKeyOut:
     """Replaces the key's own limits (null: only the tenant's apply). Tenant admins may set them, since
     they can only tighten what the platform admin allowed the tenant."""
-    return ApiKeyOut.model_validate(
-        await service.set_key_limits(session, tenant.id, key_id, body.model_dump())
-    )
+    changed = await service.set_key_limits(session, tenant.id, key_id, body.model_dump())
+    state.key_cache.forget(key_id=key_id)  # the limits travel with the cached principal
+    return ApiKeyOut.model_validate(changed)
 
 
 # --- limits ---------------------------------------------------------------------------------------

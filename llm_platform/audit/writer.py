@@ -31,6 +31,7 @@ SPOOLED = Counter("llmp_audit_entries_spooled_total", "Audit entries written to 
 QUEUED = Gauge("llmp_audit_queue_depth", "Audit entries waiting in memory")
 
 RETRY_S = 1.0  # after a failed write, batches go straight to the spool for this long
+LINGER_S = 0.05  # how long the first entry of a batch waits for company
 
 
 class Spool:
@@ -128,6 +129,8 @@ class AuditWriter:
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
+            if self._queue.qsize() < self._batch_size - 1:
+                await asyncio.sleep(LINGER_S)  # gather a batch: one transaction for many requests
             batch = [first, *self._take_batch(self._batch_size - 1)]
             try:
                 await self._write(batch)

@@ -10,6 +10,7 @@ from passlib.context import CryptContext
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llm_platform.auth.key_cache import ApiKeyCache
 from llm_platform.auth.principal import Principal
 from llm_platform.auth.security import (
     API_KEY_PREFIX_MARK,
@@ -153,18 +154,27 @@ async def revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID) -> Non
     )
 
 
-async def authenticate(session: AsyncSession, settings: Settings, credential: str) -> Principal:
+async def authenticate(
+    session: AsyncSession, settings: Settings, credential: str, key_cache: ApiKeyCache | None = None
+) -> Principal:
     """An API key (`sk-...`) or a JWT access token, whichever the credential is."""
     if credential.startswith(API_KEY_PREFIX_MARK):
-        return await principal_from_api_key(session, credential)
+        return await principal_from_api_key(session, credential, key_cache)
     return await principal_from_access_token(session, settings, credential)
 
 
-async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:
+async def principal_from_api_key(
+    session: AsyncSession, key: str, cache: ApiKeyCache | None = None
+) -> Principal:
     """Resolves `sk-...`: lookup by prefix, constant-time hash comparison, revocation, expiry, tenant."""
     prefix = api_key_prefix(key)
     if prefix is None:
         raise Unauthorized("Invalid API key")
+    digest = sha256_hex(key)
+    cached = cache.get(digest, utcnow()) if cache is not None else None
+    if cached is not None:
+        _keep_loaded(session, await ApiKeyCache.attach_tenant(session, cached))
+        return cached.principal
     row = (
         await session.execute(
             select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id).where(ApiKey.prefix == prefix)
@@ -174,7 +184,7 @@ async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:
         sha256_hex(key)  # same work as a real comparison
         raise Unauthorized("Invalid API key")
     api_key, tenant = row
-    if not digests_equal(sha256_hex(key), api_key.secret_hash):
+    if not digests_equal(digest, api_key.secret_hash):
         raise Unauthorized("Invalid API key")
     now = utcnow()
     if api_key.revoked_at is not None:
@@ -183,11 +193,13 @@ async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:
         raise Unauthorized("This API key has expired", code="api_key_expired")
     if tenant.status is TenantStatus.suspended:
         raise _tenant_suspended()
-    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+    last_used = api_key.last_used_at
+    if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
         await session.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
         await session.commit()
+        last_used = now
     _keep_loaded(session, tenant)
-    return Principal(
+    principal = Principal(
         kind="api_key",
         id=api_key.id,
         tenant_id=tenant.id,
@@ -196,6 +208,9 @@ async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:
         api_key_prefix=api_key.prefix,
         key_limits=Limits.of(api_key),
     )
+    if cache is not None:
+        cache.put(digest, principal, tenant, api_key.expires_at, last_used + LAST_USED_RESOLUTION)
+    return principal
 
 
 async def principal_from_access_token(session: AsyncSession, settings: Settings, token: str) -> Principal:

@@ -89,7 +89,7 @@ async def _authenticate(
             raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first")
     async with state.session_factory() as session:
         try:
-            principal = await authenticate(session, state.settings, credential)
+            principal = await authenticate(session, state.settings, credential, state.key_cache)
         except Unauthorized as exc:
             raise _Closed(CLOSE_UNAUTHORIZED, exc.message) from exc
         except Forbidden as exc:

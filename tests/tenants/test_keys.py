@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy import text
 
 from tests.conftest import assert_error, bearer
@@ -42,15 +45,27 @@ def test_revoked_key_is_rejected_on_the_next_request(platform, tenant_a):
     assert_error(platform.client.get("/auth/me", headers=bearer(created["key"])), 401, "api_key_revoked")
 
 
-def test_expired_key_is_rejected(platform, tenant_a, db_engine):
-    created = platform.create_key(tenant_a, expires_at="2999-01-01T00:00:00Z")
+def test_expired_key_is_rejected(platform, tenant_a):
+    expires = datetime.now(UTC) + timedelta(seconds=1.5)
+    created = platform.create_key(tenant_a, expires_at=expires.isoformat())
     assert platform.client.get("/auth/me", headers=bearer(created["key"])).status_code == 200
-    with db_engine.begin() as connection:
-        connection.execute(
-            text("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :id"),
-            {"id": created["id"]},
-        )
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.05)
+    # Its expiry is checked on every request, also while the key's authentication is cached.
     assert_error(platform.client.get("/auth/me", headers=bearer(created["key"])), 401, "api_key_expired")
+
+
+def test_a_revocation_by_another_replica_holds_within_a_second(platform, tenant_a, db_engine):
+    created = platform.create_key(tenant_a)
+    assert platform.client.get("/auth/me", headers=bearer(created["key"])).status_code == 200
+    with db_engine.begin() as connection:  # as another API process would
+        connection.execute(
+            text("UPDATE api_keys SET revoked_at = now() WHERE id = :id"), {"id": created["id"]}
+        )
+    revoked_at = time.monotonic()
+    while (response := platform.client.get("/auth/me", headers=bearer(created["key"]))).status_code == 200:
+        assert time.monotonic() - revoked_at < 1.5, "the revocation did not hold within a second"
+        time.sleep(0.05)
+    assert_error(response, 401, "api_key_revoked")
 
 
 def test_expiry_in_the_past_is_refused(platform, tenant_a):
