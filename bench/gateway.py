@@ -19,20 +19,14 @@ import asyncio
 import json
 import os
 import platform
-import secrets
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from bench._support import BENCH_DATABASE_URL, ensure_database, flush_redis, free_port, percentiles, wait_up
-from bench.limits import STUB_MODEL, make_tenant
-from llm_platform.settings import Settings
+from bench._support import BENCH_DATABASE_URL, BENCH_REDIS_URL, STUB_MODEL, Stack, make_tenant, percentiles
 from models_registry.worker.protocol import GENERATE_PATH, GenerateParams, GenerateRequest
 
-LLMP = str(Path(sys.executable).parent / "llmp")
 MESSAGES = [{"role": "user", "content": "Say hello to the benchmark."}]
 
 
@@ -114,42 +108,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput measurement")
     parser.add_argument("--rss-requests", type=int, default=50_000)
     parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/1")
+    parser.add_argument("--redis-url", default=BENCH_REDIS_URL)
     parser.add_argument(
         "--profile", metavar="FILE", help="run the API under py-spy, collapsed stacks to FILE"
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    data_dir = Path("var/bench")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    worker_secret = secrets.token_urlsafe(32)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMP_")} | {
-        "LLMP_DATABASE_URL": args.database_url,
-        "LLMP_REDIS_URL": args.redis_url,
-        "LLMP_DATA_DIR": str(data_dir),
-        "LLMP_WORKER_SECRET": worker_secret,
-        "LLMP_JWT_SECRET": secrets.token_urlsafe(48),
-        "LLMP_LOG_LEVEL": "WARNING",
-    }
-    settings = Settings(database_url=args.database_url, redis_url=args.redis_url, data_dir=data_dir)
-    ensure_database(args.database_url)
-    asyncio.run(flush_redis(args.redis_url))
-    _, key, _ = asyncio.run(make_tenant(settings, None))
-
-    processes: list[subprocess.Popen] = []  # type: ignore[type-arg]
+    stack = Stack(args.database_url, args.redis_url)
+    _, key, _ = asyncio.run(make_tenant(stack.settings, None))
     try:
-        stub_port, api_port = free_port(), free_port()
-        stub = [sys.executable, "-m", "bench.stub_worker", "--port", str(stub_port)]
-        stub += ["--redis-url", args.redis_url, "--secret", worker_secret, "--model", STUB_MODEL]
-        processes.append(subprocess.Popen(stub, env=env))
-        wait_up(f"http://127.0.0.1:{stub_port}/internal/health", processes[-1])
-        serve = [LLMP, "serve", "--no-workers"]
-        if args.profile:  # py-spy samples the API process: where does a request's time go?
-            serve = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", args.profile, "--", *serve]
-        processes.append(subprocess.Popen(serve, env=env | {"LLMP_PORT": str(api_port)}))
-        api = processes[-1]
-        wait_up(f"http://127.0.0.1:{api_port}/healthz", api)
+        stub_port = stack.start_stub()
+        # py-spy samples the API process: where does a request's time go?
+        wrap = (
+            ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", args.profile, "--"]
+            if args.profile
+            else []
+        )
+        api_url, api = stack.start_api(wrap)
+        worker_secret = stack.worker_secret
 
         direct_body = GenerateRequest(
             request_id="bench",
@@ -165,13 +142,9 @@ def main() -> None:
         )
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         sampled = {"model": STUB_MODEL, "messages": MESSAGES, "max_tokens": 1, "temperature": 1.0}
-        gateway = Target(
-            f"http://127.0.0.1:{api_port}/v1/chat/completions", json.dumps(sampled).encode(), headers
-        )
+        gateway = Target(f"{api_url}/v1/chat/completions", json.dumps(sampled).encode(), headers)
         greedy = {**sampled, "temperature": 0}
-        cached = Target(
-            f"http://127.0.0.1:{api_port}/v1/chat/completions", json.dumps(greedy).encode(), headers
-        )
+        cached = Target(f"{api_url}/v1/chat/completions", json.dumps(greedy).encode(), headers)
 
         direct_1 = asyncio.run(latencies(direct, 1, args.requests))
         gateway_1 = asyncio.run(latencies(gateway, 1, args.requests))
@@ -188,10 +161,7 @@ def main() -> None:
         rss_seconds = time.perf_counter() - started
         rss_end = _rss_mb(api_pid)
     finally:
-        for process in reversed(processes):  # py-spy writes its profile when the API it wraps exits
-            process.send_signal(2 if args.profile and process is processes[-1] else 15)
-        for process in processes:
-            process.wait(timeout=60)
+        stack.stop(interrupt=bool(args.profile))  # py-spy writes its profile when interrupted
 
     (direct_p50,) = percentiles(direct_1, 50)
     (gateway_p50,) = percentiles(gateway_1, 50)

@@ -21,20 +21,15 @@ import asyncio
 import json
 import os
 import platform
-import secrets
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 from redis.asyncio import Redis
-from sqlalchemy import select
 
-from bench._support import BENCH_DATABASE_URL, ensure_database, flush_redis, free_port, percentiles, wait_up
+from bench._support import BENCH_DATABASE_URL, BENCH_REDIS_URL, STUB_MODEL, Stack, make_tenant, percentiles
 from llm_platform.auth.principal import Principal
 from llm_platform.db import create_engine_for, create_session_factory
 from llm_platform.ratelimit.admission import Limits, Scope
@@ -42,13 +37,7 @@ from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter, periods_at
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
 from llm_platform.settings import Settings
-from models_registry.models import Model, ModelBackend, ModelKind
-from tenants import service
-from tenants.models import TenantLimits
 from tenants.policy import TenantPolicies
-
-LLMP = str(Path(sys.executable).parent / "llmp")
-STUB_MODEL = "stub"
 
 
 async def limiter_latency(redis_url: str, samples: int) -> tuple[float, float]:
@@ -98,44 +87,6 @@ async def meter_latency(settings: Settings, key: Principal, samples: int) -> tup
     return p50, p99
 
 
-async def make_tenant(settings: Settings, limit: int | None) -> tuple[uuid.UUID, str, Principal]:
-    """A tenant limited to `limit` requests/min (None: unlimited; nothing else), an API key, and the
-    stub model."""
-    engine = create_engine_for(settings)
-    async with create_session_factory(engine)() as session:
-        if await session.scalar(select(Model).where(Model.name == STUB_MODEL)) is None:
-            session.add(
-                Model(
-                    name=STUB_MODEL,
-                    kind=ModelKind.chat,
-                    backend=ModelBackend.hf,
-                    source="stub",
-                    context_length=2048,
-                    default_params={},
-                    enabled=True,
-                )
-            )
-            await session.commit()
-        tenant = await service.create_tenant(session, f"bench-{uuid.uuid4().hex[:10]}")
-        limits = await session.get(TenantLimits, tenant.id)
-        assert limits is not None
-        limits.requests_per_minute = limit
-        await session.commit()
-        api_key, secret = await service.create_api_key(session, tenant_id=tenant.id, name="bench")
-        principal = Principal(
-            kind="api_key",
-            id=api_key.id,
-            tenant_id=tenant.id,
-            tenant_slug=tenant.slug,
-            role=None,
-            scopes=tuple(api_key.scopes),
-            key_limits=Limits.of(api_key),
-        )
-        tenant_id = tenant.id
-    await engine.dispose()
-    return tenant_id, secret, principal
-
-
 async def burst(urls: list[str], key: str, requests: int) -> Counter[int]:
     body = {"model": STUB_MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
     limits = httpx.Limits(max_connections=requests, max_keepalive_connections=0)
@@ -162,53 +113,25 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/1")
+    parser.add_argument("--redis-url", default=BENCH_REDIS_URL)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    data_dir = Path("var/bench")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    worker_secret = secrets.token_urlsafe(32)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMP_")} | {
-        "LLMP_DATABASE_URL": args.database_url,
-        "LLMP_REDIS_URL": args.redis_url,
-        "LLMP_DATA_DIR": str(data_dir),
-        "LLMP_WORKER_SECRET": worker_secret,
-        "LLMP_JWT_SECRET": secrets.token_urlsafe(48),
-        "LLMP_LOG_LEVEL": "WARNING",
-    }
-    settings = Settings(database_url=args.database_url, redis_url=args.redis_url, data_dir=data_dir)
-    ensure_database(args.database_url)
-    asyncio.run(flush_redis(args.redis_url))
-    _, key, _ = asyncio.run(make_tenant(settings, args.limit))
+    stack = Stack(args.database_url, args.redis_url)
+    _, key, _ = asyncio.run(make_tenant(stack.settings, args.limit))
 
     limiter_p50, limiter_p99 = asyncio.run(limiter_latency(args.redis_url, args.samples))
-    *_, unlimited = asyncio.run(make_tenant(settings, 10**9))
-    meter_p50, meter_p99 = asyncio.run(meter_latency(settings, unlimited, args.samples))
+    *_, unlimited = asyncio.run(make_tenant(stack.settings, 10**9))
+    meter_p50, meter_p99 = asyncio.run(meter_latency(stack.settings, unlimited, args.samples))
 
-    processes: list[subprocess.Popen] = []  # type: ignore[type-arg]
     try:
-        stub_port = free_port()
-        stub = [sys.executable, "-m", "bench.stub_worker", "--port", str(stub_port)]
-        stub += ["--redis-url", args.redis_url, "--secret", worker_secret, "--model", STUB_MODEL]
-        processes.append(subprocess.Popen(stub, env=env))
-        wait_up(f"http://127.0.0.1:{stub_port}/internal/health", processes[-1])
-        urls = []
-        for _ in range(args.processes):
-            port = free_port()
-            processes.append(
-                subprocess.Popen([LLMP, "serve", "--no-workers"], env=env | {"LLMP_PORT": str(port)})
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-            wait_up(urls[-1] + "/healthz", processes[-1])
+        stack.start_stub()
+        urls = [stack.start_api()[0] for _ in range(args.processes)]
         started = time.perf_counter()
         statuses = asyncio.run(burst(urls, key, args.requests))
         burst_s = round(time.perf_counter() - started, 2)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stack.stop()
 
     result = {
         "limit": args.limit,
