@@ -3,7 +3,8 @@
     python -m bench.gateway [--requests 500] [--rss-requests 50000] [--json]
 
 Starts a stub worker (bench/stub_worker.py) and one API process (`llmp serve`), with Postgres and Redis
-(database `llmp_bench`, Redis db 1). This process is the load generator. The same run measures:
+(database `llmp_bench`, Redis db 1). This process is the load generator (at 100 clients, several
+processes: --load-processes). The same run measures:
 - calling the stub directly (`POST /internal/generate`) and through the API (`POST /v1/chat/completions`,
   sampled so the cache never answers: auth, limits, cache lookup, dispatch, usage, audit enqueue);
 - latency p50 at 1 client and p99 at 10 clients, requests/s at 100 clients, for both;
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import time
@@ -70,7 +72,7 @@ async def latencies(target: Target, clients: int, per_client: int) -> list[float
     return [sample for run in runs for sample in run]
 
 
-async def throughput(target: Target, clients: int, seconds: float) -> float:
+async def _client_loop(target: Target, clients: int, seconds: float) -> tuple[int, float]:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         await asyncio.gather(*(target.call(client) for _ in range(clients)))  # open the connections
@@ -84,7 +86,28 @@ async def throughput(target: Target, clients: int, seconds: float) -> float:
 
         started = time.perf_counter()
         await asyncio.gather(*(one_client() for _ in range(clients)))
-        return round(done / (time.perf_counter() - started), 1)
+        return done, time.perf_counter() - started
+
+
+def _load_process(target: Target, clients: int, seconds: float, results: multiprocessing.Queue) -> None:
+    results.put(asyncio.run(_client_loop(target, clients, seconds)))
+
+
+def throughput(target: Target, clients: int, seconds: float, processes: int) -> float:
+    """Requests/s with `clients` concurrent clients spread over `processes` load-generator processes
+    (one Python process cannot keep 100 connections busy: it would measure httpx, not the server)."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [
+        context.Process(target=_load_process, args=(target, clients // processes, seconds, results))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=seconds + 120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    return round(sum(done / elapsed for done, elapsed in outcomes), 1)
 
 
 async def send_many(target: Target, count: int, clients: int = 20) -> None:
@@ -107,6 +130,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput measurement")
     parser.add_argument("--rss-requests", type=int, default=50_000)
+    parser.add_argument("--load-processes", type=int, default=4, help="load generators at 100 clients")
     parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
     parser.add_argument("--redis-url", default=BENCH_REDIS_URL)
     parser.add_argument(
@@ -151,8 +175,8 @@ def main() -> None:
         direct_10 = asyncio.run(latencies(direct, 10, args.requests // 10 * 2))
         gateway_10 = asyncio.run(latencies(gateway, 10, args.requests // 10 * 2))
         hits = asyncio.run(latencies(cached, 1, args.requests))
-        rps_direct = asyncio.run(throughput(direct, 100, args.seconds))
-        rps_gateway = asyncio.run(throughput(gateway, 100, args.seconds))
+        rps_direct = throughput(direct, 100, args.seconds, args.load_processes)
+        rps_gateway = throughput(gateway, 100, args.seconds, args.load_processes)
 
         api_pid = api.pid if not args.profile else _child_pid(api.pid)
         rss_start = _rss_mb(api_pid)
