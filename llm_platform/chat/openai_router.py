@@ -9,9 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llm_platform.audit.context import AuditContext
-from llm_platform.auth.principal import Principal
 from llm_platform.chat import service
+from llm_platform.chat.call import CredentialCallDep, ModelCall, TenantCallDep
 from llm_platform.chat.openai_protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -26,18 +25,12 @@ from llm_platform.chat.openai_protocol import (
 )
 from llm_platform.chat.sse import DONE, SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.dependencies import (
-    AuditDep,
     CredentialTenantDep,
-    FreshDep,
-    InferenceDep,
     InferenceTenantDep,
-    ResponseHeadersDep,
     SessionDep,
-    StateDep,
 )
 from llm_platform.errors import BadRequest
 from llm_platform.middleware import current_request_id
-from llm_platform.state import PlatformState
 from models_registry import service as catalogue
 from models_registry.worker.protocol import ChatMessage, WorkerEvent
 from tenants.models import Tenant
@@ -57,30 +50,16 @@ async def list_tenant_models(tenant: InferenceTenantDep, session: SessionDep) ->
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest,
-    tenant: CredentialTenantDep,
-    principal: InferenceDep,
-    session: SessionDep,
-    state: StateDep,
-    headers: ResponseHeadersDep,
-    fresh: FreshDep,
-    audit: AuditDep,
+    body: ChatCompletionRequest, call: CredentialCallDep
 ) -> ChatCompletion | StreamingResponse:
-    return await _chat_completions(body, tenant, principal, session, state, headers, fresh, audit)
+    return await _chat_completions(body, call)
 
 
 @router.post("/{tenant}/v1/chat/completions", response_model=None)
 async def tenant_chat_completions(
-    body: ChatCompletionRequest,
-    tenant: InferenceTenantDep,
-    principal: InferenceDep,
-    session: SessionDep,
-    state: StateDep,
-    headers: ResponseHeadersDep,
-    fresh: FreshDep,
-    audit: AuditDep,
+    body: ChatCompletionRequest, call: TenantCallDep
 ) -> ChatCompletion | StreamingResponse:
-    return await _chat_completions(body, tenant, principal, session, state, headers, fresh, audit)
+    return await _chat_completions(body, call)
 
 
 async def _model_list(session: AsyncSession, tenant: Tenant) -> ModelList:
@@ -89,14 +68,7 @@ async def _model_list(session: AsyncSession, tenant: Tenant) -> ModelList:
 
 
 async def _chat_completions(
-    body: ChatCompletionRequest,
-    tenant: Tenant,
-    principal: Principal,
-    session: AsyncSession,
-    state: PlatformState,
-    headers: dict[str, str],
-    fresh: bool,
-    audit: AuditContext,
+    body: ChatCompletionRequest, call: ModelCall
 ) -> ChatCompletion | StreamingResponse:
     refused = body.unsupported_fields()
     if refused:
@@ -109,7 +81,9 @@ async def _chat_completions(
         ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text())
         for m in body.messages
     ]
-    stored, memory = await service.recall(session, tenant, principal, body.conversation_id, new_messages)
+    stored, memory = await service.recall(
+        call.session, call.tenant, call.principal, body.conversation_id, new_messages
+    )
     turn = service.ChatTurn(
         model=body.model,
         messages=stored + new_messages,
@@ -126,13 +100,8 @@ async def _chat_completions(
     )
     completion_id = service.new_message_id()
     request_id = f"{current_request_id()}:{completion_id}"
-    generate = await service.prepare(state.catalogue, session, tenant, turn, request_id)
-    started = await service.start(
-        state, session, tenant, principal, generate, memory, fresh=fresh, audit=audit
-    )
-    headers.update(started.ticket.headers)
-    headers["x-cache"] = "hit" if started.cache_hit else "miss"
-    await session.close()  # nothing else to read: do not hold a connection for the whole generation
+    generate = await service.prepare(call.state.catalogue, call.session, call.tenant, turn, request_id)
+    started = await call.start(generate, memory)
     events = started.events
     if not body.stream:
         result = await service.complete(events)

@@ -8,18 +8,10 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from llm_platform.chat import service
+from llm_platform.chat.call import TenantCallDep
 from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatChunk, ChatDone, ChatIn, ChatOut, HistoryMessage
 from llm_platform.chat.sse import SSE_HEADERS, STREAM_ERROR, closing, sse
-from llm_platform.dependencies import (
-    AuditDep,
-    FreshDep,
-    InferenceDep,
-    InferenceTenantDep,
-    ResponseHeadersDep,
-    SessionDep,
-    StateDep,
-)
 from llm_platform.middleware import current_request_id
 from models_registry.worker.protocol import WorkerEvent
 
@@ -27,32 +19,19 @@ router = APIRouter(tags=["chat"])
 
 
 @router.post("/{tenant}/chat", response_model=None)
-async def chat(
-    body: ChatIn,
-    tenant: InferenceTenantDep,
-    principal: InferenceDep,
-    session: SessionDep,
-    state: StateDep,
-    headers: ResponseHeadersDep,
-    fresh: FreshDep,
-    audit: AuditDep,
-) -> ChatOut | StreamingResponse:
+async def chat(body: ChatIn, call: TenantCallDep) -> ChatOut | StreamingResponse:
+    state = call.state
     prepared = await service.prepare_simple(
         state.catalogue,
-        session,
-        tenant,
-        principal,
+        call.session,
+        call.tenant,
+        call.principal,
         body,
         state.settings.default_chat_model,
         current_request_id(),
     )
     generate, memory = prepared.generate, prepared.memory
-    started = await service.start(
-        state, session, tenant, principal, generate, memory, fresh=fresh, audit=audit
-    )
-    headers.update(started.ticket.headers)
-    headers["x-cache"] = "hit" if started.cache_hit else "miss"
-    await session.close()
+    started = await call.start(generate, memory)
     events = started.events
     if not body.stream:
         result = await service.complete(events)
