@@ -42,7 +42,7 @@ async def update_model(
 
 
 @tenant_router.get("/models")
-async def tenant_models(tenant: TenantDep, session: SessionDep) -> list[TenantModelOut]:
+async def tenant_models(tenant: TenantDep, session: SessionDep, state: StateDep) -> list[TenantModelOut]:
     return [
-        TenantModelOut.model_validate(model) for model in await service.models_for_tenant(session, tenant.id)
+        TenantModelOut.model_validate(model) for model in await state.catalogue.models_for(session, tenant.id)
     ]

@@ -6,14 +6,14 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.db import save_unique, utcnow
 from llm_platform.errors import Conflict, NotFound
 from models_registry.models import Model, ModelBackend, ModelKind
-from tenants.models import TenantLimits
 from tenants.policy import TenantPolicies
 
 
@@ -56,19 +56,6 @@ async def update_model(session: AsyncSession, name: str, values: dict[str, objec
     return model
 
 
-async def _tenant_models_query(session: AsyncSession, tenant_id: uuid.UUID) -> Select[tuple[Model]]:
-    allowed = await session.scalar(
-        select(TenantLimits.allowed_models).where(TenantLimits.tenant_id == tenant_id)
-    )
-    query = select(Model).where(Model.enabled.is_(True)).order_by(Model.name)
-    return query if allowed is None else query.where(Model.name.in_(allowed))
-
-
-async def models_for_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> list[Model]:
-    """Enabled models the tenant may use (its allowed-models list; none set means every model)."""
-    return list(await session.scalars(await _tenant_models_query(session, tenant_id)))
-
-
 @dataclass(frozen=True)
 class CatalogueEntry:
     """What the request path needs of a model, detached from any session."""
@@ -80,6 +67,7 @@ class CatalogueEntry:
     base_url: str | None
     context_length: int
     default_params: dict[str, object]
+    created_at: datetime
 
 
 class Catalogue:
@@ -108,6 +96,12 @@ class Catalogue:
             raise model_not_found(name)
         return entry
 
+    async def models_for(self, session: AsyncSession, tenant_id: uuid.UUID) -> list[CatalogueEntry]:
+        """Enabled models the tenant may use (its allowed-models list; none set means every model)."""
+        allowed = (await self._policies.get(session, tenant_id)).allowed_models
+        entries = (await self._enabled(session)).values()
+        return sorted((e for e in entries if allowed is None or e.name in allowed), key=lambda e: e.name)
+
     def forget(self) -> None:
         self._loaded_at = -math.inf
 
@@ -123,6 +117,7 @@ class Catalogue:
                     model.base_url,
                     model.context_length,
                     dict(model.default_params or {}),
+                    model.created_at,
                 )
                 for model in rows
             }

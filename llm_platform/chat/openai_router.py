@@ -24,14 +24,10 @@ from llm_platform.chat.openai_protocol import (
     usage_of,
 )
 from llm_platform.chat.sse import DONE, SSE_HEADERS, STREAM_ERROR, closing, sse
-from llm_platform.dependencies import (
-    CredentialTenantDep,
-    InferenceTenantDep,
-    SessionDep,
-)
+from llm_platform.dependencies import CredentialTenantDep, InferenceTenantDep, SessionDep, StateDep
 from llm_platform.errors import BadRequest
 from llm_platform.middleware import current_request_id
-from models_registry import service as catalogue
+from llm_platform.state import PlatformState
 from models_registry.worker.protocol import ChatMessage, WorkerEvent
 from tenants.models import Tenant
 
@@ -39,13 +35,13 @@ router = APIRouter(tags=["openai"])
 
 
 @router.get("/v1/models")
-async def list_models(tenant: CredentialTenantDep, session: SessionDep) -> ModelList:
-    return await _model_list(session, tenant)
+async def list_models(tenant: CredentialTenantDep, session: SessionDep, state: StateDep) -> ModelList:
+    return await _model_list(state, session, tenant)
 
 
 @router.get("/{tenant}/v1/models")
-async def list_tenant_models(tenant: InferenceTenantDep, session: SessionDep) -> ModelList:
-    return await _model_list(session, tenant)
+async def list_tenant_models(tenant: InferenceTenantDep, session: SessionDep, state: StateDep) -> ModelList:
+    return await _model_list(state, session, tenant)
 
 
 @router.post("/v1/chat/completions", response_model=None)
@@ -62,8 +58,8 @@ async def tenant_chat_completions(
     return await _chat_completions(body, call)
 
 
-async def _model_list(session: AsyncSession, tenant: Tenant) -> ModelList:
-    models = await catalogue.models_for_tenant(session, tenant.id)
+async def _model_list(state: PlatformState, session: AsyncSession, tenant: Tenant) -> ModelList:
+    models = await state.catalogue.models_for(session, tenant.id)
     return ModelList(data=[ModelCard(id=m.name, created=int(m.created_at.timestamp())) for m in models])
 
 
