@@ -170,7 +170,7 @@ async def principal_from_api_key(
     prefix = api_key_prefix(key)
     if prefix is None:
         raise Unauthorized("Invalid API key")
-    digest = sha256_hex(key)
+    digest = sha256_hex(key)  # before any lookup: unknown and known prefixes cost the same hashing
     cached = cache.get(digest, utcnow()) if cache is not None else None
     if cached is not None:
         _keep_loaded(session, await ApiKeyCache.attach_tenant(session, cached))
@@ -181,7 +181,6 @@ async def principal_from_api_key(
         )
     ).first()
     if row is None:
-        sha256_hex(key)  # same work as a real comparison
         raise Unauthorized("Invalid API key")
     api_key, tenant = row
     if not digests_equal(digest, api_key.secret_hash):
