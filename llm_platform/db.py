@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeVar
@@ -31,6 +31,12 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def assign(row: object, values: Mapping[str, object]) -> None:
+    """Copies a validated update onto a row (the request schema decided which fields may be set)."""
+    for name, value in values.items():
+        setattr(row, name, value)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llm_platform.db import save_unique, utcnow
+from llm_platform.db import assign, save_unique, utcnow
 from llm_platform.errors import Conflict, NotFound
 from models_registry.models import Model, ModelBackend, ModelKind
 from tenants.policy import TenantPolicies
@@ -49,8 +49,7 @@ async def get_model(session: AsyncSession, name: str) -> Model:
 
 async def update_model(session: AsyncSession, name: str, values: dict[str, object]) -> Model:
     model = await get_model(session, name)
-    for field, value in values.items():
-        setattr(model, field, value)
+    assign(model, values)
     model.updated_at = utcnow()
     await session.commit()
     return model

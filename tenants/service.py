@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.auth.security import generate_api_key
 from llm_platform.auth.service import revoke_user_sessions
-from llm_platform.db import save_unique, utcnow
+from llm_platform.db import assign, save_unique, utcnow
 from llm_platform.errors import BadRequest, Conflict, NotFound
 from tenants.models import (
     ApiKey,
@@ -228,8 +228,7 @@ async def set_key_limits(
     """Replaces a key's own limits as a whole (an omitted one becomes: only the tenant's applies)."""
     api_key = await get_api_key(session, tenant_id, key_id)
     await _check_key_limits(session, tenant_id, limits)
-    for name, value in limits.items():
-        setattr(api_key, name, value)
+    assign(api_key, limits)
     await session.commit()
     return api_key
 
@@ -264,8 +263,7 @@ async def get_limits(session: AsyncSession, tenant_id: uuid.UUID) -> TenantLimit
 async def put_limits(session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object]) -> TenantLimits:
     """Replaces the tenant's limits as a whole (PUT semantics: an omitted field becomes unlimited)."""
     limits = await get_limits(session, tenant_id)
-    for field, value in values.items():
-        setattr(limits, field, value)
+    assign(limits, values)
     limits.updated_at = utcnow()
     await session.commit()
     return limits
@@ -294,8 +292,7 @@ async def put_settings(
     if settings is None:
         settings = TenantSettings(tenant_id=tenant_id)
         session.add(settings)
-    for name, value in values.items():
-        setattr(settings, name, value)
+    assign(settings, values)
     settings.updated_at = utcnow()
     await session.commit()
     return settings
