@@ -19,7 +19,8 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture
-def served(tiny_worker, redis_url):  # type: ignore[no-untyped-def]
+def served(tiny_worker, redis_url, clean_state):  # type: ignore[no-untyped-def]
+    # After the per-test FLUSHDB (clean_state), which empties the registry until the next heartbeat.
     wait_registered(redis_url, TINY_MODEL)
 
 
