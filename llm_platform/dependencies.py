@@ -1,4 +1,8 @@
-"""FastAPI dependencies, typed once with Annotated so routers read like sentences."""
+"""FastAPI dependencies, typed once with Annotated so routers read like sentences.
+
+Even those that never await are `async def`: FastAPI runs a plain `def` dependency in its thread pool,
+a thread hop per dependency per request (~5% of a chat request's CPU) for nothing.
+"""
 
 from __future__ import annotations
 
@@ -22,21 +26,21 @@ from tenants import service as tenant_service
 from tenants.models import ApiKeyScope, Tenant
 
 
-def get_state(request: Request) -> PlatformState:
+async def get_state(request: Request) -> PlatformState:
     return request.app.state.platform
 
 
 StateDep = Annotated[PlatformState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_passwords(state: StateDep) -> CryptContext:
+async def get_passwords(state: StateDep) -> CryptContext:
     return state.passwords
 
 
@@ -73,7 +77,7 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_platform_admin(principal: PrincipalDep) -> Principal:
+async def require_platform_admin(principal: PrincipalDep) -> Principal:
     if not principal.is_platform_admin:
         raise Forbidden("This action needs a platform admin")
     return principal
@@ -107,7 +111,7 @@ async def get_tenant(
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
 
 
-def require_tenant_admin(principal: PrincipalDep, tenant: TenantDep) -> Principal:
+async def require_tenant_admin(principal: PrincipalDep, tenant: TenantDep) -> Principal:
     if not principal.can_administer_tenant:
         raise Forbidden("This action needs a tenant admin (or an API key with the `admin` scope)")
     return principal
@@ -116,7 +120,7 @@ def require_tenant_admin(principal: PrincipalDep, tenant: TenantDep) -> Principa
 TenantAdminDep = Annotated[Principal, Depends(require_tenant_admin)]
 
 
-def require_inference(principal: PrincipalDep) -> Principal:
+async def require_inference(principal: PrincipalDep) -> Principal:
     if principal.kind == "api_key" and ApiKeyScope.inference.value not in principal.scopes:
         raise Forbidden("This API key lacks the `inference` scope", code="missing_scope")
     return principal
@@ -147,14 +151,14 @@ async def get_inference_tenant(tenant: TenantDep, _: InferenceDep) -> Tenant:
 InferenceTenantDep = Annotated[Tenant, Depends(get_inference_tenant)]
 
 
-def client_address(request: Request) -> str:
+async def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
 ClientAddressDep = Annotated[str, Depends(client_address)]
 
 
-def get_response_headers(request: Request) -> dict[str, str]:
+async def get_response_headers(request: Request) -> dict[str, str]:
     """Headers to put on this request's response, whatever it turns out to be (success, error, stream)."""
     return response_headers(request.scope)
 
@@ -162,7 +166,7 @@ def get_response_headers(request: Request) -> dict[str, str]:
 ResponseHeadersDep = Annotated[dict[str, str], Depends(get_response_headers)]
 
 
-def wants_fresh_answer(request: Request) -> bool:
+async def wants_fresh_answer(request: Request) -> bool:
     """`Cache-Control: no-cache` (or no-store) asks for a freshly generated answer, not a cached one."""
     directives = request.headers.get("cache-control", "").lower()
     return "no-cache" in directives or "no-store" in directives
@@ -171,7 +175,7 @@ def wants_fresh_answer(request: Request) -> bool:
 FreshDep = Annotated[bool, Depends(wants_fresh_answer)]
 
 
-def get_audit_context(request: Request) -> AuditContext:
+async def get_audit_context(request: Request) -> AuditContext:
     """What this request's audit row should say beyond what the middleware sees."""
     return audit_context(request.scope)
 

@@ -54,7 +54,7 @@ class ModelCall:
         return started
 
 
-def _tenant_call(
+async def _tenant_call(
     tenant: InferenceTenantDep,
     principal: InferenceDep,
     session: SessionDep,
@@ -66,7 +66,7 @@ def _tenant_call(
     return ModelCall(tenant, principal, session, state, headers, fresh, audit)
 
 
-def _credential_call(
+async def _credential_call(
     tenant: CredentialTenantDep,
     principal: InferenceDep,
     session: SessionDep,

@@ -75,7 +75,7 @@ class WorkerState:
         }
 
 
-def authorize(request: Request) -> WorkerState:
+async def authorize(request: Request) -> WorkerState:
     """Every worker route needs the shared secret: the worker API is internal."""
     worker: WorkerState = request.app.state.worker
     supplied = request.headers.get("authorization", "").removeprefix("Bearer ")

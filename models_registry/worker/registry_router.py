@@ -16,7 +16,7 @@ from models_registry.worker.registry import WorkerInfo
 router = APIRouter(prefix=REGISTER_PATH, include_in_schema=False)
 
 
-def _worker_secret(request: Request, settings: SettingsDep) -> None:
+async def _worker_secret(request: Request, settings: SettingsDep) -> None:
     supplied = request.headers.get("authorization", "").removeprefix("Bearer ")
     if not hmac.compare_digest(supplied.encode(), settings.resolved_worker_secret.encode()):
         raise Unauthorized("Bad worker secret")
