@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
 from passlib.context import CryptContext
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -37,7 +36,6 @@ class PlatformState:
     passwords: CryptContext
     redis: Redis | None
     registry: WorkerRegistry
-    worker_client: httpx.AsyncClient
     dispatcher: Dispatcher
     policies: TenantPolicies
     catalogue: Catalogue
@@ -61,11 +59,6 @@ class PlatformState:
             if redis
             else InProcessWorkerRegistry(settings.worker_ttl_s)
         )
-        # Reads may wait long (a long prompt prefills for seconds), connecting may not.
-        worker_client = httpx.AsyncClient(
-            timeout=httpx.Timeout(300.0, connect=3.0),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-        )
         session_factory = create_session_factory(engine)
         usage = UsageWriter(session_factory)
         return cls(
@@ -77,10 +70,8 @@ class PlatformState:
             passwords=password_context(settings),
             redis=redis,
             registry=registry,
-            worker_client=worker_client,
             dispatcher=Dispatcher(
                 registry,
-                worker_client,
                 settings.resolved_worker_secret,
                 {name: key.get_secret_value() for name, key in settings.upstream_api_keys.items()},
             ),
@@ -106,7 +97,7 @@ class PlatformState:
     async def close(self) -> None:
         await self.usage.close()  # before the database goes: what is pending is written out first
         await self.audit.close()
-        await self.worker_client.aclose()
+        await self.dispatcher.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()

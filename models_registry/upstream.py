@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from llm_platform.errors import BadRequest, ServiceUnavailable
 from models_registry.worker.protocol import GenerateRequest, WorkerEvent
@@ -55,16 +55,17 @@ def _body(upstream: Upstream, request: GenerateRequest) -> dict[str, object]:
 
 
 async def generate_upstream(
-    client: httpx.AsyncClient, upstream: Upstream, request: GenerateRequest
+    client: aiohttp.ClientSession, upstream: Upstream, request: GenerateRequest
 ) -> AsyncIterator[WorkerEvent]:
     headers = {"Authorization": f"Bearer {upstream.api_key}"} if upstream.api_key else {}
     url = upstream.base_url.rstrip("/") + "/chat/completions"
     try:
-        async with client.stream("POST", url, json=_body(upstream, request), headers=headers) as response:
-            if response.status_code != 200:
+        async with client.post(url, json=_body(upstream, request), headers=headers) as response:
+            if response.status != 200:
                 await _raise_for(response, request.model)
             finish_reason, usage = None, None
-            async for line in response.aiter_lines():
+            async for raw in response.content:
+                line = raw.decode().strip()
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 chunk = json.loads(line.removeprefix("data: "))
@@ -84,7 +85,7 @@ async def generate_upstream(
                 prompt_tokens=usage.get("prompt_tokens", 0),
                 completion_tokens=usage.get("completion_tokens", 0),
             )
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         logger.warning("upstream of %s failed: %s", request.model, exc)
         raise ServiceUnavailable(
             f"The model '{request.model}' is temporarily unavailable",
@@ -93,15 +94,14 @@ async def generate_upstream(
         ) from exc
 
 
-async def _raise_for(response: httpx.Response, model: str) -> None:
-    await response.aread()
-    if response.status_code == 400:
+async def _raise_for(response: aiohttp.ClientResponse, model: str) -> None:
+    if response.status == 400:
         try:
-            message = str(response.json()["error"]["message"])[:_MAX_UPSTREAM_MESSAGE]
+            message = str(json.loads(await response.read())["error"]["message"])[:_MAX_UPSTREAM_MESSAGE]
         except (ValueError, KeyError, TypeError):
             message = "the request was rejected"
         raise BadRequest(f"The model '{model}' rejected the request: {message}", code="invalid_request")
-    logger.warning("upstream of %s answered %s", model, response.status_code)
+    logger.warning("upstream of %s answered %s", model, response.status)
     raise ServiceUnavailable(
         f"The model '{model}' is temporarily unavailable",
         code="model_unavailable",
