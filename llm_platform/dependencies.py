@@ -24,6 +24,7 @@ from llm_platform.settings import Settings
 from llm_platform.state import PlatformState
 from tenants import service as tenant_service
 from tenants.models import ApiKeyScope, Tenant
+from tenants.ref import TenantRef
 
 
 async def get_state(request: Request) -> PlatformState:
@@ -98,7 +99,8 @@ async def get_tenant(
     if not principal.is_platform_admin and principal.tenant_slug != tenant:
         raise NotFound("Not found")
     if principal.tenant_id is not None:
-        # Authentication loaded this tenant into the request's session: the identity map answers, no query.
+        # A JWT's authentication loaded this tenant into the request's session (the identity map answers);
+        # a cached API key did not (one primary-key query, on admin routes only).
         found = await session.get(Tenant, principal.tenant_id)
     else:
         found = await tenant_service.find_tenant(session, tenant)
@@ -129,26 +131,36 @@ async def require_inference(principal: PrincipalDep) -> Principal:
 InferenceDep = Annotated[Principal, Depends(require_inference)]
 
 
-async def get_credential_tenant(session: SessionDep, principal: InferenceDep) -> Tenant:
-    """The tenant of the credential, for the tenant-less OpenAI paths (/v1/...)."""
-    if principal.tenant_slug is None:
+async def get_credential_tenant(principal: InferenceDep) -> TenantRef:
+    """The tenant of the credential, for the tenant-less OpenAI paths (/v1/...): no query, since
+    authentication already checked it (a suspended tenant's credentials are refused)."""
+    if principal.tenant_id is None or principal.tenant_slug is None:
         raise BadRequest(
             "Platform admins belong to no tenant: use /{tenant}/v1/... to act for one", code="tenant_required"
         )
-    tenant = await session.get(Tenant, principal.tenant_id)  # already in the session since authentication
-    if tenant is None:
+    return TenantRef(principal.tenant_id, principal.tenant_slug)
+
+
+CredentialTenantDep = Annotated[TenantRef, Depends(get_credential_tenant)]
+
+
+async def get_inference_tenant(
+    request: Request, session: SessionDep, principal: InferenceDep, tenant: TenantSlugPath
+) -> TenantRef:
+    """The tenant named in the path, for model calls and conversations: the caller's own (taken from
+    its credential, no query: this is the hot path), or any tenant for a platform admin. Another
+    tenant's answers 404 exactly as a missing one does."""
+    if principal.tenant_id is not None and principal.tenant_slug == tenant:
+        found = TenantRef(principal.tenant_id, tenant)
+    elif principal.is_platform_admin and (row := await tenant_service.find_tenant(session, tenant)):
+        found = TenantRef.of(row)
+    else:
         raise NotFound("Not found")
-    return tenant
+    audit_context(request.scope).tenant_id = found.id
+    return found
 
 
-CredentialTenantDep = Annotated[Tenant, Depends(get_credential_tenant)]
-
-
-async def get_inference_tenant(tenant: TenantDep, _: InferenceDep) -> Tenant:
-    return tenant
-
-
-InferenceTenantDep = Annotated[Tenant, Depends(get_inference_tenant)]
+InferenceTenantDep = Annotated[TenantRef, Depends(get_inference_tenant)]
 
 
 async def client_address(request: Request) -> str:

@@ -2,8 +2,8 @@
 
 A hit needs the exact key (entries are found by its SHA-256) and still honours the key's expiry. A
 revocation, a limit change or a tenant's suspension made through this process forgets the entries at
-once; other replicas honour them within TTL_S. The tenant row travels with the entry and is merged
-into the request's session without a query.
+once; other replicas honour them within TTL_S. A hit touches no database session at all: what model
+calls need of the tenant (id and slug) is in the principal.
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cachetools import TTLCache
-from sqlalchemy import inspect
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 
 from llm_platform.auth.principal import Principal
-from tenants.models import Tenant
 
 TTL_S = 1.0
 
@@ -27,7 +23,6 @@ TTL_S = 1.0
 @dataclass(frozen=True)
 class CachedKey:
     principal: Principal
-    tenant_values: dict[str, object]  # the tenant's columns, as loaded
     expires_at: datetime | None
     refresh_last_used_at: datetime  # from then on the database path runs again, to record last use
 
@@ -49,23 +44,13 @@ class ApiKeyCache:
         self,
         digest: str,
         principal: Principal,
-        tenant: Tenant,
         expires_at: datetime | None,
         refresh_at: datetime,
     ) -> None:
-        columns = {
-            attribute.key: getattr(tenant, attribute.key) for attribute in inspect(Tenant).column_attrs
-        }
-        self._entries[digest] = CachedKey(principal, columns, expires_at, refresh_at)
+        self._entries[digest] = CachedKey(principal, expires_at, refresh_at)
 
     def forget(self, *, key_id: uuid.UUID | None = None, tenant_id: uuid.UUID | None = None) -> None:
         """Drops the entries of a key, or of every key of a tenant (admin actions: rare, so a scan)."""
         for digest, entry in list(self._entries.items()):
             if entry.principal.id == key_id or entry.principal.tenant_id == tenant_id:
                 self._entries.pop(digest, None)
-
-    @staticmethod
-    async def attach_tenant(session: AsyncSession, entry: CachedKey) -> Tenant:
-        tenant = Tenant(**entry.tenant_values)
-        make_transient_to_detached(tenant)
-        return await session.merge(tenant, load=False)

@@ -173,7 +173,6 @@ async def principal_from_api_key(
     digest = sha256_hex(key)  # before any lookup: unknown and known prefixes cost the same hashing
     cached = cache.get(digest, utcnow()) if cache is not None else None
     if cached is not None:
-        _keep_loaded(session, await ApiKeyCache.attach_tenant(session, cached))
         return cached.principal
     row = (
         await session.execute(
@@ -208,7 +207,7 @@ async def principal_from_api_key(
         key_limits=Limits.of(api_key),
     )
     if cache is not None:
-        cache.put(digest, principal, tenant, api_key.expires_at, last_used + LAST_USED_RESOLUTION)
+        cache.put(digest, principal, api_key.expires_at, last_used + LAST_USED_RESOLUTION)
     return principal
 
 

@@ -22,12 +22,12 @@ from llm_platform.dependencies import (
     StateDep,
 )
 from llm_platform.state import PlatformState
-from tenants.models import Tenant
+from tenants.ref import TenantRef
 
 
 @dataclass
 class ModelCall:
-    tenant: Tenant
+    tenant: TenantRef
     principal: Principal
     session: AsyncSession
     state: PlatformState

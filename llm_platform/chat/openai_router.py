@@ -29,7 +29,7 @@ from llm_platform.errors import BadRequest
 from llm_platform.middleware import current_request_id
 from llm_platform.state import PlatformState
 from models_registry.worker.protocol import ChatMessage, WorkerEvent
-from tenants.models import Tenant
+from tenants.ref import TenantRef
 
 router = APIRouter(tags=["openai"])
 
@@ -58,7 +58,7 @@ async def tenant_chat_completions(
     return await _chat_completions(body, call)
 
 
-async def _model_list(state: PlatformState, session: AsyncSession, tenant: Tenant) -> ModelList:
+async def _model_list(state: PlatformState, session: AsyncSession, tenant: TenantRef) -> ModelList:
     models = await state.catalogue.models_for(session, tenant.id)
     return ModelList(data=[ModelCard(id=m.name, created=int(m.created_at.timestamp())) for m in models])
 

@@ -29,7 +29,7 @@ from models_registry.models import ModelBackend, ModelKind
 from models_registry.service import Catalogue
 from models_registry.upstream import Upstream
 from models_registry.worker.protocol import ChatMessage, GenerateParams, GenerateRequest, WorkerEvent
-from tenants.models import Tenant
+from tenants.ref import TenantRef
 from tenants.usage import Increment, UsageRecord
 from tenants.usage_writer import UsageWriter
 
@@ -79,7 +79,7 @@ class Generation:
 
 
 async def prepare(
-    catalogue: Catalogue, session: AsyncSession, tenant: Tenant, turn: ChatTurn, request_id: str
+    catalogue: Catalogue, session: AsyncSession, tenant: TenantRef, turn: ChatTurn, request_id: str
 ) -> Generation:
     """Checks access to the model and the parameters; fills in the model's defaults."""
     model = await catalogue.model_for(session, tenant.id, turn.model)
@@ -213,7 +213,7 @@ class Started:
 async def start(
     state: PlatformState,
     session: AsyncSession,
-    tenant: Tenant,
+    tenant: TenantRef,
     principal: Principal,
     generation: Generation,
     memory: Memory | None = None,
@@ -348,7 +348,7 @@ class TurnEnd:
 
 async def recall(
     session: AsyncSession,
-    tenant: Tenant,
+    tenant: TenantRef,
     principal: Principal,
     conversation_id: str | None,
     new_messages: list[ChatMessage],
@@ -372,7 +372,7 @@ class SimpleChat:
 async def prepare_simple(
     catalogue: Catalogue,
     session: AsyncSession,
-    tenant: Tenant,
+    tenant: TenantRef,
     principal: Principal,
     body: ChatIn,
     default_model: str,

@@ -35,7 +35,8 @@ from llm_platform.errors import Forbidden, PlatformError, Unauthorized, error_bo
 from llm_platform.state import PlatformState
 from models_registry.dispatch import WorkerFailed
 from tenants import service as tenant_service
-from tenants.models import ApiKeyScope, Tenant
+from tenants.models import ApiKeyScope
+from tenants.ref import TenantRef
 
 router = APIRouter()
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ async def ws_chat(websocket: WebSocket, tenant: str) -> None:
 
 async def _authenticate(
     websocket: WebSocket, state: PlatformState, tenant_slug: str
-) -> tuple[Principal, Tenant]:
+) -> tuple[Principal, TenantRef]:
     credential = websocket.query_params.get("token")
     if not credential:
         try:
@@ -101,7 +102,7 @@ async def _authenticate(
             raise _Closed(CLOSE_NOT_FOUND, "not found")
         if principal.kind == "api_key" and ApiKeyScope.inference.value not in principal.scopes:
             raise _Closed(CLOSE_FORBIDDEN, "this API key lacks the inference scope")
-    return principal, tenant
+    return principal, TenantRef.of(tenant)
 
 
 async def _receive(websocket: WebSocket) -> dict | None:
@@ -119,7 +120,7 @@ async def _receive(websocket: WebSocket) -> dict | None:
 
 
 async def _one_turn(
-    websocket: WebSocket, state: PlatformState, tenant: Tenant, principal: Principal, message: dict
+    websocket: WebSocket, state: PlatformState, tenant: TenantRef, principal: Principal, message: dict
 ) -> None:
     """Streams one answer while listening for `cancel` (or the client leaving)."""
     try:
@@ -156,7 +157,7 @@ async def _one_turn(
 
 
 async def _stream_answer(
-    websocket: WebSocket, state: PlatformState, tenant: Tenant, principal: Principal, body: ChatIn
+    websocket: WebSocket, state: PlatformState, tenant: TenantRef, principal: Principal, body: ChatIn
 ) -> None:
     """One turn, audited like an HTTP request (status 200, or the status its error would have had)."""
     audit = AuditContext(tenant_id=tenant.id)
@@ -195,7 +196,7 @@ async def _stream_answer(
 async def _turn(
     websocket: WebSocket,
     state: PlatformState,
-    tenant: Tenant,
+    tenant: TenantRef,
     principal: Principal,
     body: ChatIn,
     audit: AuditContext,
