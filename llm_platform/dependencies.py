@@ -15,11 +15,10 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from passlib.context import CryptContext
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llm_platform.audit.context import AuditContext, audit_context
+from llm_platform.audit.context import audit_context
 from llm_platform.auth import service as auth_service
 from llm_platform.auth.principal import Principal
 from llm_platform.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from llm_platform.middleware import response_headers
 from llm_platform.settings import Settings
 from llm_platform.state import PlatformState
 from tenants import service as tenant_service
@@ -61,7 +60,6 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 
 async def get_principal(
     request: Request,
-    session: SessionDep,
     state: StateDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)],
@@ -70,7 +68,9 @@ async def get_principal(
     credential = bearer.credentials if bearer else api_key
     if not credential:
         raise Unauthorized("Missing credentials: send `Authorization: Bearer <token or key>` or `X-API-Key`")
-    principal = await auth_service.authenticate(session, state.settings, credential, state.key_cache)
+    principal = await auth_service.authenticate(
+        state.session_factory, state.settings, credential, state.key_cache
+    )
     audit_context(request.scope).identify(principal)
     return principal
 
@@ -99,8 +99,6 @@ async def get_tenant(
     if not principal.is_platform_admin and principal.tenant_slug != tenant:
         raise NotFound("Not found")
     if principal.tenant_id is not None:
-        # A JWT's authentication loaded this tenant into the request's session (the identity map answers);
-        # a cached API key did not (one primary-key query, on admin routes only).
         found = await session.get(Tenant, principal.tenant_id)
     else:
         found = await tenant_service.find_tenant(session, tenant)
@@ -145,14 +143,14 @@ CredentialTenantDep = Annotated[TenantRef, Depends(get_credential_tenant)]
 
 
 async def get_inference_tenant(
-    request: Request, session: SessionDep, principal: InferenceDep, tenant: TenantSlugPath
+    request: Request, state: StateDep, principal: InferenceDep, tenant: TenantSlugPath
 ) -> TenantRef:
     """The tenant named in the path, for model calls and conversations: the caller's own (taken from
     its credential, no query: this is the hot path), or any tenant for a platform admin. Another
     tenant's answers 404 exactly as a missing one does."""
     if principal.tenant_id is not None and principal.tenant_slug == tenant:
         found = TenantRef(principal.tenant_id, tenant)
-    elif principal.is_platform_admin and (row := await tenant_service.find_tenant(session, tenant)):
+    elif principal.is_platform_admin and (row := await _find_tenant(state, tenant)):
         found = TenantRef.of(row)
     else:
         raise NotFound("Not found")
@@ -163,6 +161,11 @@ async def get_inference_tenant(
 InferenceTenantDep = Annotated[TenantRef, Depends(get_inference_tenant)]
 
 
+async def _find_tenant(state: PlatformState, slug: str) -> Tenant | None:
+    async with state.session_factory() as session:
+        return await tenant_service.find_tenant(session, slug)
+
+
 async def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -170,29 +173,10 @@ async def client_address(request: Request) -> str:
 ClientAddressDep = Annotated[str, Depends(client_address)]
 
 
-async def get_response_headers(request: Request) -> dict[str, str]:
-    """Headers to put on this request's response, whatever it turns out to be (success, error, stream)."""
-    return response_headers(request.scope)
-
-
-ResponseHeadersDep = Annotated[dict[str, str], Depends(get_response_headers)]
-
-
-async def wants_fresh_answer(request: Request) -> bool:
+def asks_for_fresh_answer(request: Request) -> bool:
     """`Cache-Control: no-cache` (or no-store) asks for a freshly generated answer, not a cached one."""
     directives = request.headers.get("cache-control", "").lower()
     return "no-cache" in directives or "no-store" in directives
-
-
-FreshDep = Annotated[bool, Depends(wants_fresh_answer)]
-
-
-async def get_audit_context(request: Request) -> AuditContext:
-    """What this request's audit row should say beyond what the middleware sees."""
-    return audit_context(request.scope)
-
-
-AuditDep = Annotated[AuditContext, Depends(get_audit_context)]
 
 
 async def sync_usage(state: StateDep) -> None:

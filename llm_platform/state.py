@@ -47,7 +47,6 @@ class PlatformState:
     @classmethod
     def build(cls, settings: Settings) -> PlatformState:
         engine = create_engine_for(settings)
-        policies = TenantPolicies()
         # Short timeouts: a Redis that hangs must degrade the limits (fail-open/closed), not stall requests.
         redis = (
             Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
@@ -60,6 +59,7 @@ class PlatformState:
             else InProcessWorkerRegistry(settings.worker_ttl_s)
         )
         session_factory = create_session_factory(engine)
+        policies = TenantPolicies(session_factory)
         usage = UsageWriter(session_factory)
         return cls(
             settings=settings,
@@ -76,11 +76,13 @@ class PlatformState:
                 {name: key.get_secret_value() for name, key in settings.upstream_api_keys.items()},
             ),
             policies=policies,
-            catalogue=Catalogue(policies),
+            catalogue=Catalogue(policies, session_factory),
             cache=RedisResponseCache(redis) if redis else MemoryResponseCache(settings.cache_memory_bytes),
-            meter=Meter(policies, RedisLimiter(redis), MemoryLimiter(), ledger_sync=usage.flush)
+            meter=Meter(
+                policies, session_factory, RedisLimiter(redis), MemoryLimiter(), ledger_sync=usage.flush
+            )
             if redis
-            else Meter(policies, MemoryLimiter(), ledger_sync=usage.flush),
+            else Meter(policies, session_factory, MemoryLimiter(), ledger_sync=usage.flush),
             usage=usage,
             audit=AuditWriter(
                 session_factory,

@@ -42,7 +42,5 @@ async def update_model(
 
 
 @tenant_router.get("/models")
-async def tenant_models(tenant: TenantDep, session: SessionDep, state: StateDep) -> list[TenantModelOut]:
-    return [
-        TenantModelOut.model_validate(model) for model in await state.catalogue.models_for(session, tenant.id)
-    ]
+async def tenant_models(tenant: TenantDep, state: StateDep) -> list[TenantModelOut]:
+    return [TenantModelOut.model_validate(model) for model in await state.catalogue.models_for(tenant.id)]

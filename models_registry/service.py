@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.db import assign, save_unique, utcnow
 from llm_platform.errors import Conflict, NotFound
@@ -78,35 +78,37 @@ class Catalogue:
 
     TTL_S = 1.0
 
-    def __init__(self, policies: TenantPolicies) -> None:
+    def __init__(self, policies: TenantPolicies, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._policies = policies
+        self._sessions = sessions  # a session of its own, only to refresh: most requests need none
         self._entries: dict[str, CatalogueEntry] = {}
         self._loaded_at = -math.inf
 
-    async def model_for(self, session: AsyncSession, tenant_id: uuid.UUID, name: str) -> CatalogueEntry:
+    async def model_for(self, tenant_id: uuid.UUID, name: str) -> CatalogueEntry:
         """The model a tenant asked for, or 404 model_not_found if it may not use it."""
-        allowed = (await self._policies.get(session, tenant_id)).allowed_models
+        allowed = (await self._policies.get(tenant_id)).allowed_models
         if allowed is not None and name not in allowed:
             raise model_not_found(name)
-        entry = (await self._enabled(session)).get(name)
+        entry = (await self._enabled()).get(name)
         if entry is None:
-            entry = (await self._enabled(session, fresh=True)).get(name)
+            entry = (await self._enabled(fresh=True)).get(name)
         if entry is None:
             raise model_not_found(name)
         return entry
 
-    async def models_for(self, session: AsyncSession, tenant_id: uuid.UUID) -> list[CatalogueEntry]:
+    async def models_for(self, tenant_id: uuid.UUID) -> list[CatalogueEntry]:
         """Enabled models the tenant may use (its allowed-models list; none set means every model)."""
-        allowed = (await self._policies.get(session, tenant_id)).allowed_models
-        entries = (await self._enabled(session)).values()
+        allowed = (await self._policies.get(tenant_id)).allowed_models
+        entries = (await self._enabled()).values()
         return sorted((e for e in entries if allowed is None or e.name in allowed), key=lambda e: e.name)
 
     def forget(self) -> None:
         self._loaded_at = -math.inf
 
-    async def _enabled(self, session: AsyncSession, fresh: bool = False) -> dict[str, CatalogueEntry]:
+    async def _enabled(self, fresh: bool = False) -> dict[str, CatalogueEntry]:
         if fresh or time.monotonic() - self._loaded_at >= self.TTL_S:
-            rows = await session.scalars(select(Model).where(Model.enabled.is_(True)))
+            async with self._sessions() as session:
+                rows = (await session.scalars(select(Model).where(Model.enabled.is_(True)))).all()
             self._entries = {
                 model.name: CatalogueEntry(
                     model.name,

@@ -11,7 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.ratelimit.admission import Limits
 from tenants.models import FailMode, TenantLimits, TenantSettings
@@ -37,16 +37,18 @@ class TenantPolicy:
 
 
 class TenantPolicies:
-    def __init__(self, ttl_s: float = TTL_S) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl_s: float = TTL_S) -> None:
+        self._sessions = sessions  # a session of its own, only to refresh: most requests need none
         self._ttl_s = ttl_s
         self._cached: dict[uuid.UUID, tuple[float, TenantPolicy]] = {}
 
-    async def get(self, session: AsyncSession, tenant_id: uuid.UUID) -> TenantPolicy:
+    async def get(self, tenant_id: uuid.UUID) -> TenantPolicy:
         cached = self._cached.get(tenant_id)
         if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
             return cached[1]
-        limits = await session.get(TenantLimits, tenant_id)
-        settings = await session.get(TenantSettings, tenant_id)
+        async with self._sessions() as session:
+            limits = await session.get(TenantLimits, tenant_id)
+            settings = await session.get(TenantSettings, tenant_id)
         cache = CachePolicy()
         if settings is not None:
             cache = CachePolicy(

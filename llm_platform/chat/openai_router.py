@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.chat import service
 from llm_platform.chat.call import CredentialCallDep, ModelCall, TenantCallDep
@@ -24,7 +23,7 @@ from llm_platform.chat.openai_protocol import (
     usage_of,
 )
 from llm_platform.chat.sse import DONE, SSE_HEADERS, STREAM_ERROR, closing, sse
-from llm_platform.dependencies import CredentialTenantDep, InferenceTenantDep, SessionDep, StateDep
+from llm_platform.dependencies import CredentialTenantDep, InferenceTenantDep, StateDep
 from llm_platform.errors import BadRequest
 from llm_platform.middleware import current_request_id
 from llm_platform.state import PlatformState
@@ -35,13 +34,13 @@ router = APIRouter(tags=["openai"])
 
 
 @router.get("/v1/models")
-async def list_models(tenant: CredentialTenantDep, session: SessionDep, state: StateDep) -> ModelList:
-    return await _model_list(state, session, tenant)
+async def list_models(tenant: CredentialTenantDep, state: StateDep) -> ModelList:
+    return await _model_list(state, tenant)
 
 
 @router.get("/{tenant}/v1/models")
-async def list_tenant_models(tenant: InferenceTenantDep, session: SessionDep, state: StateDep) -> ModelList:
-    return await _model_list(state, session, tenant)
+async def list_tenant_models(tenant: InferenceTenantDep, state: StateDep) -> ModelList:
+    return await _model_list(state, tenant)
 
 
 @router.post("/v1/chat/completions", response_model=None)
@@ -58,8 +57,8 @@ async def tenant_chat_completions(
     return await _chat_completions(body, call)
 
 
-async def _model_list(state: PlatformState, session: AsyncSession, tenant: TenantRef) -> ModelList:
-    models = await state.catalogue.models_for(session, tenant.id)
+async def _model_list(state: PlatformState, tenant: TenantRef) -> ModelList:
+    models = await state.catalogue.models_for(tenant.id)
     return ModelList(data=[ModelCard(id=m.name, created=int(m.created_at.timestamp())) for m in models])
 
 
@@ -78,7 +77,7 @@ async def _chat_completions(
         for m in body.messages
     ]
     stored, memory = await service.recall(
-        call.session, call.tenant, call.principal, body.conversation_id, new_messages
+        call.state.session_factory, call.tenant, call.principal, body.conversation_id, new_messages
     )
     turn = service.ChatTurn(
         model=body.model,
@@ -96,7 +95,7 @@ async def _chat_completions(
     )
     completion_id = service.new_message_id()
     request_id = f"{current_request_id()}:{completion_id}"
-    generate = await service.prepare(call.state.catalogue, call.session, call.tenant, turn, request_id)
+    generate = await service.prepare(call.state.catalogue, call.tenant, turn, request_id)
     started = await call.start(generate, memory)
     events = started.events
     if not body.stream:

@@ -23,7 +23,7 @@ async def chat(body: ChatIn, call: TenantCallDep) -> ChatOut | StreamingResponse
     state = call.state
     prepared = await service.prepare_simple(
         state.catalogue,
-        call.session,
+        state.session_factory,
         call.tenant,
         call.principal,
         body,

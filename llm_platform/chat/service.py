@@ -78,11 +78,9 @@ class Generation:
         return self.request.model
 
 
-async def prepare(
-    catalogue: Catalogue, session: AsyncSession, tenant: TenantRef, turn: ChatTurn, request_id: str
-) -> Generation:
+async def prepare(catalogue: Catalogue, tenant: TenantRef, turn: ChatTurn, request_id: str) -> Generation:
     """Checks access to the model and the parameters; fills in the model's defaults."""
-    model = await catalogue.model_for(session, tenant.id, turn.model)
+    model = await catalogue.model_for(tenant.id, turn.model)
     if model.kind is not ModelKind.chat:
         raise BadRequest(f"The model '{model.name}' is not a chat model", code="invalid_model", param="model")
     if sum(len(m.content) for m in turn.messages) > MAX_PROMPT_CHARS:
@@ -212,7 +210,6 @@ class Started:
 
 async def start(
     state: PlatformState,
-    session: AsyncSession,
     tenant: TenantRef,
     principal: Principal,
     generation: Generation,
@@ -224,7 +221,7 @@ async def start(
     """Serves from the cache when it can (unless `fresh`), else admits the generation against the
     limits, reserving its most tokens, and dispatches it. A cache hit counts as a request but reserves
     no tokens: it costs no quota."""
-    policy = await state.policies.get(session, tenant.id)
+    policy = await state.policies.get(tenant.id)
     slot, hit = None, None
     if cacheable(generation.request, policy.cache):
         key = cache_key(tenant.id, generation.request)
@@ -241,7 +238,7 @@ async def start(
             [m.model_dump() for m in generation.request.messages], ensure_ascii=False
         )
     reserve = 0 if hit else reservation(generation)
-    ticket = await state.meter.admit(session, tenant.id, principal, reserve)
+    ticket = await state.meter.admit(tenant.id, principal, reserve)
     turn_end = TurnEnd(
         state.session_factory, state.usage, tenant.id, principal, ticket, memory, None if hit else slot, audit
     )
@@ -347,7 +344,7 @@ class TurnEnd:
 
 
 async def recall(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     tenant: TenantRef,
     principal: Principal,
     conversation_id: str | None,
@@ -356,8 +353,9 @@ async def recall(
     """The stored history to put before this turn's messages, and where to remember the turn."""
     if conversation_id is None:
         return [], None
-    conversation = await conversations.get_conversation(session, tenant.id, principal, conversation_id)
-    return await conversations.history(session, conversation), Memory(conversation.id, new_messages)
+    async with sessions() as session:
+        conversation = await conversations.get_conversation(session, tenant.id, principal, conversation_id)
+        return await conversations.history(session, conversation), Memory(conversation.id, new_messages)
 
 
 @dataclass
@@ -371,7 +369,7 @@ class SimpleChat:
 
 async def prepare_simple(
     catalogue: Catalogue,
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     tenant: TenantRef,
     principal: Principal,
     body: ChatIn,
@@ -380,7 +378,7 @@ async def prepare_simple(
 ) -> SimpleChat:
     """The simple chat form (prompt + history or a stored conversation) turned into a generation."""
     prompt = ChatMessage(role="user", content=body.prompt)
-    stored, memory = await recall(session, tenant, principal, body.conversation_id, [prompt])
+    stored, memory = await recall(sessions, tenant, principal, body.conversation_id, [prompt])
     history = stored if memory else [ChatMessage(role=m.role, content=m.content) for m in body.history]
     system = [ChatMessage(role="system", content=body.system)] if body.system else []
     turn = ChatTurn(
@@ -392,7 +390,7 @@ async def prepare_simple(
         ignore_eos=body.ignore_eos,
     )
     message_id = new_message_id()
-    generate = await prepare(catalogue, session, tenant, turn, f"{request_id}:{message_id}")
+    generate = await prepare(catalogue, tenant, turn, f"{request_id}:{message_id}")
     return SimpleChat(generate, message_id, history, prompt, memory)
 
 

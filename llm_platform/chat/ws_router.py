@@ -88,15 +88,15 @@ async def _authenticate(
         credential = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
         if not isinstance(credential, str) or not credential:
             raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first")
+    try:
+        principal = await authenticate(state.session_factory, state.settings, credential, state.key_cache)
+    except Unauthorized as exc:
+        raise _Closed(CLOSE_UNAUTHORIZED, exc.message) from exc
+    except Forbidden as exc:
+        raise _Closed(CLOSE_FORBIDDEN, exc.message) from exc
+    if not principal.is_platform_admin and principal.tenant_slug != tenant_slug:
+        raise _Closed(CLOSE_NOT_FOUND, "not found")
     async with state.session_factory() as session:
-        try:
-            principal = await authenticate(session, state.settings, credential, state.key_cache)
-        except Unauthorized as exc:
-            raise _Closed(CLOSE_UNAUTHORIZED, exc.message) from exc
-        except Forbidden as exc:
-            raise _Closed(CLOSE_FORBIDDEN, exc.message) from exc
-        if not principal.is_platform_admin and principal.tenant_slug != tenant_slug:
-            raise _Closed(CLOSE_NOT_FOUND, "not found")
         tenant = await tenant_service.find_tenant(session, tenant_slug)
         if tenant is None:
             raise _Closed(CLOSE_NOT_FOUND, "not found")
@@ -202,13 +202,16 @@ async def _turn(
     audit: AuditContext,
     request_id: str,
 ) -> None:
-    async with state.session_factory() as session:
-        prepared = await service.prepare_simple(
-            state.catalogue, session, tenant, principal, body, state.settings.default_chat_model, request_id
-        )
-        started = await service.start(
-            state, session, tenant, principal, prepared.generate, prepared.memory, audit=audit
-        )
+    prepared = await service.prepare_simple(
+        state.catalogue,
+        state.session_factory,
+        tenant,
+        principal,
+        body,
+        state.settings.default_chat_model,
+        request_id,
+    )
+    started = await service.start(state, tenant, principal, prepared.generate, prepared.memory, audit=audit)
     events = started.events
     try:
         async for event in events:

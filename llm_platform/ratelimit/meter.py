@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from prometheus_client import Counter
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.auth.principal import Principal
 from llm_platform.errors import RateLimited, ServiceUnavailable
@@ -91,24 +91,24 @@ class Meter:
     def __init__(
         self,
         policies: TenantPolicies,
+        sessions: async_sessionmaker[AsyncSession],
         limiter: Limiter,
         fallback: MemoryLimiter | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         ledger_sync: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.policies = policies
+        self._sessions = sessions  # to rebuild quota counters from the ledger
         self.limiter = limiter
         self.fallback = fallback  # None: the limiter is already in-process
         self.clock = clock  # injectable, so tests can roll a month over
         self._ledger_sync = ledger_sync  # writes this process's pending usage before a counter is rebuilt
         self._redis_down_until = 0.0
 
-    async def admit(
-        self, session: AsyncSession, tenant_id: uuid.UUID, principal: Principal, reserve_tokens: int
-    ) -> Ticket:
+    async def admit(self, tenant_id: uuid.UUID, principal: Principal, reserve_tokens: int) -> Ticket:
         """Admits the request against its tenant's and API key's limits, or raises RateLimited /
         QuotaExceeded (429) or ServiceUnavailable (503, a fail-closed tenant while Redis is down)."""
-        policy = await self.policies.get(session, tenant_id)
+        policy = await self.policies.get(tenant_id)
         mode = policy.fail_mode
         scopes, owners = _scopes(tenant_id, policy.limits, principal)
         now = self.clock()
@@ -117,7 +117,7 @@ class Meter:
         try:
             if self.fallback is not None and time.monotonic() < self._redis_down_until:
                 raise ConnectionError("Redis was unreachable a moment ago")
-            decision = await self._decide(limiter, session, scopes, owners, lease, reserve_tokens, periods)
+            decision = await self._decide(limiter, scopes, owners, lease, reserve_tokens, periods)
         except _LIMITER_ERRORS as exc:
             if self.fallback is None:
                 raise
@@ -131,7 +131,7 @@ class Meter:
                     headers={"Retry-After": "1"},
                 ) from exc
             limiter = self.fallback
-            decision = await self._decide(limiter, session, scopes, owners, lease, reserve_tokens, periods)
+            decision = await self._decide(limiter, scopes, owners, lease, reserve_tokens, periods)
         if not decision.allowed:
             raise _refusal(decision, scopes, periods, int(now.timestamp() * 1000), reserve_tokens)
         return Ticket(limiter, scopes, lease, periods, decision, reserve_tokens, now)
@@ -139,7 +139,6 @@ class Meter:
     async def _decide(
         self,
         limiter: Limiter,
-        session: AsyncSession,
         scopes: list[Scope],
         owners: list[tuple[uuid.UUID, uuid.UUID | None]],
         lease: str,
@@ -158,7 +157,8 @@ class Meter:
             if self._ledger_sync is not None:
                 with contextlib.suppress(Exception):  # Postgres down: tokens_used below says so
                     await self._ledger_sync()
-            used = await tokens_used(session, tenant_id, key_id, start, end)
+            async with self._sessions() as session:
+                used = await tokens_used(session, tenant_id, key_id, start, end)
             # Kept a day past the period (late settlements), and never already expired (tests' clocks).
             expires_ms = max(ends_ms, int(time.time() * 1000)) + 86_400_000
             await limiter.seed_quota(

@@ -31,17 +31,16 @@ def test_quotas_in_embedded_mode_start_from_the_sqlite_ledger(tmp_path):
         principal = Principal("api_key", key.id, tenant.id, tenant.slug, key_limits=Limits.of(key))
 
         for _ in range(2):  # a restarted process (a fresh limiter) finds the same 900 tokens spent
-            meter = Meter(TenantPolicies(), MemoryLimiter())
-            async with sessions() as session:
-                with pytest.raises(QuotaExceeded):
-                    await meter.admit(session, tenant.id, principal, 200)
-                ticket = await meter.admit(session, tenant.id, principal, 100)  # exactly fills the quota
-                await ticket.settle(40)  # it used 40 of its 100
-                last = await meter.admit(session, tenant.id, principal, 60)  # 940 + 60: full again
-                with pytest.raises(QuotaExceeded):
-                    await meter.admit(session, tenant.id, principal, 1)
-                await last.settle(0)
-                await (await meter.admit(session, tenant.id, principal, 60)).settle(60)
+            meter = Meter(TenantPolicies(sessions), sessions, MemoryLimiter())
+            with pytest.raises(QuotaExceeded):
+                await meter.admit(tenant.id, principal, 200)
+            ticket = await meter.admit(tenant.id, principal, 100)  # exactly fills the quota
+            await ticket.settle(40)  # it used 40 of its 100
+            last = await meter.admit(tenant.id, principal, 60)  # 940 + 60: full again
+            with pytest.raises(QuotaExceeded):
+                await meter.admit(tenant.id, principal, 1)
+            await last.settle(0)
+            await (await meter.admit(tenant.id, principal, 60)).settle(60)
         await engine.dispose()
 
     asyncio.run(scenario())
