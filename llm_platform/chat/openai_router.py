@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
 from llm_platform.chat import service
 from llm_platform.chat.call import CredentialCallDep, ModelCall, TenantCallDep
+from llm_platform.chat.json_response import json_response
 from llm_platform.chat.openai_protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -43,17 +44,13 @@ async def list_tenant_models(tenant: InferenceTenantDep, state: StateDep) -> Mod
     return await _model_list(state, tenant)
 
 
-@router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(
-    body: ChatCompletionRequest, call: CredentialCallDep
-) -> ChatCompletion | StreamingResponse:
+@router.post("/v1/chat/completions", response_model=None, responses={200: {"model": ChatCompletion}})
+async def chat_completions(body: ChatCompletionRequest, call: CredentialCallDep) -> Response:
     return await _chat_completions(body, call)
 
 
-@router.post("/{tenant}/v1/chat/completions", response_model=None)
-async def tenant_chat_completions(
-    body: ChatCompletionRequest, call: TenantCallDep
-) -> ChatCompletion | StreamingResponse:
+@router.post("/{tenant}/v1/chat/completions", response_model=None, responses={200: {"model": ChatCompletion}})
+async def tenant_chat_completions(body: ChatCompletionRequest, call: TenantCallDep) -> Response:
     return await _chat_completions(body, call)
 
 
@@ -62,9 +59,7 @@ async def _model_list(state: PlatformState, tenant: TenantRef) -> ModelList:
     return ModelList(data=[ModelCard(id=m.name, created=int(m.created_at.timestamp())) for m in models])
 
 
-async def _chat_completions(
-    body: ChatCompletionRequest, call: ModelCall
-) -> ChatCompletion | StreamingResponse:
+async def _chat_completions(body: ChatCompletionRequest, call: ModelCall) -> Response:
     refused = body.unsupported_fields()
     if refused:
         raise BadRequest(
@@ -100,13 +95,15 @@ async def _chat_completions(
     events = started.events
     if not body.stream:
         result = await service.complete(events)
-        return ChatCompletion(
-            id=completion_id,
-            model=generate.model,
-            choices=[
-                Choice(message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)
-            ],
-            usage=usage_of(result.prompt_tokens, result.completion_tokens),
+        return json_response(
+            ChatCompletion(
+                id=completion_id,
+                model=generate.model,
+                choices=[
+                    Choice(message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)
+                ],
+                usage=usage_of(result.prompt_tokens, result.completion_tokens),
+            )
         )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     first = await anext(events)  # errors before the first token still get a proper status code

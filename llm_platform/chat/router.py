@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
 from llm_platform.chat import service
 from llm_platform.chat.call import TenantCallDep
+from llm_platform.chat.json_response import json_response
 from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatChunk, ChatDone, ChatIn, ChatOut, HistoryMessage
 from llm_platform.chat.sse import SSE_HEADERS, STREAM_ERROR, closing, sse
@@ -18,8 +19,8 @@ from models_registry.worker.protocol import WorkerEvent
 router = APIRouter(tags=["chat"])
 
 
-@router.post("/{tenant}/chat", response_model=None)
-async def chat(body: ChatIn, call: TenantCallDep) -> ChatOut | StreamingResponse:
+@router.post("/{tenant}/chat", response_model=None, responses={200: {"model": ChatOut}})
+async def chat(body: ChatIn, call: TenantCallDep) -> Response:
     state = call.state
     prepared = await service.prepare_simple(
         state.catalogue,
@@ -36,16 +37,18 @@ async def chat(body: ChatIn, call: TenantCallDep) -> ChatOut | StreamingResponse
     if not body.stream:
         result = await service.complete(events)
         turn = [*prepared.history, prepared.prompt]
-        return ChatOut(
-            response=result.text,
-            history=[HistoryMessage(role=m.role, content=m.content) for m in turn]  # type: ignore[arg-type]
-            + [HistoryMessage(role="assistant", content=result.text)],
-            model=generate.model,
-            message_id=prepared.message_id,
-            latency_ms=result.latency_ms,
-            finish_reason=result.finish_reason,
-            usage=usage_of(result.prompt_tokens, result.completion_tokens),
-            conversation_id=str(memory.conversation_id) if memory else None,
+        return json_response(
+            ChatOut(
+                response=result.text,
+                history=[HistoryMessage(role=m.role, content=m.content) for m in turn]  # type: ignore[arg-type]
+                + [HistoryMessage(role="assistant", content=result.text)],
+                model=generate.model,
+                message_id=prepared.message_id,
+                latency_ms=result.latency_ms,
+                finish_reason=result.finish_reason,
+                usage=usage_of(result.prompt_tokens, result.completion_tokens),
+                conversation_id=str(memory.conversation_id) if memory else None,
+            )
         )
     first = await anext(events)
     frames = _frames(first, events, prepared.message_id, generate.model)
