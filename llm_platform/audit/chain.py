@@ -12,7 +12,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from itertools import groupby
 
@@ -53,8 +53,12 @@ class AuditEntry:
     def chain(self) -> str:
         return str(self.tenant_id) if self.tenant_id else PLATFORM_CHAIN
 
+    def values(self) -> dict[str, object]:
+        # Every field is a scalar: a shallow copy, not dataclasses.asdict's deep one (3x the CPU).
+        return {name: getattr(self, name) for name in _ENTRY_FIELDS}
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
+        return json.dumps(self.values(), default=str)
 
     @classmethod
     def from_json(cls, line: str) -> AuditEntry:
@@ -98,7 +102,7 @@ async def append(session: AsyncSession, entries: Sequence[AuditEntry], *, replay
         seq, previous = await _locked_head(session, chain)
         for entry in group:  # sorted() is stable: a chain's rows keep their arrival order
             seq += 1
-            values: dict[str, object] = {**asdict(entry), "chain": chain, "seq": seq, "prev_hash": previous}
+            values = {**entry.values(), "chain": chain, "seq": seq, "prev_hash": previous}
             previous = row_hash(values)
             values["row_hash"] = previous
             rows.append(values)
