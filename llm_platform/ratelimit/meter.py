@@ -12,6 +12,7 @@ limit), `closed` answers 503.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -76,7 +77,12 @@ class Ticket:
 
 
 def periods_at(moment: datetime) -> Periods:
-    day_start = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+    return _periods_of(moment.date())
+
+
+@functools.lru_cache(maxsize=8)  # every request asks; the answer changes once a day
+def _periods_of(day: date) -> Periods:
+    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     month_start = day_start.replace(day=1)
     next_month = (month_start + timedelta(days=32)).replace(day=1)
     return Periods(
