@@ -64,15 +64,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.add_route("/metrics", handle_metrics, include_in_schema=False)
+    # The model endpoints first: routing, and the metrics middleware's path grouping after it, try
+    # routes in order, and these take nearly all the traffic. None of their paths overlaps a later one's
+    # (/v1/models would fit /{tenant}/models, but `v1` is a reserved slug and it was theirs before too).
+    app.include_router(openai_router)
+    app.include_router(chat_router)
     app.include_router(auth_router)
     app.include_router(platform_router)
     app.include_router(tenant_admin_router)
     app.include_router(usage_router)
     app.include_router(audit_router)
     app.include_router(models_admin_router)
-    app.include_router(openai_router)
     app.include_router(models_tenant_router)
-    app.include_router(chat_router)
     app.include_router(conversations_router)
     app.include_router(ws_router)
     if not settings.redis_url:  # with Redis, workers register there themselves
