@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 from llm_platform.errors import BadRequest, ServiceUnavailable
 from llm_platform.middleware import current_request_id
@@ -42,8 +43,9 @@ RETRY_AFTER_S = 2
 _TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=3.0, sock_read=300.0)
 _MAX_CONNECTIONS = 1000
 _READ_BUFFER_BYTES = 1 << 20  # an event line may be this long (a long final text, an error)
-# What a failed call to a worker raises: aiohttp's errors, and its read timeouts.
-_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+# What a failed call to a worker raises: aiohttp's errors, its read timeouts, and its parser's
+# refusals (a line over the read buffer raises LineTooLong, which is none of the others).
+_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, HttpProcessingError)
 
 
 class ModelUnavailable(ServiceUnavailable):
@@ -156,13 +158,16 @@ class Dispatcher:
             if response.status != 200:
                 await self._raise_for(response)
             final: WorkerEvent | None = None
-            async for line in response.content:
-                if line.strip():
-                    event = WorkerEvent.model_validate_json(line)
-                    if event.finished:
-                        final = event
-                    else:
-                        yield event
+            try:
+                async for line in response.content:
+                    if line.strip():
+                        event = WorkerEvent.model_validate_json(line)
+                        if event.finished:
+                            final = event
+                        else:
+                            yield event
+            except ValueError as exc:  # a line that is not an event
+                raise _WorkerBroken(f"unreadable answer: {str(exc)[:200]}") from exc
             if final is None:
                 raise _WorkerBroken("stream ended without a final event")
         # Handed on only once the body has ended: the caller stops at the final event, and a response

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 from llm_platform.errors import BadRequest, ServiceUnavailable
 from models_registry.worker.protocol import GenerateRequest, WorkerEvent
@@ -85,7 +86,8 @@ async def generate_upstream(
                 prompt_tokens=usage.get("prompt_tokens", 0),
                 completion_tokens=usage.get("completion_tokens", 0),
             )
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    # Transport failures, the parser's refusals, and lines that are not JSON: the upstream is unusable.
+    except (aiohttp.ClientError, TimeoutError, HttpProcessingError, ValueError) as exc:
         logger.warning("upstream of %s failed: %s", request.model, exc)
         raise ServiceUnavailable(
             f"The model '{request.model}' is temporarily unavailable",
