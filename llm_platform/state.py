@@ -4,6 +4,7 @@ hashing context, the worker registry, the dispatcher and the meter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from passlib.context import CryptContext
 from redis.asyncio import Redis
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from llm_platform.audit.writer import AuditWriter
 from llm_platform.auth.key_cache import ApiKeyCache
 from llm_platform.auth.security import password_context
+from llm_platform.auth.service import load_api_key
 from llm_platform.auth.throttle import LoginThrottle
 from llm_platform.cache.response_cache import MemoryResponseCache, RedisResponseCache, ResponseCache
 from llm_platform.db import create_engine_for, create_session_factory
@@ -66,7 +68,7 @@ class PlatformState:
             engine=engine,
             session_factory=session_factory,
             login_throttle=LoginThrottle(settings, redis),
-            key_cache=ApiKeyCache(),
+            key_cache=ApiKeyCache(partial(load_api_key, session_factory)),
             passwords=password_context(settings),
             redis=redis,
             registry=registry,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.db import assign, save_unique, utcnow
 from llm_platform.errors import Conflict, NotFound
+from llm_platform.refreshing_cache import RefreshingCache
 from models_registry.models import Model, ModelBackend, ModelKind
 from tenants.policy import TenantPolicies
 
@@ -80,18 +79,19 @@ class Catalogue:
 
     def __init__(self, policies: TenantPolicies, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._policies = policies
-        self._sessions = sessions  # a session of its own, only to refresh: most requests need none
-        self._entries: dict[str, CatalogueEntry] = {}
-        self._loaded_at = -math.inf
+        self._sessions = sessions  # a session of its own, only to load: most requests need none
+        self._cache: RefreshingCache[None, dict[str, CatalogueEntry]] = RefreshingCache(
+            self._load, self.TTL_S, "catalogue"
+        )
 
     async def model_for(self, tenant_id: uuid.UUID, name: str) -> CatalogueEntry:
         """The model a tenant asked for, or 404 model_not_found if it may not use it."""
         allowed = (await self._policies.get(tenant_id)).allowed_models
         if allowed is not None and name not in allowed:
             raise model_not_found(name)
-        entry = (await self._enabled()).get(name)
-        if entry is None:
-            entry = (await self._enabled(fresh=True)).get(name)
+        entry = (await self._cache.get(None)).get(name)
+        if entry is None:  # perhaps added a moment ago
+            entry = (await self._cache.reload(None)).get(name)
         if entry is None:
             raise model_not_found(name)
         return entry
@@ -99,28 +99,25 @@ class Catalogue:
     async def models_for(self, tenant_id: uuid.UUID) -> list[CatalogueEntry]:
         """Enabled models the tenant may use (its allowed-models list; none set means every model)."""
         allowed = (await self._policies.get(tenant_id)).allowed_models
-        entries = (await self._enabled()).values()
+        entries = (await self._cache.get(None)).values()
         return sorted((e for e in entries if allowed is None or e.name in allowed), key=lambda e: e.name)
 
     def forget(self) -> None:
-        self._loaded_at = -math.inf
+        self._cache.forget()
 
-    async def _enabled(self, fresh: bool = False) -> dict[str, CatalogueEntry]:
-        if fresh or time.monotonic() - self._loaded_at >= self.TTL_S:
-            async with self._sessions() as session:
-                rows = (await session.scalars(select(Model).where(Model.enabled.is_(True)))).all()
-            self._entries = {
-                model.name: CatalogueEntry(
-                    model.name,
-                    model.kind,
-                    model.backend,
-                    model.source,
-                    model.base_url,
-                    model.context_length,
-                    dict(model.default_params or {}),
-                    model.created_at,
-                )
-                for model in rows
-            }
-            self._loaded_at = time.monotonic()
-        return self._entries
+    async def _load(self, _: None) -> dict[str, CatalogueEntry]:
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(Model).where(Model.enabled.is_(True)))).all()
+        return {
+            model.name: CatalogueEntry(
+                model.name,
+                model.kind,
+                model.backend,
+                model.source,
+                model.base_url,
+                model.context_length,
+                dict(model.default_params or {}),
+                model.created_at,
+            )
+            for model in rows
+        }

@@ -2,18 +2,18 @@
 
 The model endpoints consult them on every request; reading two rows each time would cost more than
 everything else the API layer does. The replica where an admin changes them forgets its copy at once;
-the others pick the change up within TTL_S.
+the others pick the change up within TTL_S (renewed in the background before then, under traffic).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.ratelimit.admission import Limits
+from llm_platform.refreshing_cache import RefreshingCache
 from tenants.models import FailMode, TenantLimits, TenantSettings
 
 TTL_S = 1.0
@@ -38,14 +38,18 @@ class TenantPolicy:
 
 class TenantPolicies:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl_s: float = TTL_S) -> None:
-        self._sessions = sessions  # a session of its own, only to refresh: most requests need none
-        self._ttl_s = ttl_s
-        self._cached: dict[uuid.UUID, tuple[float, TenantPolicy]] = {}
+        self._sessions = sessions  # a session of its own, only to load: most requests need none
+        self._cache: RefreshingCache[uuid.UUID, TenantPolicy] = RefreshingCache(
+            self._load, ttl_s, "tenant policy"
+        )
 
     async def get(self, tenant_id: uuid.UUID) -> TenantPolicy:
-        cached = self._cached.get(tenant_id)
-        if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
-            return cached[1]
+        return await self._cache.get(tenant_id)
+
+    def forget(self, tenant_id: uuid.UUID) -> None:
+        self._cache.forget(tenant_id)
+
+    async def _load(self, tenant_id: uuid.UUID) -> TenantPolicy:
         async with self._sessions() as session:
             limits = await session.get(TenantLimits, tenant_id)
             settings = await session.get(TenantSettings, tenant_id)
@@ -57,7 +61,7 @@ class TenantPolicies:
                 settings.cache_max_entry_bytes,
                 settings.cache_sampled,
             )
-        policy = TenantPolicy(
+        return TenantPolicy(
             limits=Limits.of(limits),
             fail_mode=limits.fail_mode if limits else FailMode.open,
             cache=cache,
@@ -66,8 +70,3 @@ class TenantPolicies:
             if limits is not None and limits.allowed_models is not None
             else None,
         )
-        self._cached[tenant_id] = (time.monotonic(), policy)
-        return policy
-
-    def forget(self, tenant_id: uuid.UUID) -> None:
-        self._cached.pop(tenant_id, None)

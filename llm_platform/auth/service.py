@@ -10,7 +10,7 @@ from passlib.context import CryptContext
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from llm_platform.auth.key_cache import ApiKeyCache
+from llm_platform.auth.key_cache import ApiKeyCache, CachedKey, KeyRef
 from llm_platform.auth.principal import Principal
 from llm_platform.auth.security import (
     API_KEY_PREFIX_MARK,
@@ -175,16 +175,19 @@ async def principal_from_api_key(
     if prefix is None:
         raise Unauthorized("Invalid API key")
     digest = sha256_hex(key)  # before any lookup: unknown and known prefixes cost the same hashing
-    cached = cache.get(digest, utcnow()) if cache is not None else None
-    if cached is not None:
-        return cached.principal
+    if cache is not None:
+        return await cache.principal(digest, prefix, utcnow())
+    return (await load_api_key(sessions, (digest, prefix))).principal
+
+
+async def load_api_key(sessions: async_sessionmaker[AsyncSession], ref: KeyRef) -> CachedKey:
+    """A key as the database has it now, checked (the key cache's loader): raises if it is not valid."""
+    digest, prefix = ref
     async with sessions() as session:
-        return await _principal_from_stored_key(session, prefix, digest, cache)
+        return await _stored_key(session, prefix, digest)
 
 
-async def _principal_from_stored_key(
-    session: AsyncSession, prefix: str, digest: str, cache: ApiKeyCache | None
-) -> Principal:
+async def _stored_key(session: AsyncSession, prefix: str, digest: str) -> CachedKey:
     row = (
         await session.execute(
             select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id).where(ApiKey.prefix == prefix)
@@ -206,7 +209,6 @@ async def _principal_from_stored_key(
     if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
         await session.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
         await session.commit()
-        last_used = now
     principal = Principal(
         kind="api_key",
         id=api_key.id,
@@ -216,9 +218,7 @@ async def _principal_from_stored_key(
         api_key_prefix=api_key.prefix,
         key_limits=Limits.of(api_key),
     )
-    if cache is not None:
-        cache.put(digest, principal, api_key.expires_at, last_used + LAST_USED_RESOLUTION)
-    return principal
+    return CachedKey(principal, api_key.expires_at)
 
 
 async def principal_from_access_token(
