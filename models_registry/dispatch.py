@@ -109,7 +109,7 @@ class Dispatcher:
                     worker.url + EMBED_PATH, data=request.model_dump_json(), headers=self._request_headers()
                 ) as response:
                     if response.status == 200:
-                        return EmbedResponse.model_validate_json(await response.read())
+                        return _embeddings(await response.read())
                     await self._raise_for(response)
             except _WorkerBusy:
                 busy = True
@@ -185,6 +185,13 @@ class Dispatcher:
         if response.status == 503:
             raise _WorkerBusy()
         raise _WorkerBroken(f"worker answered {response.status}")
+
+
+def _embeddings(body: bytes) -> EmbedResponse:
+    try:
+        return EmbedResponse.model_validate_json(body)
+    except ValueError as exc:  # not what a worker answers: treated as a failed worker, never a 500
+        raise _WorkerBroken(f"unreadable answer: {str(exc)[:200]}") from exc
 
 
 def _exhausted(model: str, busy: bool) -> ServiceUnavailable:

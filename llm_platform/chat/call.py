@@ -56,7 +56,7 @@ class ModelCall:
         state: PlatformState,
     ) -> ModelCall:
         # Response headers, Cache-Control and the audit context are read off the request here rather
-        # than as three more dependencies: each costs FastAPI ~15 us to resolve on the hottest path.
+        # than as three more dependencies, which FastAPI resolves at ~8 us each, on the hottest path.
         return cls(
             tenant,
             principal,

@@ -13,8 +13,9 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from redis.asyncio import Redis
 
-from models_registry.worker.protocol import GENERATE_PATH, WorkerEvent
-from models_registry.worker.registry import RedisWorkerRegistry, WorkerInfo
+from models_registry.dispatch import Dispatcher, ModelUnavailable
+from models_registry.worker.protocol import EMBED_PATH, GENERATE_PATH, EmbedRequest, WorkerEvent
+from models_registry.worker.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerInfo
 from tests.conftest import assert_error, bearer, register_model
 from tests.workers import free_port
 
@@ -39,6 +40,10 @@ class FaultyWorker:
         @app.post(GENERATE_PATH)
         async def generate() -> StreamingResponse:
             return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+        @app.post(EMBED_PATH)
+        async def embed() -> StreamingResponse:
+            return StreamingResponse(lines(), media_type="application/json")
 
         @app.post("/v1/chat/completions")  # as an OpenAI-compatible upstream
         async def upstream() -> StreamingResponse:
@@ -138,3 +143,19 @@ def test_an_upstream_that_answers_nonsense_is_a_503(faulty_worker, platform, ten
         response = platform.client.post("/v1/chat/completions", json=body, headers=bearer(key))
         assert_error(response, 503, "model_unavailable")
         assert "Traceback" not in response.text
+
+
+def test_an_embedding_worker_that_answers_nonsense_is_unavailable() -> None:
+    async def scenario(port: int) -> None:
+        registry = InProcessWorkerRegistry(ttl_s=60)
+        await registry.heartbeat(WorkerInfo("e1", f"http://127.0.0.1:{port}", ("enc",), 8, 0, time.time()))
+        dispatcher = Dispatcher(registry, "secret")
+        try:
+            with pytest.raises(ModelUnavailable):
+                await dispatcher.embed(EmbedRequest(request_id="r", tenant="t", model="enc", inputs=["hi"]))
+        finally:
+            await dispatcher.aclose()
+
+    with FaultyWorker() as worker:
+        worker.body = [b'{"vectors": "not vectors"}']
+        asyncio.run(scenario(worker.port))
