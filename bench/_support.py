@@ -4,6 +4,7 @@ with a key, free ports, percentiles."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import socket
@@ -22,7 +23,6 @@ from sqlalchemy import select
 from llm_platform.auth.principal import Principal
 from llm_platform.db import create_engine_for, create_session_factory
 from llm_platform.migrate import upgrade_to_head
-from llm_platform.ratelimit.admission import Limits
 from llm_platform.settings import Settings
 from models_registry.models import Model, ModelBackend, ModelKind
 from tenants import service
@@ -48,6 +48,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def report(result: dict[str, object], as_json: bool) -> None:
+    """A benchmark's figures, a line each unless --json; the last line is always the JSON object."""
+    if not as_json:
+        for name, value in result.items():
+            print(f"{name:28} {value}")
+    print(json.dumps(result))
 
 
 def percentiles(samples_ms: list[float], *cuts: int) -> list[float]:
@@ -156,14 +164,7 @@ async def make_tenant(settings: Settings, limit: int | None) -> tuple[uuid.UUID,
         limits.requests_per_minute = limit
         await session.commit()
         api_key, secret = await service.create_api_key(session, tenant_id=tenant.id, name="bench")
-        principal = Principal(
-            kind="api_key",
-            id=api_key.id,
-            tenant_id=tenant.id,
-            tenant_slug=tenant.slug,
-            scopes=tuple(api_key.scopes),
-            key_limits=Limits.of(api_key),
-        )
+        principal = Principal.of_api_key(api_key, tenant)
         tenant_id = tenant.id
     await engine.dispose()
     return tenant_id, secret, principal

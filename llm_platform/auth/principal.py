@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from llm_platform.ratelimit.admission import Limits
-from tenants.models import ApiKeyScope, UserRole
+from tenants.models import ApiKey, ApiKeyScope, Tenant, UserRole
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,18 @@ class Principal:
     email: str | None = None
     api_key_prefix: str | None = None
     key_limits: Limits | None = None  # API keys only: their own limits, on top of the tenant's
+
+    @classmethod
+    def of_api_key(cls, key: ApiKey, tenant: Tenant) -> Principal:
+        return cls(
+            kind="api_key",
+            id=key.id,
+            tenant_id=tenant.id,
+            tenant_slug=tenant.slug,
+            scopes=tuple(key.scopes),
+            api_key_prefix=key.prefix,
+            key_limits=Limits.of(key),
+        )
 
     @property
     def is_platform_admin(self) -> bool:

@@ -25,7 +25,6 @@ from llm_platform.auth.security import (
 from llm_platform.auth.throttle import LoginThrottle
 from llm_platform.db import utcnow
 from llm_platform.errors import Forbidden, Unauthorized
-from llm_platform.ratelimit.admission import Limits
 from llm_platform.settings import Settings
 from tenants.models import ApiKey, RefreshToken, Tenant, TenantStatus, User
 
@@ -209,16 +208,7 @@ async def _stored_key(session: AsyncSession, prefix: str, digest: str) -> Cached
     if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
         await session.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))
         await session.commit()
-    principal = Principal(
-        kind="api_key",
-        id=api_key.id,
-        tenant_id=tenant.id,
-        tenant_slug=tenant.slug,
-        scopes=tuple(api_key.scopes),
-        api_key_prefix=api_key.prefix,
-        key_limits=Limits.of(api_key),
-    )
-    return CachedKey(principal, api_key.expires_at)
+    return CachedKey(Principal.of_api_key(api_key, tenant), api_key.expires_at)
 
 
 async def principal_from_access_token(

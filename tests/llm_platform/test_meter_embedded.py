@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from llm_platform.auth.principal import Principal
 from llm_platform.migrate import upgrade_to_head
-from llm_platform.ratelimit.admission import Limits
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter, QuotaExceeded
 from tenants import service
@@ -28,7 +27,7 @@ def test_quotas_in_embedded_mode_start_from_the_sqlite_ledger(tmp_path):
             tenant = await service.create_tenant(session, "embedded", limits={"monthly_token_quota": 1000})
             key, _ = await service.create_api_key(session, tenant_id=tenant.id, name="k", limits={})
             await record_usage(session, UsageRecord(tenant.id, "api_key", key.id, "m", 600, 300))
-        principal = Principal("api_key", key.id, tenant.id, tenant.slug, key_limits=Limits.of(key))
+        principal = Principal.of_api_key(key, tenant)
 
         for _ in range(2):  # a restarted process (a fresh limiter) finds the same 900 tokens spent
             meter = Meter(TenantPolicies(sessions), sessions, MemoryLimiter())
