@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import random
@@ -25,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from bench._support import BENCH_DATABASE_URL, ensure_database, percentiles
+from bench._support import BENCH_DATABASE_URL, ensure_database, percentiles, report
 from llm_platform.audit.chain import AuditEntry, row_hash, verify
 from llm_platform.audit.models import GENESIS_HASH
 from llm_platform.audit.service import AuditQuery, list_records
@@ -175,10 +174,7 @@ def main() -> None:
         **asyncio.run(time_verify(settings, tenants[0])),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:28} {value}")
-    print(json.dumps(result))
+    report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,15 @@ from pathlib import Path
 
 import aiohttp
 
-from bench._support import BENCH_DATABASE_URL, BENCH_REDIS_URL, STUB_MODEL, Stack, make_tenant, percentiles
+from bench._support import (
+    BENCH_DATABASE_URL,
+    BENCH_REDIS_URL,
+    STUB_MODEL,
+    Stack,
+    make_tenant,
+    percentiles,
+    report,
+)
 from models_registry.worker.protocol import GENERATE_PATH, GenerateParams, GenerateRequest
 
 MESSAGES = [{"role": "user", "content": "Say hello to the benchmark."}]
@@ -225,10 +233,7 @@ def main() -> None:
         "rss_requests_per_s": round(args.rss_requests / rss_seconds, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
-    if not args.json:
-        for name, value in result.items():
-            print(f"{name:28} {value}")
-    print(json.dumps(result))
+    report(result, args.json)
 
 
 if __name__ == "__main__":
