@@ -167,7 +167,7 @@ class Dispatcher:
                         else:
                             yield event
             except ValueError as exc:  # a line that is not an event
-                raise _WorkerBroken(f"unreadable answer: {str(exc)[:200]}") from exc
+                raise _unreadable(exc) from exc
             if final is None:
                 raise _WorkerBroken("stream ended without a final event")
         # Handed on only once the body has ended: the caller stops at the final event, and a response
@@ -191,7 +191,11 @@ def _embeddings(body: bytes) -> EmbedResponse:
     try:
         return EmbedResponse.model_validate_json(body)
     except ValueError as exc:  # not what a worker answers: treated as a failed worker, never a 500
-        raise _WorkerBroken(f"unreadable answer: {str(exc)[:200]}") from exc
+        raise _unreadable(exc) from exc
+
+
+def _unreadable(exc: ValueError) -> _WorkerBroken:
+    return _WorkerBroken(f"unreadable answer: {str(exc)[:200]}")
 
 
 def _exhausted(model: str, busy: bool) -> ServiceUnavailable:

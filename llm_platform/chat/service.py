@@ -299,13 +299,10 @@ class TurnEnd:
 
     async def __call__(self, answered: CachedAnswer, model: str) -> None:
         used = answered.prompt_tokens + answered.completion_tokens
-        self.audit.answered(
-            model, answered.prompt_tokens, answered.completion_tokens, "".join(answered.pieces)
-        )
+        text = "".join(answered.pieces)
+        self.audit.answered(model, answered.prompt_tokens, answered.completion_tokens, text)
         try:
-            await self._record(
-                model, answered.prompt_tokens, answered.completion_tokens, "".join(answered.pieces)
-            )
+            await self._record(model, answered.prompt_tokens, answered.completion_tokens, text)
         finally:
             await self.ticket.settle(used)
         if self.cache_slot is not None:
@@ -313,9 +310,10 @@ class TurnEnd:
 
     async def served_from_cache(self, hit: CachedAnswer, model: str) -> None:
         """A cached answer costs no tokens: usage counts the request as a cached hit."""
-        self.audit.answered(model, 0, 0, "".join(hit.pieces))
+        text = "".join(hit.pieces)
+        self.audit.answered(model, 0, 0, text)
         try:
-            await self._record(model, 0, 0, "".join(hit.pieces), cached=True)
+            await self._record(model, 0, 0, text, cached=True)
         finally:
             await self.ticket.settle(0)
 
