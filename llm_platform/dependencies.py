@@ -65,7 +65,18 @@ async def get_principal(
     api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> Principal:
     """Authenticates the caller from `Authorization: Bearer` (JWT or API key) or `X-API-Key`."""
-    credential = bearer.credentials if bearer else api_key
+    return await _authenticated(request, state, bearer.credentials if bearer else api_key)
+
+
+async def authenticate_request(request: Request) -> Principal:
+    """get_principal for the model endpoints, called directly rather than as a tree of dependencies
+    (the same security schemes read the headers): see llm_platform/chat/call.py."""
+    bearer = await _bearer(request)
+    credential = bearer.credentials if bearer else await _api_key_header(request)
+    return await _authenticated(request, request.app.state.platform, credential)
+
+
+async def _authenticated(request: Request, state: PlatformState, credential: str | None) -> Principal:
     if not credential:
         raise Unauthorized("Missing credentials: send `Authorization: Bearer <token or key>` or `X-API-Key`")
     principal = await auth_service.authenticate(
@@ -121,6 +132,10 @@ TenantAdminDep = Annotated[Principal, Depends(require_tenant_admin)]
 
 
 async def require_inference(principal: PrincipalDep) -> Principal:
+    return check_inference(principal)
+
+
+def check_inference(principal: Principal) -> Principal:
     if principal.kind == "api_key" and ApiKeyScope.inference.value not in principal.scopes:
         raise Forbidden("This API key lacks the `inference` scope", code="missing_scope")
     return principal
@@ -130,6 +145,10 @@ InferenceDep = Annotated[Principal, Depends(require_inference)]
 
 
 async def get_credential_tenant(principal: InferenceDep) -> TenantRef:
+    return credential_tenant(principal)
+
+
+def credential_tenant(principal: Principal) -> TenantRef:
     """The tenant of the credential, for the tenant-less OpenAI paths (/v1/...): no query, since
     authentication already checked it (a suspended tenant's credentials are refused)."""
     if principal.tenant_id is None or principal.tenant_slug is None:
@@ -145,12 +164,18 @@ CredentialTenantDep = Annotated[TenantRef, Depends(get_credential_tenant)]
 async def get_inference_tenant(
     request: Request, state: StateDep, principal: InferenceDep, tenant: TenantSlugPath
 ) -> TenantRef:
+    return await inference_tenant(request, state, principal, tenant)
+
+
+async def inference_tenant(
+    request: Request, state: PlatformState, principal: Principal, slug: str
+) -> TenantRef:
     """The tenant named in the path, for model calls and conversations: the caller's own (taken from
     its credential, no query: this is the hot path), or any tenant for a platform admin. Another
     tenant's answers 404 exactly as a missing one does."""
-    if principal.tenant_id is not None and principal.tenant_slug == tenant:
-        found = TenantRef(principal.tenant_id, tenant)
-    elif principal.is_platform_admin and (row := await _find_tenant(state, tenant)):
+    if principal.tenant_id is not None and principal.tenant_slug == slug:
+        found = TenantRef(principal.tenant_id, slug)
+    elif principal.is_platform_admin and (row := await _find_tenant(state, slug)):
         found = TenantRef.of(row)
     else:
         raise NotFound("Not found")

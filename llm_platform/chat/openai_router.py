@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
 from llm_platform.chat import service
-from llm_platform.chat.call import CredentialCallDep, ModelCall, TenantCallDep
+from llm_platform.chat.call import SECURITY, CredentialCallDep, ModelCall, TenantCallDep
 from llm_platform.chat.json_response import json_response
 from llm_platform.chat.openai_protocol import (
     AssistantMessage,
@@ -44,12 +44,22 @@ async def list_tenant_models(tenant: InferenceTenantDep, state: StateDep) -> Mod
     return await _model_list(state, tenant)
 
 
-@router.post("/v1/chat/completions", response_model=None, responses={200: {"model": ChatCompletion}})
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={200: {"model": ChatCompletion}},
+    openapi_extra=SECURITY,
+)
 async def chat_completions(body: ChatCompletionRequest, call: CredentialCallDep) -> Response:
     return await _chat_completions(body, call)
 
 
-@router.post("/{tenant}/v1/chat/completions", response_model=None, responses={200: {"model": ChatCompletion}})
+@router.post(
+    "/{tenant}/v1/chat/completions",
+    response_model=None,
+    responses={200: {"model": ChatCompletion}},
+    openapi_extra=SECURITY,
+)
 async def tenant_chat_completions(body: ChatCompletionRequest, call: TenantCallDep) -> Response:
     return await _chat_completions(body, call)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
 from llm_platform.chat import service
-from llm_platform.chat.call import TenantCallDep
+from llm_platform.chat.call import SECURITY, TenantCallDep
 from llm_platform.chat.json_response import json_response
 from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatChunk, ChatDone, ChatIn, ChatOut, HistoryMessage
@@ -19,7 +19,9 @@ from models_registry.worker.protocol import WorkerEvent
 router = APIRouter(tags=["chat"])
 
 
-@router.post("/{tenant}/chat", response_model=None, responses={200: {"model": ChatOut}})
+@router.post(
+    "/{tenant}/chat", response_model=None, responses={200: {"model": ChatOut}}, openapi_extra=SECURITY
+)
 async def chat(body: ChatIn, call: TenantCallDep) -> Response:
     state = call.state
     prepared = await service.prepare_simple(

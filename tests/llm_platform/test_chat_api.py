@@ -182,6 +182,29 @@ def test_a_model_without_workers_answers_503_naming_it(served, db_engine):
     assert "orphan-model" in error["message"] and int(response.headers["retry-after"]) >= 1
 
 
+def test_model_endpoints_take_either_credential_header_and_declare_both(served, platform, tenant_a):
+    client, headers = served
+    key = headers["Authorization"].removeprefix("Bearer ")
+    body = {"model": TINY_MODEL, "messages": QUESTION, "max_tokens": 2}
+    for path in ("/v1/chat/completions", f"/{tenant_a.slug}/v1/chat/completions"):
+        assert client.post(path, json=body, headers={"X-API-Key": key}).status_code == 200
+        assert_error(client.post(path, json=body), 401, "invalid_credentials")
+        assert_error(client.post(path, json=body, headers={"Authorization": f"Basic {key}"}), 401)
+        refused = client.post(path, json=body, headers=bearer("sk-not_a_key"))
+        assert_error(refused, 401, "invalid_credentials")
+        assert refused.headers["www-authenticate"] == 'Bearer realm="llm-platform"'
+    simple = client.post(
+        f"/{tenant_a.slug}/chat",
+        json={"prompt": "Hi", "model": TINY_MODEL, "max_tokens": 2},
+        headers={"X-API-Key": key},
+    )
+    assert simple.status_code == 200
+    schema = client.get("/openapi.json").json()
+    for path in ("/v1/chat/completions", "/{tenant}/v1/chat/completions", "/{tenant}/chat"):
+        assert schema["paths"][path]["post"]["security"] == [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+    assert set(schema["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
+
+
 def test_keys_without_inference_scope_and_platform_admins(served, platform, tenant_a):
     client, _ = served
     admin_only = platform.create_key(tenant_a, scopes=["admin"])["key"]
