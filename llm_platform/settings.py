@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     host: Annotated[str, Field(description="Address `llmp serve` binds")] = "127.0.0.1"
     port: Annotated[int, Field(description="Port `llmp serve` binds", ge=1, le=65535)] = 8000
     log_level: Annotated[str, Field(description="Python log level of the platform's loggers")] = "INFO"
+    opentelemetry: Annotated[
+        bool,
+        Field(description="FastAPI's OpenTelemetry traces, metrics and logs, sent to the global providers"),
+    ] = False
 
     jwt_secret: Annotated[
         SecretStr | None,
