@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import uuid
 from contextvars import ContextVar
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_platform.errors import PayloadTooLarge, error_body
+from llm_platform.ids import new_hex_id
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client-supplied id is echoed only when it is short and printable: it lands in logs and audit rows.
@@ -45,7 +45,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         supplied = _header(scope, REQUEST_ID_HEADER.encode())
-        request_id = supplied if supplied and _SAFE_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        request_id = supplied if supplied and _SAFE_REQUEST_ID.match(supplied) else new_hex_id()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
 

@@ -11,6 +11,7 @@ from starlette.types import Scope
 
 from llm_platform.audit.chain import AuditEntry
 from llm_platform.auth.principal import Principal
+from llm_platform.ids import new_uuid
 
 
 @dataclass
@@ -48,7 +49,7 @@ class AuditContext:
             resource=(self.resource or resource)[:512],
             status=status,
             latency_ms=latency_ms,
-            event_id=uuid.uuid4(),
+            event_id=new_uuid(),
             tenant_id=self.tenant_id,
             actor_kind=self.actor_kind,
             actor_id=self.actor_id,

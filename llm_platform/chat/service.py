@@ -21,6 +21,7 @@ from llm_platform.cache.response_cache import CachedAnswer, CacheSlot, cache_key
 from llm_platform.chat import conversations
 from llm_platform.chat.schemas import ChatIn
 from llm_platform.errors import BadRequest, ServiceUnavailable
+from llm_platform.ids import new_hex_id
 from llm_platform.ratelimit.meter import Ticket
 from llm_platform.state import PlatformState
 from models_registry.dispatch import Dispatcher, WorkerFailed
@@ -393,7 +394,7 @@ async def prepare_simple(
 
 
 def new_message_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+    return f"chatcmpl-{new_hex_id()}"
 
 
 def _first(*values: object) -> object:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -32,6 +31,7 @@ from llm_platform.chat import service
 from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatIn
 from llm_platform.errors import Forbidden, PlatformError, Unauthorized, error_body
+from llm_platform.ids import new_hex_id
 from llm_platform.state import PlatformState
 from models_registry.dispatch import WorkerFailed
 from tenants import service as tenant_service
@@ -163,7 +163,7 @@ async def _stream_answer(
     audit = AuditContext(tenant_id=tenant.id)
     audit.identify(principal)
     at, started, status = datetime.now(UTC), time.perf_counter(), 200
-    request_id = uuid.uuid4().hex
+    request_id = new_hex_id()
     try:
         await _turn(websocket, state, tenant, principal, body, audit, request_id)
     except PlatformError as exc:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.auth.principal import Principal
 from llm_platform.errors import RateLimited, ServiceUnavailable
+from llm_platform.ids import new_hex_id
 from llm_platform.ratelimit.admission import Decision, Limiter, Limits, Periods, Scope
 from llm_platform.ratelimit.headers import rate_limit_headers
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
@@ -118,7 +119,7 @@ class Meter:
         mode = policy.fail_mode
         scopes, owners = _scopes(tenant_id, policy.limits, principal)
         now = self.clock()
-        periods, lease = periods_at(now), uuid.uuid4().hex
+        periods, lease = periods_at(now), new_hex_id()
         limiter = self.limiter
         try:
             if self.fallback is not None and time.monotonic() < self._redis_down_until:
