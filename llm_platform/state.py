@@ -20,6 +20,7 @@ from llm_platform.db import create_engine_for, create_session_factory
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
+from llm_platform.redis_client import connect as connect_redis
 from llm_platform.settings import Settings
 from models_registry.dispatch import Dispatcher
 from models_registry.service import Catalogue
@@ -49,12 +50,7 @@ class PlatformState:
     @classmethod
     def build(cls, settings: Settings) -> PlatformState:
         engine = create_engine_for(settings)
-        # Short timeouts: a Redis that hangs must degrade the limits (fail-open/closed), not stall requests.
-        redis = (
-            Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
-            if settings.redis_url
-            else None
-        )
+        redis = connect_redis(settings.redis_url) if settings.redis_url else None
         registry: WorkerRegistry = (
             RedisWorkerRegistry(redis, settings.worker_ttl_s)
             if redis
