@@ -34,16 +34,6 @@ from tenants.ref import TenantRef
 router = APIRouter(tags=["openai"])
 
 
-@router.get("/v1/models")
-async def list_models(tenant: CredentialTenantDep, state: StateDep) -> ModelList:
-    return await _model_list(state, tenant)
-
-
-@router.get("/{tenant}/v1/models")
-async def list_tenant_models(tenant: InferenceTenantDep, state: StateDep) -> ModelList:
-    return await _model_list(state, tenant)
-
-
 @router.post(
     "/v1/chat/completions",
     response_model=None,
@@ -62,6 +52,16 @@ async def chat_completions(body: ChatCompletionRequest, call: CredentialCallDep)
 )
 async def tenant_chat_completions(body: ChatCompletionRequest, call: TenantCallDep) -> Response:
     return await _chat_completions(body, call)
+
+
+@router.get("/v1/models")
+async def list_models(tenant: CredentialTenantDep, state: StateDep) -> ModelList:
+    return await _model_list(state, tenant)
+
+
+@router.get("/{tenant}/v1/models")
+async def list_tenant_models(tenant: InferenceTenantDep, state: StateDep) -> ModelList:
+    return await _model_list(state, tenant)
 
 
 async def _model_list(state: PlatformState, tenant: TenantRef) -> ModelList:
