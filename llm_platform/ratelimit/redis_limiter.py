@@ -14,6 +14,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from llm_platform.ratelimit.admission import WINDOW_MS, Decision, Periods, Scope, ScopeUsage
+from llm_platform.redis_batch import ScriptBatcher
 
 _ADMIT = """
 local t = redis.call('TIME')
@@ -179,8 +180,9 @@ def _text(value: bytes | str) -> str:
 class RedisLimiter:
     def __init__(self, redis: Redis, window_ms: int = WINDOW_MS, lease_ttl_ms: int = LEASE_TTL_MS) -> None:
         self._redis = redis
-        self._admit = redis.register_script(_ADMIT)
-        self._settle = redis.register_script(_SETTLE)
+        batcher = ScriptBatcher(redis)  # concurrent requests' admissions and settlements: one round trip
+        self._admit = batcher.script(_ADMIT)
+        self._settle = batcher.script(_SETTLE)
         self._peek = redis.register_script(_PEEK)
         self._window_ms = window_ms
         self._lease_ttl_ms = lease_ttl_ms
