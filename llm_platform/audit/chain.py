@@ -16,8 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from itertools import groupby
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.audit.models import GENESIS_HASH, PLATFORM_CHAIN, AuditHead, AuditRecord
@@ -134,17 +133,19 @@ async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> None:
         await session.execute(insert(AuditRecord.__table__), rows)
 
 
+# The chain's end, its row locked until commit (created if new): one statement, since an upsert that
+# updates takes the row lock and RETURNING reads it. Written out once, for Postgres and SQLite alike:
+# SQLAlchemy compiles its dialect-specific INSERT ... ON CONFLICT afresh on every execution (the dialect
+# Insert sets inherit_cache = False), which made this one statement ~0.55 ms of CPU a batch.
+_LOCK_HEAD = text(
+    "INSERT INTO audit_heads (chain, seq, hash, pruned_seq, pruned_hash) "
+    "VALUES (:chain, 0, :genesis, 0, :genesis) "
+    "ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain RETURNING seq, hash"
+)
+
+
 async def _locked_head(session: AsyncSession, chain: str) -> tuple[int, str]:
-    """The chain's end, its row locked until commit (created if new): one statement, since an upsert
-    that updates takes the row lock and RETURNING reads it."""
-    dialect = session.bind.dialect.name if session.bind else "postgresql"
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(AuditHead).values(
-        chain=chain, seq=0, hash=GENESIS_HASH, pruned_seq=0, pruned_hash=GENESIS_HASH
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=["chain"], set_={"chain": statement.excluded.chain}
-    ).returning(AuditHead.seq, AuditHead.hash)
-    seq, last = (await session.execute(statement)).one()
+    seq, last = (await session.execute(_LOCK_HEAD, {"chain": chain, "genesis": GENESIS_HASH})).one()
     return int(seq), str(last)
 
 
