@@ -44,7 +44,7 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        supplied = _header(scope, REQUEST_ID_HEADER.encode())
+        supplied = header(scope, REQUEST_ID_HEADER.encode())
         request_id = supplied if supplied and _SAFE_REQUEST_ID.match(supplied) else new_hex_id()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
@@ -74,7 +74,7 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._reject(send)
             return
@@ -124,7 +124,8 @@ class BodySizeLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a request header (name in lower case), as sent."""
     for key, value in scope.get("headers", ()):
         if key == name:
             return value.decode("latin-1")

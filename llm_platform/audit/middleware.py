@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_platform.audit.context import AuditContext
+from llm_platform.middleware import header
 
 _READS = {"GET", "HEAD", "OPTIONS"}
 _PASSWORD_BODIES = {"issue_token", "create_user", "reset_password"}  # route names
@@ -54,7 +55,6 @@ class AuditMiddleware:
             writer = getattr(getattr(scope["app"].state, "platform", None), "audit", None)
             if route is not None and writer is not None:
                 name = getattr(route, "name", None) or "unknown"
-                headers = dict(scope.get("headers") or [])
                 client = scope.get("client")
                 writer.record(
                     context.entry(
@@ -64,7 +64,7 @@ class AuditMiddleware:
                         status=status,
                         latency_ms=round((time.perf_counter() - started) * 1000),
                         client_address=client[0] if client else None,
-                        user_agent=headers.get(b"user-agent", b"").decode("latin-1") or None,
+                        user_agent=header(scope, b"user-agent") or None,
                         request_id=scope["state"].get("request_id"),
                         request_sha256=None if name in _PASSWORD_BODIES else request_hash.hexdigest(),
                         response_sha256=response_hash.hexdigest(),
