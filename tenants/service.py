@@ -35,7 +35,7 @@ async def create_tenant(
     session: AsyncSession, slug: str, name: str | None = None, limits: dict[str, int | None] | None = None
 ) -> Tenant:
     """Creates a tenant with the given starting limits (the platform's defaults; unlimited if none);
-    platform admins change them with PUT .../admin/limits."""
+    platform admins change them at .../admin/limits."""
     tenant = Tenant(slug=slug, name=name or slug, status=TenantStatus.active)
     session.add(tenant)
     exists = Conflict(f"A tenant with slug '{slug}' already exists", code="tenant_exists", param="slug")
@@ -63,7 +63,8 @@ async def list_tenants(session: AsyncSession) -> list[Tenant]:
 async def update_tenant(
     session: AsyncSession, tenant: Tenant, *, name: str | None = None, status: TenantStatus | None = None
 ) -> Tenant:
-    """Renames or suspends/reactivates. Suspension takes effect on the next request of every credential."""
+    """Renames or suspends/reactivates (None: unchanged). Suspension takes effect on the next request of
+    every credential."""
     if name is not None:
         tenant.name = name
     if status is not None:
@@ -225,7 +226,7 @@ async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uu
 async def set_key_limits(
     session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID, limits: dict[str, int | None]
 ) -> ApiKey:
-    """Replaces a key's own limits as a whole (an omitted one becomes: only the tenant's applies)."""
+    """Sets the key's limits that are given (None: only the tenant's applies); the others stay."""
     api_key = await get_api_key(session, tenant_id, key_id)
     await _check_key_limits(session, tenant_id, limits)
     assign(api_key, limits)
@@ -260,8 +261,10 @@ async def get_limits(session: AsyncSession, tenant_id: uuid.UUID) -> TenantLimit
     return limits
 
 
-async def put_limits(session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object]) -> TenantLimits:
-    """Replaces the tenant's limits as a whole (PUT semantics: an omitted field becomes unlimited)."""
+async def update_limits(
+    session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object]
+) -> TenantLimits:
+    """Sets the tenant's limits that are given (None: unlimited); the others stay."""
     limits = await get_limits(session, tenant_id)
     assign(limits, values)
     limits.updated_at = utcnow()
@@ -285,13 +288,12 @@ async def get_settings(session: AsyncSession, tenant_id: uuid.UUID) -> TenantSet
     )
 
 
-async def put_settings(
+async def update_settings(
     session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object]
 ) -> TenantSettings:
-    settings = await session.get(TenantSettings, tenant_id)
-    if settings is None:
-        settings = TenantSettings(tenant_id=tenant_id)
-        session.add(settings)
+    """Sets the settings that are given; the others keep their value (or default, if never saved)."""
+    settings = await get_settings(session, tenant_id)
+    session.add(settings)  # a tenant's first change saves the defaults it leaves alone
     assign(settings, values)
     settings.updated_at = utcnow()
     await session.commit()

@@ -94,3 +94,32 @@ def test_users_of_another_tenant_are_invisible(platform, tenant_a, tenant_b):
     )
     assert_error(reset, 404, "user_not_found")
     assert platform.login("member@example.com", tenant=tenant_b.slug)["access_token"]
+
+
+def _users(platform, tenant) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    listing = platform.client.get(f"/{tenant.slug}/admin/users", headers=platform.admin_headers)
+    return {user["email"]: user for user in listing.json()}
+
+
+def test_a_user_update_refuses_nulls_and_unknown_fields_by_name(platform, tenant_a):
+    user = platform.create_user(tenant_a.slug, "member@example.com", headers=tenant_a.admin_headers)
+    url = f"/{tenant_a.slug}/admin/users/{user['id']}"
+    for body, param in (
+        ({"disabled": None}, "disabled"),
+        ({"role": None}, "role"),
+        ({"roles": "x"}, "roles"),
+    ):
+        error = assert_error(platform.client.patch(url, json=body, headers=tenant_a.admin_headers), 422)
+        assert error["param"] == param and param in error["message"]
+    after = _users(platform, tenant_a)["member@example.com"]
+    assert after["role"] == "member" and after["disabled"] is False
+    created = platform.client.post(
+        f"/{tenant_a.slug}/admin/users",
+        json={"email": "c@example.com", "password": PASSWORD, "rol": "tenant_admin"},
+        headers=tenant_a.admin_headers,
+    )
+    assert assert_error(created, 422)["param"] == "rol"
+    reset = platform.client.post(
+        f"{url}/password", json={"password": PASSWORD, "notify": True}, headers=tenant_a.admin_headers
+    )
+    assert assert_error(reset, 422)["param"] == "notify"
