@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,15 +52,31 @@ async def handle_platform_error(request: Request, exc: PlatformError) -> JSONRes
     )
 
 
+def _field(error: Mapping[str, Any]) -> str | None:
+    # ("body", "messages", 0, "role") -> "messages.0.role": the field as the client wrote it.
+    location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    return ".".join(location) or None
+
+
 async def handle_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     first = errors[0] if errors else {}
-    # ("body", "messages", 0, "role") -> "messages.0.role": the field as the client wrote it.
-    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
-    param = ".".join(location) or None
+    param = _field(first)
     reason = first.get("msg", "Invalid request")
-    if first.get("type") == "json_invalid":
+    kind = first.get("type")
+    if kind == "json_invalid":
         message, param = "Request body is not valid JSON", None
+    elif kind == "extra_forbidden":
+        message = f"Unknown field '{param}'"
+    elif kind == "missing" and param:
+        # Name every missing field at once, not one per retry.
+        missing = [_field(error) for error in errors if error.get("type") == "missing"]
+        message = "Missing field" + ("s " if len(missing) > 1 else " ") + ", ".join(f"'{m}'" for m in missing)
+        if request.method == "PUT":
+            message += " (PUT replaces every field; PATCH changes only the fields sent)"
+        errors = [error for error in errors if error.get("type") != "missing"] + [first]
+    elif param and "input" in first and first["input"] is None:
+        message = f"'{param}' may not be null"
     else:
         message = f"Invalid value for '{param}': {reason}" if param else reason
     if len(errors) > 1:

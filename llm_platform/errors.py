@@ -64,6 +64,15 @@ class Conflict(PlatformError):
     code = "conflict"
 
 
+class Unprocessable(PlatformError):
+    """Each value valid alone, but not together, or not with what is stored: the status a schema's own
+    check would answer, so the same mistake answers alike however it is caught."""
+
+    status_code = 422
+    error_type = "invalid_request_error"
+    code = "invalid_request"
+
+
 class PayloadTooLarge(PlatformError):
     status_code = 413
     error_type = "invalid_request_error"

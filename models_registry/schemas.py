@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import MISSING, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from llm_platform.request_body import RequestBody
 from models_registry.models import ModelBackend, ModelKind
 
 ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")]
 
 
-class DefaultParams(BaseModel):
-    """Sampling defaults applied when a request leaves a parameter out."""
-
-    model_config = ConfigDict(extra="forbid")
+class DefaultParams(RequestBody):
+    """Sampling defaults applied when a request leaves a parameter out (null: the engine's own)."""
 
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
@@ -25,29 +24,34 @@ class DefaultParams(BaseModel):
     repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
 
 
-class ModelCreate(BaseModel):
+ModelSource = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+BaseUrl = Annotated[str, StringConstraints(pattern=r"^https?://", max_length=1000)]
+ContextLength = Annotated[int, Field(ge=16, le=1_048_576)]
+
+
+class ModelCreate(RequestBody):
+    """base_url is for backend `openai` only, and default_params.max_tokens at most context_length
+    (checked by the service, which checks an update against the stored row the same way)."""
+
     name: ModelName
     kind: ModelKind = ModelKind.chat
     backend: ModelBackend = ModelBackend.hf
-    source: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
-    base_url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=1000)] | None = None
-    context_length: Annotated[int, Field(ge=16, le=1_048_576)] = 4096
+    source: ModelSource
+    base_url: BaseUrl | None = None
+    context_length: ContextLength = 4096
     default_params: DefaultParams = DefaultParams()
     enabled: bool = True
 
-    @model_validator(mode="after")
-    def _base_url_iff_openai(self) -> Self:
-        if (self.backend is ModelBackend.openai) != (self.base_url is not None):
-            raise ValueError("base_url is required for backend 'openai' and only for it")
-        return self
 
+class ModelUpdate(RequestBody):
+    """PATCH: a field left out stays as it is. Only base_url may be null (the backend decides whether it
+    must be); default_params replaces the model's defaults as a whole (`{}`: none)."""
 
-class ModelUpdate(BaseModel):
-    source: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
-    base_url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=1000)] | None = None
-    context_length: Annotated[int, Field(ge=16, le=1_048_576)] | None = None
-    default_params: DefaultParams | None = None
-    enabled: bool | None = None
+    source: ModelSource | MISSING = MISSING
+    base_url: BaseUrl | MISSING | None = MISSING
+    context_length: ContextLength | MISSING = MISSING
+    default_params: DefaultParams | MISSING = MISSING
+    enabled: bool | MISSING = MISSING
 
 
 class ModelOut(BaseModel):
@@ -64,6 +68,12 @@ class ModelOut(BaseModel):
     enabled: bool
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("default_params", mode="before")
+    @classmethod
+    def _none_as_empty(cls, stored: object) -> object:
+        # A null stored before updates refused it must not hide the model from the listing that repairs it.
+        return {} if stored is None else stored
 
 
 class TenantModelOut(BaseModel):

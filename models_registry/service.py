@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.db import assign, save_unique, utcnow
-from llm_platform.errors import Conflict, NotFound
+from llm_platform.errors import Conflict, NotFound, Unprocessable
 from llm_platform.refreshing_cache import RefreshingCache
 from models_registry.models import Model, ModelBackend, ModelKind
 from tenants.policy import TenantPolicies
@@ -25,7 +27,22 @@ def model_not_found(name: str) -> NotFound:
     )
 
 
-async def register_model(session: AsyncSession, values: dict[str, object]) -> Model:
+def check_model(
+    backend: str, base_url: str | None, context_length: int, default_params: Mapping[str, object] | None
+) -> None:
+    """What a catalogue row must keep true, on registration and after any update."""
+    if (backend == ModelBackend.openai) != (base_url is not None):
+        raise Unprocessable("base_url is required for backend 'openai' and only for it", param="base_url")
+    max_tokens = (default_params or {}).get("max_tokens")
+    if isinstance(max_tokens, int) and max_tokens > context_length:
+        raise Unprocessable(
+            f"default_params.max_tokens ({max_tokens}) is above context_length ({context_length})",
+            param="default_params.max_tokens",
+        )
+
+
+async def register_model(session: AsyncSession, values: dict[str, Any]) -> Model:
+    check_model(values["backend"], values["base_url"], values["context_length"], values["default_params"])
     model = Model(**values)
     session.add(model)
     await save_unique(
@@ -46,8 +63,14 @@ async def get_model(session: AsyncSession, name: str) -> Model:
     return model
 
 
-async def update_model(session: AsyncSession, name: str, values: dict[str, object]) -> Model:
+async def update_model(session: AsyncSession, name: str, values: dict[str, Any]) -> Model:
+    """Changes the fields given, if the row they make keeps check_model's rules (else nothing changes)."""
     model = await get_model(session, name)
+    merged = {
+        field: values.get(field, getattr(model, field))
+        for field in ("base_url", "context_length", "default_params")
+    }
+    check_model(model.backend, **merged)
     assign(model, values)
     model.updated_at = utcnow()
     await session.commit()

@@ -21,11 +21,15 @@ from tenants.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
     KeyLimits,
-    LimitsIn,
+    KeyLimitsPatch,
+    KeyLimitsReplace,
     LimitsOut,
+    LimitsPatch,
+    LimitsReplace,
     PasswordReset,
-    SettingsIn,
     SettingsOut,
+    SettingsPatch,
+    SettingsReplace,
     TenantCreate,
     TenantOut,
     TenantUpdate,
@@ -61,7 +65,7 @@ async def update_tenant(
     tenant: str, body: TenantUpdate, session: SessionDep, state: StateDep, _: PlatformAdminDep
 ) -> TenantOut:
     found = await service.get_tenant(session, tenant)
-    updated = await service.update_tenant(session, found, name=body.name, status=body.status)
+    updated = await service.update_tenant(session, found, **body.model_dump())
     state.key_cache.forget(tenant_id=updated.id)  # a suspension stops the tenant's keys at once
     return TenantOut.model_validate(updated)
 
@@ -99,7 +103,7 @@ async def list_users(tenant: TenantDep, _: TenantAdminDep, session: SessionDep) 
 async def update_user(
     user_id: uuid.UUID, body: UserUpdate, tenant: TenantDep, _: TenantAdminDep, session: SessionDep
 ) -> UserOut:
-    user = await service.update_user(session, tenant.id, user_id, disabled=body.disabled, role=body.role)
+    user = await service.update_user(session, tenant.id, user_id, **body.model_dump())
     return UserOut.model_validate(user)
 
 
@@ -160,20 +164,36 @@ async def revoke_api_key(
 @tenant_admin_router.put("/keys/{key_id}/limits", tags=["api keys"])
 async def set_api_key_limits(
     key_id: uuid.UUID,
-    body: KeyLimits,
+    body: KeyLimitsReplace,
     tenant: TenantDep,
     _: TenantAdminDep,
     session: SessionDep,
     state: StateDep,
 ) -> ApiKeyOut:
-    """Replaces the key's own limits (null: only the tenant's apply). Tenant admins may set them, since
-    they can only tighten what the platform admin allowed the tenant."""
+    """Replaces the key's own limits; every one must be sent (null: only the tenant's applies). Tenant
+    admins may set them, since they can only tighten what the platform admin allowed the tenant."""
     changed = await service.set_key_limits(session, tenant.id, key_id, body.model_dump())
     state.key_cache.forget(key_id=key_id)  # the limits travel with the cached principal
     return ApiKeyOut.model_validate(changed)
 
 
+@tenant_admin_router.patch("/keys/{key_id}/limits", tags=["api keys"])
+async def patch_api_key_limits(
+    key_id: uuid.UUID,
+    body: KeyLimitsPatch,
+    tenant: TenantDep,
+    _: TenantAdminDep,
+    session: SessionDep,
+    state: StateDep,
+) -> ApiKeyOut:
+    """Changes the key's limits that are sent (null: only the tenant's applies); the others stay."""
+    changed = await service.set_key_limits(session, tenant.id, key_id, body.model_dump())
+    state.key_cache.forget(key_id=key_id)
+    return ApiKeyOut.model_validate(changed)
+
+
 # --- limits ---------------------------------------------------------------------------------------
+# Only platform admins set limits: a tenant that could raise its own quota would not be metered.
 
 
 @tenant_admin_router.get("/limits", tags=["limits"])
@@ -183,15 +203,26 @@ async def get_limits(tenant: TenantDep, _: TenantAdminDep, session: SessionDep) 
 
 @tenant_admin_router.put("/limits", tags=["limits"])
 async def put_limits(
-    body: LimitsIn, tenant: TenantDep, _: PlatformAdminDep, session: SessionDep, state: StateDep
+    body: LimitsReplace, tenant: TenantDep, _: PlatformAdminDep, session: SessionDep, state: StateDep
 ) -> LimitsOut:
-    """Only platform admins set limits: a tenant that could raise its own quota would not be metered."""
-    limits = LimitsOut.model_validate(await service.put_limits(session, tenant.id, body.model_dump()))
+    """Replaces the tenant's limits; every field must be sent (a limit's null: unlimited)."""
+    limits = LimitsOut.model_validate(await service.update_limits(session, tenant.id, body.model_dump()))
     state.policies.forget(tenant.id)  # other replicas pick the change up within a second
     return limits
 
 
+@tenant_admin_router.patch("/limits", tags=["limits"])
+async def patch_limits(
+    body: LimitsPatch, tenant: TenantDep, _: PlatformAdminDep, session: SessionDep, state: StateDep
+) -> LimitsOut:
+    """Changes the limits that are sent (a limit's null: unlimited); the others stay as they are."""
+    limits = LimitsOut.model_validate(await service.update_limits(session, tenant.id, body.model_dump()))
+    state.policies.forget(tenant.id)
+    return limits
+
+
 # --- settings -------------------------------------------------------------------------------------
+# Caching and the audit log's text policy are the tenant's own choice: its admins set them.
 
 
 @tenant_admin_router.get("/settings", tags=["settings"])
@@ -201,9 +232,19 @@ async def get_settings(tenant: TenantDep, _: TenantAdminDep, session: SessionDep
 
 @tenant_admin_router.put("/settings", tags=["settings"])
 async def put_settings(
-    body: SettingsIn, tenant: TenantDep, _: TenantAdminDep, session: SessionDep, state: StateDep
+    body: SettingsReplace, tenant: TenantDep, _: TenantAdminDep, session: SessionDep, state: StateDep
 ) -> SettingsOut:
-    """Caching and the audit log's text policy are the tenant's own choice: its admins set them."""
-    settings = SettingsOut.model_validate(await service.put_settings(session, tenant.id, body.model_dump()))
+    """Replaces the tenant's settings; every field must be sent."""
+    settings = await service.update_settings(session, tenant.id, body.model_dump())
     state.policies.forget(tenant.id)
-    return settings
+    return SettingsOut.model_validate(settings)
+
+
+@tenant_admin_router.patch("/settings", tags=["settings"])
+async def patch_settings(
+    body: SettingsPatch, tenant: TenantDep, _: TenantAdminDep, session: SessionDep, state: StateDep
+) -> SettingsOut:
+    """Changes the settings that are sent; the others stay as they are."""
+    settings = await service.update_settings(session, tenant.id, body.model_dump())
+    state.policies.forget(tenant.id)
+    return SettingsOut.model_validate(settings)

@@ -6,8 +6,9 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import MISSING, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
+from llm_platform.request_body import RequestBody, patching, replacing
 from tenants.models import ApiKeyScope, FailMode, TenantStatus, UserRole
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
@@ -30,7 +31,7 @@ RESERVED_SLUGS = frozenset(
 )
 
 
-class TenantCreate(BaseModel):
+class TenantCreate(RequestBody):
     slug: Slug
     name: DisplayName | None = None
 
@@ -42,9 +43,11 @@ class TenantCreate(BaseModel):
         return slug
 
 
-class TenantUpdate(BaseModel):
-    name: DisplayName | None = None
-    status: TenantStatus | None = None
+class TenantUpdate(RequestBody):
+    """PATCH: a field left out stays as it is; neither may be null."""
+
+    name: DisplayName | MISSING = MISSING
+    status: TenantStatus | MISSING = MISSING
 
 
 class TenantOut(ORMModel):
@@ -58,18 +61,20 @@ class TenantOut(ORMModel):
 # --- users ----------------------------------------------------------------------------------------
 
 
-class UserCreate(BaseModel):
+class UserCreate(RequestBody):
     email: EmailStr
     password: Password
     role: UserRole = UserRole.member
 
 
-class UserUpdate(BaseModel):
-    disabled: bool | None = None
-    role: UserRole | None = None
+class UserUpdate(RequestBody):
+    """PATCH: a field left out stays as it is; neither may be null."""
+
+    disabled: bool | MISSING = MISSING
+    role: UserRole | MISSING = MISSING
 
 
-class PasswordReset(BaseModel):
+class PasswordReset(RequestBody):
     password: Password
 
 
@@ -97,7 +102,13 @@ class KeyLimits(BaseModel):
     daily_token_quota: Limit | None = None
 
 
-class ApiKeyCreate(KeyLimits):
+KeyLimitsReplace = replacing(KeyLimits, "KeyLimitsReplace")
+KeyLimitsPatch = patching(KeyLimits, "KeyLimitsPatch")
+
+
+class ApiKeyCreate(RequestBody, KeyLimits):
+    """Limits left out are null: only the tenant's apply."""
+
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     scopes: Annotated[list[ApiKeyScope], Field(min_length=1)] = [ApiKeyScope.inference]
     expires_at: datetime | None = Field(default=None, description="UTC; a naive time is read as UTC")
@@ -122,8 +133,9 @@ class ApiKeyCreated(ApiKeyOut):
 # --- limits ---------------------------------------------------------------------------------------
 
 
-class LimitsIn(KeyLimits):
-    """Every limit null means unlimited; allowed_models null means every enabled model."""
+class TenantLimitFields(KeyLimits):
+    """Every limit null means unlimited; allowed_models null means every enabled model; fail_mode is
+    never null."""
 
     fail_mode: FailMode = Field(
         default=FailMode.open,
@@ -133,15 +145,19 @@ class LimitsIn(KeyLimits):
     allowed_models: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = None
 
 
-class LimitsOut(LimitsIn, ORMModel):
+LimitsReplace = replacing(TenantLimitFields, "TenantLimitsReplace")
+LimitsPatch = patching(TenantLimitFields, "TenantLimitsPatch")
+
+
+class LimitsOut(TenantLimitFields, ORMModel):
     updated_at: datetime
 
 
 # --- settings -------------------------------------------------------------------------------------
 
 
-class SettingsIn(BaseModel):
-    """The tenant's own choices. PUT replaces them all: an omitted field returns to its default."""
+class SettingsFields(BaseModel):
+    """The tenant's own choices (the defaults are a tenant's until it changes them); none is ever null."""
 
     cache_enabled: bool = Field(default=True, description="Serve repeated deterministic requests from cache")
     cache_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400, description="How long an answer stays cached")] = (
@@ -159,7 +175,11 @@ class SettingsIn(BaseModel):
     )
 
 
-class SettingsOut(SettingsIn, ORMModel):
+SettingsReplace = replacing(SettingsFields, "TenantSettingsReplace")
+SettingsPatch = patching(SettingsFields, "TenantSettingsPatch")
+
+
+class SettingsOut(SettingsFields, ORMModel):
     updated_at: datetime | None = None
 
 

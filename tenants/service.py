@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 
 from passlib.context import CryptContext
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.auth.security import generate_api_key
@@ -35,7 +35,7 @@ async def create_tenant(
     session: AsyncSession, slug: str, name: str | None = None, limits: dict[str, int | None] | None = None
 ) -> Tenant:
     """Creates a tenant with the given starting limits (the platform's defaults; unlimited if none);
-    platform admins change them with PUT .../admin/limits."""
+    platform admins change them at .../admin/limits."""
     tenant = Tenant(slug=slug, name=name or slug, status=TenantStatus.active)
     session.add(tenant)
     exists = Conflict(f"A tenant with slug '{slug}' already exists", code="tenant_exists", param="slug")
@@ -63,7 +63,8 @@ async def list_tenants(session: AsyncSession) -> list[Tenant]:
 async def update_tenant(
     session: AsyncSession, tenant: Tenant, *, name: str | None = None, status: TenantStatus | None = None
 ) -> Tenant:
-    """Renames or suspends/reactivates. Suspension takes effect on the next request of every credential."""
+    """Renames or suspends/reactivates (None: unchanged). Suspension takes effect on the next request of
+    every credential."""
     if name is not None:
         tenant.name = name
     if status is not None:
@@ -116,8 +117,12 @@ async def list_users(session: AsyncSession, tenant_id: uuid.UUID) -> list[User]:
     )
 
 
-async def get_user(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> User:
-    user = await session.scalar(select(User).where(User.id == user_id, User.tenant_id == tenant_id))
+async def get_user(
+    session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID, *, fresh: bool = False
+) -> User:
+    """A user of this tenant (`fresh`: re-read even if this session holds it already)."""
+    query = select(User).where(User.id == user_id, User.tenant_id == tenant_id)
+    user = await session.scalar(query.execution_options(populate_existing=fresh))
     if user is None:
         raise NotFound("User not found", code="user_not_found")
     return user
@@ -131,11 +136,23 @@ async def update_user(
     disabled: bool | None = None,
     role: UserRole | None = None,
 ) -> User:
-    """Disables/enables a user or changes their role; disabling ends their sessions at once."""
-    user = await get_user(session, tenant_id, user_id)
+    """Disables/enables a user or changes their role; disabling ends their sessions at once. The
+    tenant's last enabled tenant admin can be neither demoted nor disabled: nobody could then
+    administer the tenant but a platform admin."""
+    if role is UserRole.platform_admin:
+        raise BadRequest("Tenant users cannot be platform admins", code="invalid_role", param="role")
+    # Changes to a tenant's users queue on its row, so two admins demoting each other at once cannot
+    # both see the other still an admin. NO KEY: rows that only refer to the tenant are not held up.
+    await session.scalar(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
+    user = await get_user(session, tenant_id, user_id, fresh=True)
+    stays_admin = (role or user.role) is UserRole.tenant_admin and not (
+        user.disabled if disabled is None else disabled
+    )
+    if user.role is UserRole.tenant_admin and not user.disabled and not stays_admin:
+        await _keep_an_admin(
+            session, tenant_id, user, param="role" if role is UserRole.member else "disabled"
+        )
     if role is not None:
-        if role is UserRole.platform_admin:
-            raise BadRequest("Tenant users cannot be platform admins", code="invalid_role", param="role")
         user.role = role
     if disabled is not None:
         user.disabled = disabled
@@ -143,6 +160,25 @@ async def update_user(
             await revoke_user_sessions(session, user.id)
     await session.commit()
     return user
+
+
+async def _keep_an_admin(session: AsyncSession, tenant_id: uuid.UUID, leaving: User, *, param: str) -> None:
+    others = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(
+            User.tenant_id == tenant_id,
+            User.role == UserRole.tenant_admin,
+            User.disabled.is_(False),
+            User.id != leaving.id,
+        )
+    )
+    if not others:
+        raise Conflict(
+            f"{leaving.email} is the tenant's last tenant admin: make another user a tenant admin first",
+            code="last_tenant_admin",
+            param=param,
+        )
 
 
 async def reset_password(
@@ -225,7 +261,7 @@ async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uu
 async def set_key_limits(
     session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID, limits: dict[str, int | None]
 ) -> ApiKey:
-    """Replaces a key's own limits as a whole (an omitted one becomes: only the tenant's applies)."""
+    """Sets the key's limits that are given (None: only the tenant's applies); the others stay."""
     api_key = await get_api_key(session, tenant_id, key_id)
     await _check_key_limits(session, tenant_id, limits)
     assign(api_key, limits)
@@ -260,8 +296,10 @@ async def get_limits(session: AsyncSession, tenant_id: uuid.UUID) -> TenantLimit
     return limits
 
 
-async def put_limits(session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object]) -> TenantLimits:
-    """Replaces the tenant's limits as a whole (PUT semantics: an omitted field becomes unlimited)."""
+async def update_limits(
+    session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object]
+) -> TenantLimits:
+    """Sets the tenant's limits that are given (None: unlimited); the others stay."""
     limits = await get_limits(session, tenant_id)
     assign(limits, values)
     limits.updated_at = utcnow()
@@ -285,13 +323,12 @@ async def get_settings(session: AsyncSession, tenant_id: uuid.UUID) -> TenantSet
     )
 
 
-async def put_settings(
+async def update_settings(
     session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object]
 ) -> TenantSettings:
-    settings = await session.get(TenantSettings, tenant_id)
-    if settings is None:
-        settings = TenantSettings(tenant_id=tenant_id)
-        session.add(settings)
+    """Sets the settings that are given; the others keep their value (or default, if never saved)."""
+    settings = await get_settings(session, tenant_id)
+    session.add(settings)  # a tenant's first change saves the defaults it leaves alone
     assign(settings, values)
     settings.updated_at = utcnow()
     await session.commit()

@@ -52,6 +52,15 @@ TABLES = (
     "tenants",
 )  # models survive: see register_model
 PASSWORD = "correct horse battery staple"
+# A tenant's limits as PUT /{tenant}/admin/limits wants them named (null: unlimited, every model).
+LIMIT_FIELDS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "concurrent_requests",
+    "monthly_token_quota",
+    "daily_token_quota",
+    "allowed_models",
+)
 
 
 def _unreachable(what: str, exc: Exception) -> None:
@@ -262,7 +271,8 @@ class PlatformHelper:
 
     def set_limits(self, tenant: TenantCtx, **limits: object) -> dict:
         """Replaces the tenant's limits as a platform admin (what is not given becomes unlimited)."""
-        response = self.client.put(f"/{tenant.slug}/admin/limits", json=limits, headers=self.admin_headers)
+        body = dict.fromkeys(LIMIT_FIELDS) | {"fail_mode": "open"} | limits
+        response = self.client.put(f"/{tenant.slug}/admin/limits", json=body, headers=self.admin_headers)
         assert response.status_code == 200, response.text
         return response.json()
 

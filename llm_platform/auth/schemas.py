@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from llm_platform.request_body import RequestBody
+
 
 class TokenResponse(BaseModel):
     access_token: str
@@ -15,7 +17,7 @@ class TokenResponse(BaseModel):
     expires_in: int = Field(description="Seconds until the access token expires")
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(RequestBody):
     refresh_token: str = Field(min_length=1, max_length=512)
 
 

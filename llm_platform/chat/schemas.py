@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_platform.chat.openai_protocol import Usage
+from llm_platform.request_body import RequestBody
 
 
 class HistoryMessage(BaseModel):
@@ -55,7 +56,7 @@ class ChatDone(BaseModel):
     model: str
 
 
-class ConversationCreate(BaseModel):
+class ConversationCreate(RequestBody):
     title: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
 

@@ -53,7 +53,7 @@ def test_a_chat_call_is_one_row_with_what_happened(served, tenant_a):
 
 
 def test_text_is_kept_only_where_the_tenant_says_so(served, tenant_a):
-    served.client.put(
+    served.client.patch(
         f"/{tenant_a.slug}/admin/settings", json={"audit_store_text": True}, headers=tenant_a.admin_headers
     )
     key = served.create_key(tenant_a)["key"]

@@ -173,3 +173,17 @@ def test_token_of_unknown_user_and_garbage_are_rejected(platform, tenant_a):
 def test_platform_admin_logs_in_without_a_tenant(platform):
     me = platform.client.get("/auth/me", headers=platform.admin_headers).json()
     assert me["role"] == "platform_admin" and me["tenant"] is None
+
+
+def test_auth_bodies_refuse_unknown_fields(platform, tenant_a):
+    tokens = platform.login(tenant_a.admin_email, tenant=tenant_a.slug)
+    for path in ("/auth/refresh", "/auth/logout"):
+        response = platform.client.post(
+            path, json={"refresh_token": tokens["refresh_token"], "revoke_all": True}
+        )
+        assert assert_error(response, 422)["param"] == "revoke_all"
+    # Neither call did anything: the token still refreshes.
+    assert (
+        platform.client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code
+        == 200
+    )

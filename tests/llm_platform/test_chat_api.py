@@ -109,7 +109,7 @@ def test_models_a_tenant_may_not_use_answer_404(served, platform, tenant_a):
     client, headers = served
     models = client.get("/v1/models", headers=headers).json()
     assert models["object"] == "list" and TINY_MODEL in [m["id"] for m in models["data"]]
-    platform.client.put(
+    platform.client.patch(
         f"/{tenant_a.slug}/admin/limits",
         json={"allowed_models": ["smollm2-135m"]},
         headers=platform.admin_headers,

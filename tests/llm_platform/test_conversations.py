@@ -115,3 +115,10 @@ def test_conversations_belong_to_their_owner(served, platform, tenant_a, tenant_
     )
     assert_error(used_by_other, 404, "conversation_not_found")
     assert_error(client.get(f"/{tenant_a.slug}/conversations/not-a-uuid", headers=headers), 404)
+
+
+def test_a_conversation_body_refuses_unknown_fields(platform, tenant_a):
+    headers = bearer(platform.create_key(tenant_a)["key"])
+    response = platform.client.post(f"/{tenant_a.slug}/conversations", json={"titel": "x"}, headers=headers)
+    assert assert_error(response, 422)["param"] == "titel"
+    assert platform.client.get(f"/{tenant_a.slug}/conversations", headers=headers).json() == []

@@ -118,7 +118,7 @@ def test_key_limits_apply_on_top_of_the_tenants(served, tenant_a):
 
 def test_a_keys_daily_quota(served, tenant_a):
     first = served.create_key(tenant_a)
-    served.client.put(
+    served.client.patch(
         f"/{tenant_a.slug}/admin/keys/{first['id']}/limits",
         json={"daily_token_quota": 300},
         headers=tenant_a.admin_headers,

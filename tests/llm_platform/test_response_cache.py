@@ -90,7 +90,7 @@ def test_sampled_answers_are_cached_only_with_a_seed_or_the_tenants_consent(serv
         assert _chat(served, key, temperature=1.0).headers["x-cache"] == "miss"
     _chat(served, key, temperature=1.0, seed=7)
     assert _chat(served, key, temperature=1.0, seed=7).headers["x-cache"] == "hit"
-    response = served.client.put(
+    response = served.client.patch(
         f"/{tenant_a.slug}/admin/settings", json={"cache_sampled": True}, headers=tenant_a.admin_headers
     )
     assert response.status_code == 200 and response.json()["cache_sampled"] is True
@@ -100,7 +100,7 @@ def test_sampled_answers_are_cached_only_with_a_seed_or_the_tenants_consent(serv
 
 def test_a_tenant_can_turn_caching_off(served, tenant_a):
     key = served.create_key(tenant_a)["key"]
-    served.client.put(
+    served.client.patch(
         f"/{tenant_a.slug}/admin/settings", json={"cache_enabled": False}, headers=tenant_a.admin_headers
     )
     assert [_chat(served, key).headers["x-cache"] for _ in range(2)] == ["miss", "miss"]
@@ -120,7 +120,7 @@ def test_settings_are_the_tenants_own(served, tenant_a, tenant_b):
     assert defaults["cache_enabled"] is True and defaults["cache_ttl_s"] == 3600
     assert defaults["audit_store_text"] is False
     assert_error(served.client.get(f"/{tenant_b.slug}/admin/settings", headers=tenant_a.admin_headers), 404)
-    response = served.client.put(
+    response = served.client.patch(
         f"/{tenant_a.slug}/admin/settings", json={"cache_ttl_s": 0}, headers=tenant_a.admin_headers
     )
     assert assert_error(response, 422)["param"] == "cache_ttl_s"

@@ -15,7 +15,7 @@ from tests.workers import wait_registered
 def key(tiny_worker, platform, tenant_a, redis_url) -> str:  # type: ignore[no-untyped-def]
     wait_registered(redis_url, TINY_MODEL)
     # The socket's answers must come from the engine, not from the cache the HTTP requests fill.
-    platform.client.put(
+    platform.client.patch(
         f"/{tenant_a.slug}/admin/settings", json={"cache_enabled": False}, headers=tenant_a.admin_headers
     )
     return platform.create_key(tenant_a)["key"]

@@ -116,3 +116,14 @@ def test_keys_of_another_tenant_are_invisible(platform, tenant_a, tenant_b):
         == platform.client.get(f"/{tenant_b.slug}/admin/keys", headers=tenant_a.admin_headers).json()
     )
     assert platform.client.get("/auth/me", headers=bearer(key_b["key"])).status_code == 200
+
+
+def test_a_misspelt_key_field_is_refused_not_ignored(platform, tenant_a):
+    response = platform.client.post(
+        f"/{tenant_a.slug}/admin/keys",
+        json={"name": "ops", "scope": ["admin"]},
+        headers=tenant_a.admin_headers,
+    )
+    error = assert_error(response, 422)
+    assert error["param"] == "scope" and "scope" in error["message"]
+    assert platform.client.get(f"/{tenant_a.slug}/admin/keys", headers=tenant_a.admin_headers).json() == []

@@ -9,8 +9,12 @@ LIMITS = {
     "tokens_per_minute": 10_000,
     "concurrent_requests": 4,
     "monthly_token_quota": 5_000_000_000,
+    "daily_token_quota": None,
+    "fail_mode": "open",
     "allowed_models": ["smollm2-135m"],
 }
+KEY_LIMITS = ("requests_per_minute", "tokens_per_minute", "concurrent_requests", "monthly_token_quota")
+KEY_LIMITS += ("daily_token_quota",)
 
 
 def test_new_tenant_gets_the_platform_defaults(platform, tenant_a):
@@ -28,12 +32,11 @@ def test_platform_admin_sets_limits_and_the_tenant_admin_reads_them(platform, te
     assert put.status_code == 200
     read = platform.client.get(f"/{tenant_a.slug}/admin/limits", headers=tenant_a.admin_headers).json()
     assert {k: read[k] for k in LIMITS} == LIMITS
-    # PUT replaces the whole set: what is omitted becomes unlimited again.
-    platform.client.put(
-        f"/{tenant_a.slug}/admin/limits", json={"requests_per_minute": 5}, headers=platform.admin_headers
-    )
+    # PUT replaces the whole set: a null lifts a limit, or the allowed-models list.
+    unlimited = LIMITS | {"requests_per_minute": 5, "tokens_per_minute": None, "allowed_models": None}
+    platform.client.put(f"/{tenant_a.slug}/admin/limits", json=unlimited, headers=platform.admin_headers)
     read = platform.client.get(f"/{tenant_a.slug}/admin/limits", headers=tenant_a.admin_headers).json()
-    assert read["requests_per_minute"] == 5 and read["allowed_models"] is None
+    assert {k: read[k] for k in LIMITS} == unlimited
 
 
 def test_tenant_admin_cannot_raise_their_own_limits(platform, tenant_a):
@@ -44,10 +47,10 @@ def test_tenant_admin_cannot_raise_their_own_limits(platform, tenant_a):
 
 
 def test_negative_limits_are_refused(platform, tenant_a):
-    response = platform.client.put(
-        f"/{tenant_a.slug}/admin/limits", json={"tokens_per_minute": -1}, headers=platform.admin_headers
-    )
-    assert assert_error(response, 422)["param"] == "tokens_per_minute"
+    url = f"/{tenant_a.slug}/admin/limits"
+    for method, body in (("put", LIMITS | {"tokens_per_minute": -1}), ("patch", {"tokens_per_minute": -1})):
+        response = getattr(platform.client, method)(url, json=body, headers=platform.admin_headers)
+        assert assert_error(response, 422)["param"] == "tokens_per_minute"
 
 
 def test_limits_of_another_tenant_are_invisible(platform, tenant_a, tenant_b):
@@ -55,16 +58,12 @@ def test_limits_of_another_tenant_are_invisible(platform, tenant_a, tenant_b):
 
 
 def test_key_limits_are_set_on_creation_and_replaced_later(platform, tenant_a):
-    platform.client.put(
-        f"/{tenant_a.slug}/admin/limits",
-        json={"requests_per_minute": 100, "monthly_token_quota": 1000},
-        headers=platform.admin_headers,
-    )
+    platform.set_limits(tenant_a, requests_per_minute=100, monthly_token_quota=1000)
     key = platform.create_key(tenant_a, requests_per_minute=10, daily_token_quota=500)
     assert key["requests_per_minute"] == 10 and key["daily_token_quota"] == 500
     replaced = platform.client.put(
         f"/{tenant_a.slug}/admin/keys/{key['id']}/limits",
-        json={"monthly_token_quota": 900},
+        json=dict.fromkeys(KEY_LIMITS) | {"monthly_token_quota": 900},
         headers=tenant_a.admin_headers,
     )
     assert replaced.status_code == 200, replaced.text
@@ -74,9 +73,7 @@ def test_key_limits_are_set_on_creation_and_replaced_later(platform, tenant_a):
 
 
 def test_a_key_limit_above_the_tenant_limit_is_refused(platform, tenant_a):
-    platform.client.put(
-        f"/{tenant_a.slug}/admin/limits", json={"tokens_per_minute": 1000}, headers=platform.admin_headers
-    )
+    platform.set_limits(tenant_a, tokens_per_minute=1000)
     response = platform.client.post(
         f"/{tenant_a.slug}/admin/keys",
         json={"name": "greedy", "tokens_per_minute": 5000},
@@ -84,7 +81,7 @@ def test_a_key_limit_above_the_tenant_limit_is_refused(platform, tenant_a):
     )
     assert assert_error(response, 400, "limit_above_tenant")["param"] == "tokens_per_minute"
     key = platform.create_key(tenant_a)
-    response = platform.client.put(
+    response = platform.client.patch(
         f"/{tenant_a.slug}/admin/keys/{key['id']}/limits",
         json={"tokens_per_minute": 1001},
         headers=tenant_a.admin_headers,
@@ -94,15 +91,76 @@ def test_a_key_limit_above_the_tenant_limit_is_refused(platform, tenant_a):
 
 def test_another_tenants_key_limits_cannot_be_set(platform, tenant_a, tenant_b):
     key = platform.create_key(tenant_b)
-    response = platform.client.put(
+    response = platform.client.patch(
         f"/{tenant_a.slug}/admin/keys/{key['id']}/limits",
         json={"requests_per_minute": 1},
         headers=tenant_a.admin_headers,
     )
     assert_error(response, 404, "api_key_not_found")
-    response = platform.client.put(
+    response = platform.client.patch(
         f"/{tenant_b.slug}/admin/keys/{key['id']}/limits",
         json={"requests_per_minute": 1},
         headers=tenant_a.admin_headers,
     )
     assert_error(response, 404)
+
+
+def test_a_put_of_limits_must_name_every_field_and_changes_nothing_otherwise(platform, tenant_a):
+    url = f"/{tenant_a.slug}/admin/limits"
+    before = platform.client.get(url, headers=tenant_a.admin_headers).json()
+    response = platform.client.put(url, json={"requests_per_minute": 5}, headers=platform.admin_headers)
+    error = assert_error(response, 422)
+    assert error["param"] == "tokens_per_minute"
+    for missing in ("tokens_per_minute", "concurrent_requests", "fail_mode", "allowed_models"):
+        assert missing in error["message"]
+    assert "PATCH" in error["message"]
+    assert platform.client.get(url, headers=tenant_a.admin_headers).json() == before
+    # Null is "unlimited" for a limit and "every model" for allowed_models, but fail_mode has no null.
+    full = dict.fromkeys(("tokens_per_minute", "concurrent_requests", "monthly_token_quota"), None)
+    full |= {"requests_per_minute": 5, "daily_token_quota": None, "fail_mode": None, "allowed_models": None}
+    error = assert_error(platform.client.put(url, json=full, headers=platform.admin_headers), 422)
+    assert error["param"] == "fail_mode" and "null" in error["message"]
+    put = platform.client.put(url, json=full | {"fail_mode": "closed"}, headers=platform.admin_headers)
+    assert put.status_code == 200 and put.json()["tokens_per_minute"] is None
+
+
+def test_a_patch_of_limits_changes_only_what_it_names(platform, tenant_a):
+    url = f"/{tenant_a.slug}/admin/limits"
+    stored = LIMITS | {"daily_token_quota": 900, "fail_mode": "closed"}
+    platform.client.put(url, json=stored, headers=platform.admin_headers)
+    patched = platform.client.patch(url, json={"requests_per_minute": 5}, headers=platform.admin_headers)
+    assert patched.status_code == 200, patched.text
+    read = platform.client.get(url, headers=tenant_a.admin_headers).json()
+    assert {k: read[k] for k in LIMITS} == stored | {"requests_per_minute": 5}
+    # An explicit null lifts a limit (and allows every model); fail_mode cannot be null.
+    lifted = platform.client.patch(
+        url, json={"tokens_per_minute": None, "allowed_models": None}, headers=platform.admin_headers
+    )
+    assert lifted.json()["tokens_per_minute"] is None and lifted.json()["allowed_models"] is None
+    assert lifted.json()["concurrent_requests"] == LIMITS["concurrent_requests"]
+    for body, param in (
+        ({"fail_mode": None}, "fail_mode"),
+        ({"requests_per_minut": 1}, "requests_per_minut"),
+    ):
+        response = platform.client.patch(url, json=body, headers=platform.admin_headers)
+        assert assert_error(response, 422)["param"] == param
+    assert_error(
+        platform.client.patch(url, json={"requests_per_minute": 1}, headers=tenant_a.admin_headers), 403
+    )
+
+
+def test_key_limits_put_needs_every_field_and_patch_changes_one(platform, tenant_a):
+    key = platform.create_key(tenant_a, requests_per_minute=10, daily_token_quota=500)
+    url = f"/{tenant_a.slug}/admin/keys/{key['id']}/limits"
+    error = assert_error(
+        platform.client.put(url, json={"monthly_token_quota": 900}, headers=tenant_a.admin_headers), 422
+    )
+    assert error["param"] == "requests_per_minute" and "daily_token_quota" in error["message"]
+    patched = platform.client.patch(url, json={"monthly_token_quota": 900}, headers=tenant_a.admin_headers)
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["monthly_token_quota"], patched.json()["requests_per_minute"]) == (900, 10)
+    assert patched.json()["daily_token_quota"] == 500
+    lifted = platform.client.patch(url, json={"daily_token_quota": None}, headers=tenant_a.admin_headers)
+    assert lifted.json()["daily_token_quota"] is None and lifted.json()["requests_per_minute"] == 10
+    unknown = platform.client.patch(url, json={"rpm": 1}, headers=tenant_a.admin_headers)
+    assert assert_error(unknown, 422)["param"] == "rpm"

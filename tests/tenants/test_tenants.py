@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
+
 from tests.conftest import assert_error, bearer
 
 
@@ -74,3 +76,21 @@ def test_platform_admin_may_act_on_any_tenant(platform, tenant_a):
     users = platform.client.get(f"/{tenant_a.slug}/admin/users", headers=platform.admin_headers)
     assert users.status_code == 200 and [u["email"] for u in users.json()] == [tenant_a.admin_email]
     assert_error(platform.client.get("/no-such-tenant/admin/users", headers=platform.admin_headers), 404)
+
+
+def test_a_tenant_update_refuses_nulls_and_unknown_fields_by_name(platform, tenant_a, db_engine):
+    url = f"/admin/tenants/{tenant_a.slug}"
+    for body, param in (
+        ({"name": None}, "name"),
+        ({"status": None}, "status"),
+        ({"name": "Alpha", "state": "suspended"}, "state"),
+    ):
+        error = assert_error(platform.client.patch(url, json=body, headers=platform.admin_headers), 422)
+        assert error["param"] == param and param in error["message"]
+    with db_engine.connect() as connection:
+        row = connection.execute(text("SELECT name, status FROM tenants WHERE slug = 'alpha'")).one()
+    assert tuple(row) == ("alpha", "active")
+    created = platform.client.post(
+        "/admin/tenants", json={"slug": "acme", "limits": {}}, headers=platform.admin_headers
+    )
+    assert assert_error(created, 422)["param"] == "limits"

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
+from llm_platform.db import create_engine_for, create_session_factory
+from llm_platform.errors import Conflict
+from tenants import service
+from tenants.models import UserRole
 from tests.conftest import PASSWORD, assert_error, bearer
 
 
@@ -94,3 +101,120 @@ def test_users_of_another_tenant_are_invisible(platform, tenant_a, tenant_b):
     )
     assert_error(reset, 404, "user_not_found")
     assert platform.login("member@example.com", tenant=tenant_b.slug)["access_token"]
+
+
+def _users(platform, tenant) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    listing = platform.client.get(f"/{tenant.slug}/admin/users", headers=platform.admin_headers)
+    return {user["email"]: user for user in listing.json()}
+
+
+def test_a_user_update_refuses_nulls_and_unknown_fields_by_name(platform, tenant_a):
+    user = platform.create_user(tenant_a.slug, "member@example.com", headers=tenant_a.admin_headers)
+    url = f"/{tenant_a.slug}/admin/users/{user['id']}"
+    for body, param in (
+        ({"disabled": None}, "disabled"),
+        ({"role": None}, "role"),
+        ({"roles": "x"}, "roles"),
+    ):
+        error = assert_error(platform.client.patch(url, json=body, headers=tenant_a.admin_headers), 422)
+        assert error["param"] == param and param in error["message"]
+    after = _users(platform, tenant_a)["member@example.com"]
+    assert after["role"] == "member" and after["disabled"] is False
+    created = platform.client.post(
+        f"/{tenant_a.slug}/admin/users",
+        json={"email": "c@example.com", "password": PASSWORD, "rol": "tenant_admin"},
+        headers=tenant_a.admin_headers,
+    )
+    assert assert_error(created, 422)["param"] == "rol"
+    reset = platform.client.post(
+        f"{url}/password", json={"password": PASSWORD, "notify": True}, headers=tenant_a.admin_headers
+    )
+    assert assert_error(reset, 422)["param"] == "notify"
+
+
+def test_the_last_tenant_admin_cannot_be_demoted_or_disabled(platform, tenant_a):
+    first = _users(platform, tenant_a)[tenant_a.admin_email]
+    first_url = f"/{tenant_a.slug}/admin/users/{first['id']}"
+    for headers in (tenant_a.admin_headers, platform.admin_headers):
+        for body in ({"role": "member"}, {"disabled": True}, {"role": "member", "disabled": True}):
+            error = assert_error(
+                platform.client.patch(first_url, json=body, headers=headers), 409, "last_tenant_admin"
+            )
+            assert "last" in error["message"] and error["param"] in ("role", "disabled")
+    assert _users(platform, tenant_a)[tenant_a.admin_email] == first
+    assert (
+        platform.client.get(f"/{tenant_a.slug}/admin/users", headers=tenant_a.admin_headers).status_code
+        == 200
+    )
+
+    # With a second admin the first may step down; then the second is the last one.
+    second = platform.create_user(tenant_a.slug, "second@example.com", role="tenant_admin")
+    second_url = f"/{tenant_a.slug}/admin/users/{second['id']}"
+    assert (
+        platform.client.patch(first_url, json={"role": "member"}, headers=tenant_a.admin_headers).status_code
+        == 200
+    )
+    assert_error(
+        platform.client.patch(second_url, json={"disabled": True}, headers=platform.admin_headers), 409
+    )
+    # A disabled admin administers nothing, so it does not count.
+    third = platform.create_user(tenant_a.slug, "third@example.com", role="tenant_admin")
+    third_url = f"/{tenant_a.slug}/admin/users/{third['id']}"
+    assert (
+        platform.client.patch(third_url, json={"disabled": True}, headers=platform.admin_headers).status_code
+        == 200
+    )
+    assert_error(
+        platform.client.patch(second_url, json={"role": "member"}, headers=platform.admin_headers), 409
+    )
+    # Changes that keep an admin are untouched by the rule.
+    assert (
+        platform.client.patch(
+            second_url, json={"role": "tenant_admin"}, headers=platform.admin_headers
+        ).status_code
+        == 200
+    )
+    assert (
+        platform.client.patch(third_url, json={"disabled": False}, headers=platform.admin_headers).status_code
+        == 200
+    )
+    assert (
+        platform.client.patch(second_url, json={"role": "member"}, headers=platform.admin_headers).status_code
+        == 200
+    )
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(platform, tenant_a, settings):
+    """Each sees the other still an admin unless the check and the change are serialised per tenant."""
+    second = platform.create_user(tenant_a.slug, "second@example.com", role="tenant_admin")
+    first = _users(platform, tenant_a)[tenant_a.admin_email]
+
+    async def demote_both() -> list[str]:
+        engine = create_engine_for(settings)
+        sessions = create_session_factory(engine)
+
+        async def demote(user_id: str) -> str:
+            async with sessions() as session:
+                try:
+                    await service.update_user(
+                        session, uuid.UUID(tenant_a.id), uuid.UUID(user_id), role=UserRole.member
+                    )
+                except Conflict:
+                    return "refused"
+                return "demoted"
+
+        try:
+            return await asyncio.gather(demote(first["id"]), demote(second["id"]))
+        finally:
+            await engine.dispose()
+
+    for _ in range(3):  # the race is timing-dependent: give it more than one chance to show
+        assert sorted(asyncio.run(demote_both())) == ["demoted", "refused"]
+        admins = [u for u in _users(platform, tenant_a).values() if u["role"] == "tenant_admin"]
+        assert len(admins) == 1
+        for user in (first, second):
+            platform.client.patch(
+                f"/{tenant_a.slug}/admin/users/{user['id']}",
+                json={"role": "tenant_admin"},
+                headers=platform.admin_headers,
+            )
