@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import signal
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -61,32 +62,41 @@ def serve(
     ] = False,
 ) -> None:
     """Start the API server. In embedded mode the database is migrated first and a worker is started
-    for each enabled bundled model."""
+    for each enabled hf model."""
     import uvicorn
 
     settings = _load_settings()
     if settings.embedded:
         upgrade_to_head(settings.resolved_database_url)
     from llm_platform.app import create_app
-    from llm_platform.workers import spawn_bundled_workers, stop_workers
+    from llm_platform.workers import WorkerSupervisor, served_models
 
     if host or port:  # workers report to the address this server really binds
         settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
-    children = (
-        spawn_bundled_workers(settings)
-        if settings.embedded and settings.serve_workers and not no_workers
-        else []
+    models = (
+        served_models(settings) if settings.embedded and settings.serve_workers and not no_workers else []
     )
+    supervisor = WorkerSupervisor(settings, models)
+    # uvicorn shuts down on SIGTERM or SIGINT, then restores the handler it found and raises the signal
+    # again; with the default handler the process would die right there, before stopping its workers.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_on_signal)
+    app = create_app(settings)  # first: it sets up the logging that the supervisor's lines go to
     try:
+        supervisor.start()
         uvicorn.run(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             proxy_headers=True,
             log_level=settings.log_level.lower(),
         )
     finally:
-        stop_workers(children)
+        supervisor.stop()
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # the shell's code for "ended by this signal"
 
 
 @app.command()
@@ -95,9 +105,21 @@ def worker(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
     port: Annotated[int | None, typer.Option(help="Port [default: a free one]")] = None,
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+    parent_pid: Annotated[
+        int | None, typer.Option(hidden=True, help="Exit when this process (`llmp serve`) ends")
+    ] = None,
 ) -> None:
     """Run a model worker: load the model, warm up, register, and serve generations."""
     import uvicorn
+
+    from models_registry.worker.parent_watch import ParentGone, exit_with_parent
+
+    if parent_pid is not None:
+        try:
+            exit_with_parent(parent_pid)
+        except ParentGone as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from exc
 
     from models_registry import service as catalogue
     from models_registry.sources import ModelSourceMissing, resolve_model_dir

@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         Path | None, Field(description="Converted bundled models are cached here; unset: data_dir/models")
     ] = None
     serve_workers: Annotated[
-        bool, Field(description="In embedded mode, `llmp serve` starts a worker per enabled bundled model")
+        bool, Field(description="In embedded mode, `llmp serve` runs a worker per enabled hf model")
     ] = True
     engine_max_running: Annotated[int, Field(description="Sequences a worker decodes together", ge=1)] = 32
     engine_fair_headroom: Annotated[

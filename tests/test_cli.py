@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,28 +10,7 @@ import httpx
 import pytest
 
 from llm_platform.settings import Settings
-from tests.workers import LLMP, free_port, wait_healthy
-
-
-@pytest.fixture
-def cli_env(tmp_path) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """An embedded platform of its own: SQLite and generated secrets under a fresh data dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMP_")}
-    env.update(
-        LLMP_DATA_DIR=str(tmp_path / "var"),
-        LLMP_PORT=str(free_port()),
-        LLMP_PASSWORD_HASH_MEMORY_KIB="1024",
-        # The bundled model's worker is covered elsewhere; here it would only convert weights for nothing.
-        LLMP_SERVE_WORKERS="false",
-    )
-    return env
-
-
-def llmp(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([LLMP, *args], env=env, capture_output=True, text=True, timeout=120)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+from tests.workers import LLMP, llmp, wait_healthy
 
 
 @pytest.fixture
