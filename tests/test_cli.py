@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -134,3 +135,22 @@ def test_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     for name in Settings.model_fields:
         assert f"`LLMP_{name.upper()}`" in readme, f"LLMP_{name.upper()} is missing from the README"
+
+
+def test_the_embedded_database_and_data_dir_are_private(cli_env):
+    data_dir = Path(cli_env["LLMP_DATA_DIR"])
+    previous = os.umask(0o022)  # the usual umask: files 0644 and directories 0755 unless asked otherwise
+    try:
+        llmp(cli_env, "migrate")
+        assert data_dir.stat().st_mode & 0o777 == 0o700
+        database_files = list(data_dir.glob("llmp.db*"))
+        assert data_dir / "llmp.db" in database_files
+        assert {path.name: path.stat().st_mode & 0o777 for path in database_files} == {
+            path.name: 0o600 for path in database_files
+        }
+        # A database left world-readable by an earlier version is made private on the next start.
+        (data_dir / "llmp.db").chmod(0o644)
+        llmp(cli_env, "migrate")
+        assert (data_dir / "llmp.db").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(previous)
