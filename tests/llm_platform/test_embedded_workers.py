@@ -107,7 +107,10 @@ def test_a_dead_worker_comes_back_and_sigterm_stops_it_with_the_server(embedded_
     assert not_ready.json()["checks"]["workers"] == "missing"
     (second,) = wait_for("a new worker", lambda: [p for p in worker_pids(server) if p != first], 10)
     wait_for("the new worker registered", lambda: readyz(base_url).status_code == 200, WORKER_START_S)
-    assert f"the worker for model {MODEL} exited" in log.read_text()
+    served = log.read_text()
+    assert f"the worker for model {MODEL} exited" in served
+    assert served.count(f"joined the registry: {MODEL} at") == 2
+    assert f"({MODEL}) dropped out of the registry: no heartbeat for" in served
 
     server.send_signal(signal.SIGTERM)  # what systemd, Docker and Kubernetes send
     code = server.wait(timeout=30)
