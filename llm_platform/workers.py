@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
@@ -42,12 +42,27 @@ def served_models(settings: Settings) -> list[str]:
 
 
 @dataclass
+class RestartBackoff:
+    """How long to wait before restarting a worker that exited: doubling while it keeps failing, up to a
+    cap, and short again once a run lasted STABLE_AFTER_S."""
+
+    delay_s: float = FIRST_RESTART_DELAY_S
+
+    def next_delay(self, ran_s: float) -> float:
+        if ran_s >= STABLE_AFTER_S:
+            self.delay_s = FIRST_RESTART_DELAY_S
+        delay_s = self.delay_s
+        self.delay_s = min(self.delay_s * 2, MAX_RESTART_DELAY_S)
+        return delay_s
+
+
+@dataclass
 class _Worker:
     model: str
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restart_at: float = 0.0  # monotonic time of the next start while `process` is None
-    delay_s: float = FIRST_RESTART_DELAY_S
+    backoff: RestartBackoff = field(default_factory=RestartBackoff)
 
 
 class WorkerSupervisor:
@@ -93,12 +108,19 @@ class WorkerSupervisor:
 
     def _spawn(self, worker: _Worker) -> None:
         logger.info("starting a worker for model %s", worker.model)
-        worker.process = subprocess.Popen(  # noqa: S603
-            [self._llmp, "worker", "--model", worker.model, "--parent-pid", str(os.getpid())],
-            env=self._environment,
-            start_new_session=True,
-        )
         worker.started_at = time.monotonic()
+        try:
+            worker.process = subprocess.Popen(  # noqa: S603
+                [self._llmp, "worker", "--model", worker.model, "--parent-pid", str(os.getpid())],
+                env=self._environment,
+                start_new_session=True,
+            )
+        except OSError as exc:  # out of processes or memory, say: try again later, like a crash
+            delay_s = worker.backoff.next_delay(ran_s=0.0)
+            logger.error(
+                "could not start a worker for model %s (%s); retrying in %.0f s", worker.model, exc, delay_s
+            )
+            worker.restart_at = time.monotonic() + delay_s
 
     def _check(self, worker: _Worker) -> None:
         now = time.monotonic()
@@ -109,17 +131,15 @@ class WorkerSupervisor:
         code = worker.process.poll()
         if code is None:
             return
-        if now - worker.started_at >= STABLE_AFTER_S:
-            worker.delay_s = FIRST_RESTART_DELAY_S
+        delay_s = worker.backoff.next_delay(ran_s=now - worker.started_at)
         logger.warning(
             "the worker for model %s exited with code %s; restarting it in %.0f s",
             worker.model,
             code,
-            worker.delay_s,
+            delay_s,
         )
         worker.process = None
-        worker.restart_at = now + worker.delay_s
-        worker.delay_s = min(worker.delay_s * 2, MAX_RESTART_DELAY_S)
+        worker.restart_at = now + delay_s
 
     def _terminate_all(self) -> None:
         running = [w.process for w in self._workers if w.process is not None and w.process.poll() is None]

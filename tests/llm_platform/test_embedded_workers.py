@@ -15,6 +15,7 @@ import pytest
 
 from llm_platform.db import run_in_session
 from llm_platform.settings import Settings
+from llm_platform.workers import STABLE_AFTER_S, RestartBackoff
 from models_registry import service as catalogue
 from tests.conftest import TINY_CONTEXT
 from tests.workers import LLMP, llmp, wait_healthy
@@ -126,3 +127,10 @@ def test_a_worker_ends_by_itself_when_its_server_is_killed(embedded_server):
     server.send_signal(signal.SIGKILL)  # no chance to stop anything
     server.wait(timeout=10)
     assert wait_for("the orphaned worker exited", lambda: gone(worker), 5)
+
+
+def test_restarts_back_off_up_to_a_cap_and_recover_after_a_stable_run():
+    backoff = RestartBackoff()
+    quick_failures = [backoff.next_delay(ran_s=0.5) for _ in range(9)]
+    assert quick_failures == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert backoff.next_delay(ran_s=STABLE_AFTER_S) == 1  # it ran a while: a new failure, not a loop
