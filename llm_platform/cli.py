@@ -63,18 +63,25 @@ def _require_migrated(settings: Settings) -> None:
             f"no database at {settings.database_file.resolve()}: run `llmp migrate` first, or set "
             "LLMP_DATA_DIR to the platform's data directory (./var of the directory `make run` ran in)"
         )
-    where = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
     try:
         current, head = revisions(settings.resolved_database_url)
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        _fail(f"cannot reach the database at {where}: {reason}")
+        _fail(f"cannot reach the database at {_database_shown(settings)}: {_first_line(exc)}")
     if current != head:
         hint = " (or set LLMP_DATA_DIR to the platform's data directory)" if settings.embedded else ""
         _fail(
-            f"the database at {where} is not migrated (at revision {current or 'none'}, this llmp needs "
-            f"{head}): run `llmp migrate`{hint}"
+            f"the database at {_database_shown(settings)} is not migrated (at revision {current or 'none'}, "
+            f"this llmp needs {head}): run `llmp migrate`{hint}"
         )
+
+
+def _database_shown(settings: Settings) -> str:
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The driver's reason alone: SQLAlchemy's message adds the statement and a link on further lines."""
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
 def _run_with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -180,7 +187,10 @@ def worker(
 def migrate() -> None:
     """Apply database migrations up to the latest revision."""
     settings = _load_settings()
-    upgrade_to_head(settings.resolved_database_url)
+    try:
+        upgrade_to_head(settings.resolved_database_url)
+    except SQLAlchemyError as exc:
+        _fail(f"cannot migrate the database at {_database_shown(settings)}: {_first_line(exc)}")
     typer.echo("database is at the latest revision")
 
 

@@ -199,4 +199,6 @@ def test_commands_without_a_migrated_database_say_so_in_one_line(cli_env, tmp_pa
     unreachable = cli_env | {"LLMP_DATABASE_URL": "postgresql+psycopg://llmp:hunter2@127.0.0.1:1/none"}
     error = one_line_error(llmp(unreachable, "serve", check=False))
     assert "cannot reach the database at postgresql+psycopg://llmp:***@127.0.0.1:1/none" in error
+    error = one_line_error(llmp(unreachable, "migrate", check=False))
+    assert "cannot migrate the database at postgresql+psycopg://llmp:***@127.0.0.1:1/none" in error
     assert "hunter2" not in error
