@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import secrets
+import shutil
+import signal
 import socket
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.auth.security import password_context
 from llm_platform.db import run_in_session
 from llm_platform.errors import PlatformError
-from llm_platform.migrate import upgrade_to_head
+from llm_platform.migrate import revisions, upgrade_to_head
 from llm_platform.settings import Settings, settings_help
 from tenants import service
 from tenants.models import UserRole
@@ -44,7 +50,42 @@ def _load_settings() -> Settings:
         raise typer.Exit(code=2) from exc
 
 
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def _require_migrated(settings: Settings) -> None:
+    """A command run from the wrong directory (so another data dir) or before `llmp migrate` says so in
+    one line, instead of a traceback from its first query; it creates nothing on the way."""
+    if settings.embedded and not settings.database_file.exists():
+        _fail(
+            f"no database at {settings.database_file.resolve()}: run `llmp migrate` first, or set "
+            "LLMP_DATA_DIR to the platform's data directory (./var of the directory `make run` ran in)"
+        )
+    try:
+        current, head = revisions(settings.resolved_database_url)
+    except SQLAlchemyError as exc:
+        _fail(f"cannot reach the database at {_database_shown(settings)}: {_first_line(exc)}")
+    if current != head:
+        hint = " (or set LLMP_DATA_DIR to the platform's data directory)" if settings.embedded else ""
+        _fail(
+            f"the database at {_database_shown(settings)} is not migrated (at revision {current or 'none'}, "
+            f"this llmp needs {head}): run `llmp migrate`{hint}"
+        )
+
+
+def _database_shown(settings: Settings) -> str:
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The driver's reason alone: SQLAlchemy's message adds the statement and a link on further lines."""
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
 def _run_with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    _require_migrated(settings)
     try:
         return run_in_session(settings, work)
     except PlatformError as exc:
@@ -61,32 +102,45 @@ def serve(
     ] = False,
 ) -> None:
     """Start the API server. In embedded mode the database is migrated first and a worker is started
-    for each enabled bundled model."""
+    for each enabled hf model."""
     import uvicorn
 
     settings = _load_settings()
     if settings.embedded:
+        # Run from another directory, serve would start a new, empty platform: say which one this is.
+        typer.echo(f"embedded mode: database and secrets in {settings.data_dir.resolve()}", err=True)
         upgrade_to_head(settings.resolved_database_url)
+    else:
+        _require_migrated(settings)
     from llm_platform.app import create_app
-    from llm_platform.workers import spawn_bundled_workers, stop_workers
+    from llm_platform.workers import WorkerSupervisor, served_models
 
     if host or port:  # workers report to the address this server really binds
         settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
-    children = (
-        spawn_bundled_workers(settings)
-        if settings.embedded and settings.serve_workers and not no_workers
-        else []
+    models = (
+        served_models(settings) if settings.embedded and settings.serve_workers and not no_workers else []
     )
+    supervisor = WorkerSupervisor(settings, models)
+    # uvicorn shuts down on SIGTERM or SIGINT, then restores the handler it found and raises the signal
+    # again; with the default handler the process would die right there, before stopping its workers.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_on_signal)
+    app = create_app(settings)  # first: it sets up the logging that the supervisor's lines go to
     try:
+        supervisor.start()
         uvicorn.run(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             proxy_headers=True,
             log_level=settings.log_level.lower(),
         )
     finally:
-        stop_workers(children)
+        supervisor.stop()
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # the shell's code for "ended by this signal"
 
 
 @app.command()
@@ -95,9 +149,21 @@ def worker(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
     port: Annotated[int | None, typer.Option(help="Port [default: a free one]")] = None,
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+    parent_pid: Annotated[
+        int | None, typer.Option(hidden=True, help="Exit when this process (`llmp serve`) ends")
+    ] = None,
 ) -> None:
     """Run a model worker: load the model, warm up, register, and serve generations."""
     import uvicorn
+
+    from models_registry.worker.parent_watch import ParentGone, exit_with_parent
+
+    if parent_pid is not None:
+        try:
+            exit_with_parent(parent_pid)
+        except ParentGone as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from exc
 
     from models_registry import service as catalogue
     from models_registry.sources import ModelSourceMissing, resolve_model_dir
@@ -121,7 +187,10 @@ def worker(
 def migrate() -> None:
     """Apply database migrations up to the latest revision."""
     settings = _load_settings()
-    upgrade_to_head(settings.resolved_database_url)
+    try:
+        upgrade_to_head(settings.resolved_database_url)
+    except SQLAlchemyError as exc:
+        _fail(f"cannot migrate the database at {_database_shown(settings)}: {_first_line(exc)}")
     typer.echo("database is at the latest revision")
 
 
@@ -215,25 +284,50 @@ def bootstrap_demo(
         return secret
 
     secret = _run_with_session(settings, work)
+    llmp = _llmp_command()
     if secret is None:
         typer.echo(
             f"Tenant '{slug}' already exists; its key was shown when it was created. "
-            f"New key: llmp admin create-key --tenant {slug} --name NAME"
+            f"New key: {llmp} admin create-key --tenant {slug} --name NAME"
         )
         return
     base_url = f"http://{settings.host}:{settings.port}"
+    if settings.embedded:
+        start = f"Start the server (`make run` does): {llmp} serve\n"
+        chat = "Chat once its model worker is up (its first start converts the bundled weights, ~20 s):"
+    else:  # serve starts no workers with an external database: each runs where its GPU is
+        start = (
+            f"Start the server: {llmp} serve\n"
+            "and a worker for each model (serve starts none when LLMP_DATABASE_URL is set):\n"
+            f"  {llmp} worker --model smollm2-135m [--device cuda]\n"
+        )
+        chat = "Chat once the worker is up:"
     typer.echo(
         f"Created tenant '{slug}' with admin {admin_email} / {admin_password}\n"
         f"API key (shown once, keep it): {secret}\n\n"
+        f"{start}"
         f"Try it once the server is up:\n"
         f'  curl -s {base_url}/auth/me -H "Authorization: Bearer {secret}"\n'
-        f"Chat once the model worker is up (its first start converts the bundled weights, ~20 s):\n"
+        f"{chat}\n"
         f'  curl -s {base_url}/v1/chat/completions -H "Authorization: Bearer {secret}" '
         f'-H \'Content-Type: application/json\' -d \'{{"model": "smollm2-135m", '
         f'"messages": [{{"role": "user", "content": "What is the capital of France?"}}]}}'
         f"'\n"
         f"OpenAPI docs: {base_url}/docs"
     )
+
+
+def _llmp_command() -> str:
+    """How to run this `llmp` from here: `llmp` if it is the one on PATH (an activated venv), else its
+    path (`.venv/bin/llmp` after `make`)."""
+    executable = Path(sys.executable).parent / "llmp"
+    on_path = shutil.which("llmp")
+    if on_path and Path(on_path).resolve() == executable.resolve():
+        return "llmp"
+    try:
+        return str(executable.relative_to(Path.cwd()))
+    except ValueError:
+        return str(executable)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from llm_platform.dependencies import StateDep
+from models_registry.models import ModelBackend
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: StateDep) -> JSONResponse:
-    """Ready when the database (and Redis, when configured) answer; 503 names what does not."""
+    """Ready when the database (and Redis, when configured) answer and every enabled model we serve has a
+    live worker; 503 names what is not."""
     checks: dict[str, str] = {}
     try:
         async with state.engine.connect() as connection:
@@ -37,11 +39,29 @@ async def readyz(state: StateDep) -> JSONResponse:
         except Exception:
             logger.warning("readiness: redis unreachable", exc_info=True)
             checks["redis"] = "unreachable"
+    # A model we serve (backend hf) with no live worker answers 503 model_unavailable: not ready. The
+    # API's other endpoints work meanwhile; the body says which model lacks a worker.
+    workers: int | None = None
+    missing: list[str] = []
+    if checks["database"] == "ok":
+        try:
+            live = await state.registry.live_workers()
+            workers = len(live)
+            served = {model for worker in live for model in worker.models}
+            missing = [
+                entry.name
+                for entry in await state.catalogue.enabled_models()
+                if entry.backend is ModelBackend.hf and entry.name not in served
+            ]
+            checks["workers"] = "missing" if missing else "ok"
+        except Exception:
+            logger.warning("readiness: the worker registry or catalogue is unreadable", exc_info=True)
+            checks["workers"] = "unknown"
     ready = all(value == "ok" for value in checks.values())
-    # Workers are reported, not required: the API serves its admin and auth endpoints without any.
-    try:
-        workers: int | None = len(await state.registry.live_workers())
-    except Exception:
-        workers = None
-    body = {"status": "ready" if ready else "unavailable", "checks": checks, "workers": workers}
+    body = {
+        "status": "ready" if ready else "unavailable",
+        "checks": checks,
+        "workers": workers,
+        "models_without_workers": missing,
+    }
     return JSONResponse(body, status_code=200 if ready else 503)

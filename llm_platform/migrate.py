@@ -6,6 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+
+from llm_platform.db import sync_database_url
 
 # `migrations` is installed beside `llm_platform` (in the checkout and in site-packages alike).
 _ROOT = Path(__file__).resolve().parent.parent
@@ -27,3 +32,14 @@ def upgrade_to_head(database_url: str) -> None:
 
 def downgrade_to_base(database_url: str) -> None:
     command.downgrade(alembic_config(database_url), "base")
+
+
+def revisions(database_url: str) -> tuple[str | None, str | None]:
+    """The database's revision (None: never migrated) and the latest this code knows of."""
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    engine = create_engine(sync_database_url(database_url))
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision(), head
+    finally:
+        engine.dispose()

@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         Path | None, Field(description="Converted bundled models are cached here; unset: data_dir/models")
     ] = None
     serve_workers: Annotated[
-        bool, Field(description="In embedded mode, `llmp serve` starts a worker per enabled bundled model")
+        bool, Field(description="In embedded mode, `llmp serve` runs a worker per enabled hf model")
     ] = True
     engine_max_running: Annotated[int, Field(description="Sequences a worker decodes together", ge=1)] = 32
     engine_fair_headroom: Annotated[
@@ -180,12 +180,23 @@ class Settings(BaseSettings):
         """True when no database URL is configured: SQLite under data_dir and in-process stand-ins."""
         return self.database_url is None
 
+    @property
+    def database_file(self) -> Path:
+        """The embedded SQLite database (when no database URL is configured)."""
+        return self.data_dir / "llmp.db"
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'llmp.db').resolve()}"
+        self._make_data_dir()
+        # SQLite would create the file 0644 (and its -wal and -shm files copy that mode); it holds
+        # password and key hashes, so it is created private, and one left readable by an older version
+        # is made private.
+        os.close(os.open(self.database_file, os.O_CREAT | os.O_WRONLY, 0o600))
+        if self.database_file.stat().st_mode & 0o077:
+            self.database_file.chmod(0o600)
+        return f"sqlite+aiosqlite:///{self.database_file.resolve()}"
 
     @cached_property
     def resolved_jwt_secret(self) -> str:
@@ -212,10 +223,15 @@ class Settings(BaseSettings):
     def resolved_models_dir(self) -> Path:
         return self.models_dir or self.data_dir / "models"
 
+    def _make_data_dir(self) -> None:
+        # Private: it holds the embedded database and the generated secrets. An existing directory keeps
+        # the mode its owner chose.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
     def _generated_secret(self, name: str) -> str:
         secret_file = self.data_dir / name
         if not secret_file.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._make_data_dir()
             # Written aside, then linked into place: two processes starting at once agree on one
             # secret, and neither ever reads a half-written file.
             scratch = self.data_dir / f".{name}.{secrets.token_hex(8)}"

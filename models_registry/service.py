@@ -125,6 +125,9 @@ class Catalogue:
         entries = (await self._cache.get(None)).values()
         return sorted((e for e in entries if allowed is None or e.name in allowed), key=lambda e: e.name)
 
+    async def enabled_models(self) -> list[CatalogueEntry]:
+        return sorted((await self._cache.get(None)).values(), key=lambda e: e.name)
+
     def forget(self) -> None:
         self._cache.forget()
 

@@ -30,6 +30,7 @@ from tests.workers import (
     WORKER_SECRET,
     ApiProcess,
     WorkerProcess,
+    free_port,
     wait_registered,
     worker_env,
 )
@@ -93,6 +94,20 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         _unreachable("Redis", exc)
     return TEST_REDIS_URL
+
+
+@pytest.fixture
+def cli_env(tmp_path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """An embedded platform of its own: SQLite and generated secrets under a fresh data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMP_")}
+    env.update(
+        LLMP_DATA_DIR=str(tmp_path / "var"),
+        LLMP_PORT=str(free_port()),
+        LLMP_PASSWORD_HASH_MEMORY_KIB="1024",
+        # The bundled model's worker is covered elsewhere; here it would only convert weights for nothing.
+        LLMP_SERVE_WORKERS="false",
+    )
+    return env
 
 
 @pytest.fixture(scope="session")

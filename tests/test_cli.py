@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,28 +12,7 @@ import httpx
 import pytest
 
 from llm_platform.settings import Settings
-from tests.workers import LLMP, free_port, wait_healthy
-
-
-@pytest.fixture
-def cli_env(tmp_path) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """An embedded platform of its own: SQLite and generated secrets under a fresh data dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMP_")}
-    env.update(
-        LLMP_DATA_DIR=str(tmp_path / "var"),
-        LLMP_PORT=str(free_port()),
-        LLMP_PASSWORD_HASH_MEMORY_KIB="1024",
-        # The bundled model's worker is covered elsewhere; here it would only convert weights for nothing.
-        LLMP_SERVE_WORKERS="false",
-    )
-    return env
-
-
-def llmp(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([LLMP, *args], env=env, capture_output=True, text=True, timeout=120)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+from tests.workers import LLMP, llmp, wait_healthy
 
 
 @pytest.fixture
@@ -53,6 +33,9 @@ def test_bootstrap_prints_a_working_curl_line(cli_env, server):
     llmp(cli_env, "migrate")
     first = llmp(cli_env, "admin", "bootstrap-demo").stdout
     key = re.search(r"(sk-\S+)", first).group(1)
+    # The hint names an llmp that runs from here (`.venv/bin/llmp` in a checkout; `llmp` if on PATH).
+    command = re.search(r"Start the server.*: (\S+) serve$", first, re.MULTILINE).group(1)
+    assert shutil.which(command) and "worker --model" not in first
     curl_line = next(line.strip() for line in first.splitlines() if line.strip().startswith("curl "))
     assert key in curl_line
 
@@ -156,3 +139,66 @@ def test_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     for name in Settings.model_fields:
         assert f"`LLMP_{name.upper()}`" in readme, f"LLMP_{name.upper()} is missing from the README"
+
+
+def test_the_embedded_database_and_data_dir_are_private(cli_env):
+    data_dir = Path(cli_env["LLMP_DATA_DIR"])
+    previous = os.umask(0o022)  # the usual umask: files 0644 and directories 0755 unless asked otherwise
+    try:
+        llmp(cli_env, "migrate")
+        assert data_dir.stat().st_mode & 0o777 == 0o700
+        database_files = list(data_dir.glob("llmp.db*"))
+        assert data_dir / "llmp.db" in database_files
+        assert {path.name: path.stat().st_mode & 0o777 for path in database_files} == {
+            path.name: 0o600 for path in database_files
+        }
+        # A database left world-readable by an earlier version is made private on the next start.
+        (data_dir / "llmp.db").chmod(0o644)
+        llmp(cli_env, "migrate")
+        assert (data_dir / "llmp.db").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(previous)
+
+
+def test_bootstrap_with_an_external_database_says_to_start_workers(
+    cli_env, database_url, redis_url, clean_state
+):
+    env = cli_env | {"LLMP_DATABASE_URL": database_url, "LLMP_REDIS_URL": redis_url}
+    printed = llmp(env, "admin", "bootstrap-demo").stdout
+    worker_line = re.search(r"^  (\S+) worker --model smollm2-135m", printed, re.MULTILINE)
+    assert worker_line and shutil.which(worker_line.group(1))
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+def test_commands_without_a_migrated_database_say_so_in_one_line(cli_env, tmp_path):
+    data_dir = Path(cli_env["LLMP_DATA_DIR"])  # as if llmp ran in a directory other than the platform's
+    for command in (
+        ("admin", "create-tenant", "acme"),
+        ("admin", "bootstrap-demo"),
+        ("worker", "--model", "smollm2-135m"),
+        ("audit", "prune"),
+    ):
+        error = one_line_error(llmp(cli_env, *command, check=False))
+        assert f"no database at {data_dir.resolve() / 'llmp.db'}" in error and "LLMP_DATA_DIR" in error
+    assert not data_dir.exists()  # nothing was created on the way
+
+    data_dir.mkdir()
+    (data_dir / "llmp.db").touch()
+    error = one_line_error(llmp(cli_env, "admin", "create-tenant", "acme", check=False))
+    assert "is not migrated" in error and "llmp migrate" in error
+
+    # With an external database, serve migrates nothing itself: it refuses an unmigrated one.
+    external = cli_env | {"LLMP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"}
+    error = one_line_error(llmp(external, "serve", check=False))
+    assert "is not migrated" in error and "llmp migrate" in error
+    unreachable = cli_env | {"LLMP_DATABASE_URL": "postgresql+psycopg://llmp:hunter2@127.0.0.1:1/none"}
+    error = one_line_error(llmp(unreachable, "serve", check=False))
+    assert "cannot reach the database at postgresql+psycopg://llmp:***@127.0.0.1:1/none" in error
+    error = one_line_error(llmp(unreachable, "migrate", check=False))
+    assert "cannot migrate the database at postgresql+psycopg://llmp:***@127.0.0.1:1/none" in error
+    assert "hunter2" not in error

@@ -64,15 +64,22 @@ class InProcessWorkerRegistry:
         self._workers: dict[str, WorkerInfo] = {}
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
+        if worker.worker_id not in self._workers:
+            _log_joined(worker)
         self._workers[worker.worker_id] = worker
 
     async def remove(self, worker_id: str) -> None:
-        self._workers.pop(worker_id, None)
+        if (worker := self._workers.pop(worker_id, None)) is not None:
+            _log_left(worker, "left the registry")
 
     async def live_workers(self, model: str | None = None) -> list[WorkerInfo]:
         now = time.time()
-        for worker_id in [w.worker_id for w in self._workers.values() if now - w.heartbeat_at > self._ttl_s]:
-            del self._workers[worker_id]
+        for worker in [w for w in self._workers.values() if now - w.heartbeat_at > self._ttl_s]:
+            del self._workers[worker.worker_id]
+            silent_s = now - worker.heartbeat_at
+            _log_left(
+                worker, f"dropped out of the registry: no heartbeat for {silent_s:.1f} s", logging.WARNING
+            )
         return [w for w in self._workers.values() if model is None or model in w.models]
 
 
@@ -108,10 +115,35 @@ class RedisWorkerRegistry:
         try:
             if time.monotonic() - self._read_at >= self._fresh_s:
                 raws = await self._read([_INDEX_KEY], [_KEY_PREFIX])
-                self._last_seen = [WorkerInfo.from_json(raw) for raw in raws]
+                seen = [WorkerInfo.from_json(raw) for raw in raws]
+                _log_changes(self._last_seen, seen)
+                self._last_seen = seen
                 self._read_at = time.monotonic()
         except (RedisError, OSError) as exc:
             # Workers outlive a Redis outage; the last list we read keeps requests flowing (a worker that
             # died meanwhile fails its request, which dispatch retries elsewhere).
             logger.warning("worker registry unreadable (Redis: %s); using the last known workers", exc)
         return [w for w in self._last_seen if model is None or model in w.models]
+
+
+# One line per worker that joins or drops out, so an operator can follow the pool in the API's log.
+def _log_joined(worker: WorkerInfo) -> None:
+    logger.info(
+        "worker %s joined the registry: %s at %s", worker.worker_id, ", ".join(worker.models), worker.url
+    )
+
+
+def _log_left(worker: WorkerInfo, how: str, level: int = logging.INFO) -> None:
+    logger.log(level, "worker %s (%s) %s", worker.worker_id, ", ".join(worker.models), how)
+
+
+def _log_changes(before: list[WorkerInfo], after: list[WorkerInfo]) -> None:
+    """Read from Redis, a worker that stopped cleanly and one that went silent look alike: both are gone."""
+    before_ids = {w.worker_id for w in before}
+    after_ids = {w.worker_id for w in after}
+    for worker in after:
+        if worker.worker_id not in before_ids:
+            _log_joined(worker)
+    for worker in before:
+        if worker.worker_id not in after_ids:
+            _log_left(worker, "dropped out of the registry (stopped, or silent past its TTL)")
