@@ -37,7 +37,6 @@ from llm_platform.chat.schemas import ChatIn
 from llm_platform.errors import Forbidden, PlatformError, Unauthorized, error_body
 from llm_platform.ids import new_hex_id
 from llm_platform.state import PlatformState
-from models_registry.dispatch import WorkerFailed
 from tenants import service as tenant_service
 from tenants.models import ApiKeyScope
 from tenants.ref import TenantRef
@@ -210,10 +209,6 @@ async def _stream_answer(
         status = exc.status_code
         answered.set()
         await _send_error(websocket, exc.message, exc.code, exc.param, exc.error_type)
-    except WorkerFailed:
-        status = 503
-        answered.set()
-        await _send_error(websocket, "The model failed while generating; please retry", "model_error")
     except asyncio.CancelledError:
         status = 499  # the client cancelled the answer
         raise
@@ -263,7 +258,7 @@ async def _turn(
                     {"type": "chunk", "text": event.text, "message_id": prepared.message_id}
                 )
             elif event.finish_reason == "error":
-                raise WorkerFailed(event.error or "model error")
+                raise service.model_failed()
             else:
                 answered.set()
                 await websocket.send_json(
@@ -283,6 +278,5 @@ async def _turn(
 async def _send_error(
     websocket: WebSocket, message: str, code: str, param: str | None = None, error_type: str | None = None
 ) -> None:
-    default_type = "invalid_request_error" if code != "model_error" else "server_error"
-    body = error_body(message, error_type or default_type, code, param)
+    body = error_body(message, error_type or "invalid_request_error", code, param)
     await websocket.send_json({"type": "error", **body})
