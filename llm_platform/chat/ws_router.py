@@ -37,6 +37,7 @@ from llm_platform.chat.schemas import ChatIn
 from llm_platform.errors import Forbidden, PlatformError, Unauthorized, error_body
 from llm_platform.ids import new_hex_id
 from llm_platform.state import PlatformState
+from llm_platform.unicode_text import has_lone_surrogate
 from tenants import service as tenant_service
 from tenants.models import ApiKeyScope
 from tenants.ref import TenantRef
@@ -93,6 +94,8 @@ async def _authenticate(
         credential = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
         if not isinstance(credential, str) or not credential:
             raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first")
+        if has_lone_surrogate(credential):  # no credential is; and it could not even be hashed
+            raise _Closed(CLOSE_UNAUTHORIZED, "Invalid or missing credentials")
     try:
         principal = await authenticate(state.session_factory, state.settings, credential, state.key_cache)
     except Unauthorized as exc:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketDisconnect
 
 from llm_platform.errors import error_body
 from llm_platform.unicode_text import has_lone_surrogate, printable
@@ -97,3 +98,13 @@ def test_printable_replaces_only_lone_surrogates():
     assert not has_lone_surrogate("plain ascii") and not has_lone_surrogate("caf\u00e9 \U0001f600")
     assert has_lone_surrogate("\udfff") and printable("x\ud800y\udc00") == "x\ufffdy\ufffd"
     assert printable("caf\u00e9") == "caf\u00e9"
+
+
+def test_a_websocket_auth_frame_with_a_lone_surrogate_is_bad_credentials(platform, tenant_a, key):
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat") as ws,
+    ):
+        ws.send_text(json.dumps({"type": "auth", "token": key + LONE}))
+        ws.receive_json()
+    assert closed.value.code == 4401
