@@ -62,9 +62,10 @@ async def ws_chat(websocket: WebSocket, tenant: str) -> None:
     try:
         principal, tenant_row = await _authenticate(websocket, state, tenant)
         await websocket.send_json({"type": "ready", "tenant": tenant_row.slug, "principal": principal.kind})
-        pending: _Frame = None  # received while the last turn was closing: the next message
+        pending: _Frame | None = None  # received while the last turn was closing: the next message
         while True:
-            frame, pending = pending or await _receive_frame(websocket), None
+            frame = pending if pending is not None else await _receive_frame(websocket)
+            pending = None
             message = await _parse(websocket, frame)
             if message is None or message.get("type") == "cancel":  # a cancel that crossed `done`
                 continue
@@ -86,10 +87,11 @@ async def _authenticate(
     credential = websocket.query_params.get("token")
     if not credential:
         try:
-            first = json.loads(await asyncio.wait_for(_receive_frame(websocket), AUTH_TIMEOUT_S))
+            frame = await asyncio.wait_for(_receive_frame(websocket), AUTH_TIMEOUT_S)
+            first = json.loads(frame) if isinstance(frame, str) else None
         except TimeoutError as exc:
             raise _Closed(CLOSE_AUTH_TIMEOUT, "no credentials") from exc
-        except (json.JSONDecodeError, TypeError) as exc:  # TypeError: a binary frame (None)
+        except json.JSONDecodeError as exc:
             raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first") from exc
         credential = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
         if not isinstance(credential, str) or not credential:
@@ -113,19 +115,20 @@ async def _authenticate(
     return principal, TenantRef.of(tenant)
 
 
-_Frame = str | None  # a text frame, or None for a binary one
+_Frame = str | bytes  # a text frame, or a binary one
 
 
 async def _receive_frame(websocket: WebSocket) -> _Frame:
     message = await websocket.receive()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
-    return message.get("text")
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
 
 
 async def _parse(websocket: WebSocket, frame: _Frame) -> dict | None:
     """The client's JSON object; a malformed frame is answered and skipped (None)."""
-    if frame is None:
+    if isinstance(frame, bytes):
         # Answered in band like any bad frame, rather than closed with 1003: one stray frame from a
         # client library should not cost the conversation on the socket.
         await _send_error(websocket, "Frames must be text frames holding JSON objects", "invalid_request")
@@ -142,7 +145,7 @@ async def _parse(websocket: WebSocket, frame: _Frame) -> dict | None:
 
 async def _one_turn(
     websocket: WebSocket, state: PlatformState, tenant: TenantRef, principal: Principal, message: dict
-) -> _Frame:
+) -> _Frame | None:
     """Streams one answer while listening for `cancel` (or the client leaving). Returns the frame that
     arrived once the answer had ended but before the turn finished closing: the client's next message."""
     try:
@@ -155,7 +158,7 @@ async def _one_turn(
     # Set just before the turn's last frame (done or error) goes out: from then on the client may speak.
     answered = asyncio.Event()
     turn = asyncio.create_task(_stream_answer(websocket, state, tenant, principal, body, answered))
-    next_frame: _Frame = None
+    next_frame: _Frame | None = None
     while not turn.done():
         listener = asyncio.create_task(_receive_frame(websocket))
         done, _ = await asyncio.wait({turn, listener}, return_when=asyncio.FIRST_COMPLETED)
@@ -168,7 +171,7 @@ async def _one_turn(
             if answered.is_set():
                 next_frame = frame
                 break
-            if frame is None:
+            if isinstance(frame, bytes):
                 await _parse(websocket, frame)  # answered as a bad frame; the answer goes on
             elif _is_cancel(frame):
                 turn.cancel()

@@ -201,6 +201,17 @@ def test_a_binary_frame_gets_an_error_frame_and_the_socket_stays_open(  # type: 
         assert frame == {"type": "done", "finish_reason": "cancelled"}
 
 
+def test_a_bad_frame_sent_the_instant_done_arrives_is_answered_too(platform, tenant_a, key, slow_to_close):
+    body = {"type": "chat", "prompt": "Hi", "model": TINY_MODEL, "max_tokens": 2}
+    with platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat?token={key}") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        for bad_frame in (b"\x00", ""):
+            ws.send_json(body)
+            _collect(ws)
+            ws.send_bytes(bad_frame) if isinstance(bad_frame, bytes) else ws.send_text(bad_frame)
+            assert ws.receive_json()["error"]["code"] == "invalid_request"
+
+
 def test_a_binary_first_frame_is_not_credentials(platform, tenant_a, key):
     with (
         pytest.raises(WebSocketDisconnect) as closed,
