@@ -15,6 +15,7 @@ from llm_platform.audit.router import router as audit_router
 from llm_platform.auth.router import router as auth_router
 from llm_platform.chat.conversations_router import router as conversations_router
 from llm_platform.chat.openai_router import router as openai_router
+from llm_platform.chat.openai_router import unsupported_router as openai_unsupported_router
 from llm_platform.chat.router import router as chat_router
 from llm_platform.chat.ws_router import router as ws_router
 from llm_platform.error_handlers import install_error_handlers
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models_tenant_router)
     app.include_router(conversations_router)
     app.include_router(ws_router)
+    app.include_router(openai_unsupported_router)
     if not settings.redis_url:  # with Redis, workers register there themselves
         app.include_router(worker_registry_router)
     app.openapi_url = "/openapi.json"

@@ -6,6 +6,8 @@ beyond the status code each error maps to.
 
 from __future__ import annotations
 
+from llm_platform.unicode_text import printable
+
 
 class PlatformError(Exception):
     """Base of every error a client may see. `message` must be safe to show to the client."""
@@ -96,5 +98,7 @@ class ServiceUnavailable(PlatformError):
 
 
 def error_body(message: str, error_type: str, code: str | None, param: str | None = None) -> dict:
-    """The single place that builds the error shape."""
-    return {"error": {"message": message, "type": error_type, "code": code, "param": param}}
+    """The single place that builds the error shape. Message and param may echo client input, which
+    must not make the error itself unwritable (see unicode_text)."""
+    param = printable(param) if param is not None else None
+    return {"error": {"message": printable(message), "type": error_type, "code": code, "param": param}}

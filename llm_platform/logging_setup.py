@@ -1,10 +1,49 @@
-"""Log records carry the request id, so a client's X-Request-ID finds every line of its request."""
+"""Log records carry the request id, so a client's X-Request-ID finds every line of its request; and no
+log line carries a credential."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from llm_platform.middleware import current_request_id
+
+REDACTED = "[REDACTED]"
+# A credential in a URL's query (`WS /{tenant}/ws/chat?token=...` puts one in uvicorn's request line),
+# an API key (`sk-<prefix>_<secret>`: the prefix is no secret and finds the key, so it stays) and a JWT.
+_CREDENTIALS = (
+    (
+        re.compile(r"([?&](?:token|access_token|refresh_token|api_key|key)=)[^&#\s\"']+", re.I),
+        rf"\1{REDACTED}",
+    ),
+    (re.compile(r"\b(sk-[A-Za-z0-9]+_)[A-Za-z0-9_\-]+"), rf"\1{REDACTED}"),
+    (re.compile(r"\bsk-(?![A-Za-z0-9]+_)[A-Za-z0-9\-]{8,}"), f"sk-{REDACTED}"),  # not our format
+    (re.compile(r"\beyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"), REDACTED),
+)
+
+
+def redact(text: str) -> str:
+    if "=" not in text and "sk-" not in text and "eyJ" not in text:
+        return text  # nearly every line: no regex run for it
+    for pattern, replacement in _CREDENTIALS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactCredentials(logging.Filter):
+    """Rewrites a record's message, its arguments (uvicorn's access formatter reads them one by one) and
+    its traceback text before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
 
 
 class RequestIdFilter(logging.Filter):
@@ -20,10 +59,20 @@ class QuietHeartbeats(logging.Filter):
         return "/internal/workers" not in record.getMessage()
 
 
+def _add_once(logger: logging.Logger, log_filter: logging.Filter) -> None:
+    if not any(type(existing) is type(log_filter) for existing in logger.filters):
+        logger.addFilter(log_filter)
+
+
 def configure_logging(level: str) -> None:
-    logging.getLogger("uvicorn.access").addFilter(QuietHeartbeats())
+    # On uvicorn's loggers themselves, where its records are made: whatever handlers its log config
+    # gives them (`llmp serve`, or uvicorn's own command line), every line has been redacted.
+    _add_once(logging.getLogger("uvicorn.access"), QuietHeartbeats())
+    for name in ("uvicorn.access", "uvicorn.error"):
+        _add_once(logging.getLogger(name), RedactCredentials())
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(RedactCredentials())  # on the handler: records of every child logger pass it
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     for name in ("llm_platform", "tenants", "models_registry"):
         logger = logging.getLogger(name)

@@ -83,3 +83,21 @@ def test_spent_quota_raises_rate_limit_error_with_its_code(live_api, settings):
     with pytest.raises(openai.RateLimitError) as refused:
         client.chat.completions.create(model=TINY_MODEL, messages=[{"role": "user", "content": "Hi"}])
     assert refused.value.code == "insufficient_quota"
+
+
+def test_models_retrieve(client):
+    model = client.models.retrieve(TINY_MODEL)
+    assert model.id == TINY_MODEL and model.object == "model" and model.created > 0
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("no-such-model")
+    assert missing.value.code == "model_not_found"
+
+
+def test_endpoints_we_do_not_serve_say_so(client):
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.completions.create(model=TINY_MODEL, prompt="Hello")
+    assert refused.value.code == "unsupported_endpoint"
+    assert "/v1/completions" in refused.value.message and "POST /v1/chat/completions" in refused.value.message
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.responses.create(model=TINY_MODEL, input="Hello")
+    assert refused.value.code == "unsupported_endpoint"

@@ -28,6 +28,9 @@ class AuditContext:
     store_text: bool = False  # the tenant's policy: keep prompt and answer
     request_text: str | None = None
     response_text: str | None = None
+    # The status of a failure the response's own status cannot show: a stream sent 200 with its first
+    # token, then reported an error in band. The row records what the client was told last.
+    failed_status: int | None = None
 
     def entry(
         self,
@@ -47,7 +50,7 @@ class AuditContext:
             at=at,
             action=action,
             resource=(self.resource or resource)[:512],
-            status=status,
+            status=self.failed_status or status,
             latency_ms=latency_ms,
             event_id=new_uuid(),
             tenant_id=self.tenant_id,
@@ -75,6 +78,9 @@ class AuditContext:
         )
         if self.tenant_id is None:
             self.tenant_id = principal.tenant_id
+
+    def failed(self, status: int) -> None:
+        self.failed_status = status
 
     def answered(self, model: str, prompt_tokens: int, completion_tokens: int, text: str | None) -> None:
         self.model, self.prompt_tokens, self.completion_tokens = model, prompt_tokens, completion_tokens

@@ -11,19 +11,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llm_platform.unicode_text import NO_LONE_SURROGATES, JsonValue, Text
+
 Role = Literal["system", "developer", "user", "assistant"]
 
 
 class TextPart(BaseModel):
     type: Literal["text"]
-    text: str
+    text: str  # checked with the message's content (see NO_LONE_SURROGATES)
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")  # e.g. `name`, which changes nothing for our models
 
     role: Role
-    content: str | list[TextPart]
+    content: Annotated[str | list[TextPart], NO_LONE_SURROGATES]
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -37,8 +39,9 @@ class StreamOptions(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # unknown fields are checked in `unsupported_fields`
+    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)  # e.g. `metadata`: ignored, but checked
 
-    model: Annotated[str, Field(min_length=1, max_length=200)]
+    model: Annotated[Text, Field(min_length=1, max_length=200)]
     messages: Annotated[list[Message], Field(min_length=1)]
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -47,22 +50,22 @@ class ChatCompletionRequest(BaseModel):
     n: int = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
+    stop: Annotated[str | list[str] | None, NO_LONE_SURROGATES] = None
     seed: int | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
-    user: str | None = None
-    conversation_id: str | None = None
+    user: Text | None = None
+    conversation_id: Text | None = None
     # Extensions beyond OpenAI's set (vLLM accepts the same names).
     top_k: Annotated[int, Field(ge=0)] | None = None
     repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
     ignore_eos: bool = False
     # Accepted when they ask for nothing we would have to ignore.
     logprobs: bool | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
-    response_format: dict[str, Any] | None = None
-    logit_bias: dict[str, float] | None = None
+    tools: list[JsonValue] | None = None
+    tool_choice: JsonValue = None
+    response_format: Annotated[dict[str, Any] | None, NO_LONE_SURROGATES] = None
+    logit_bias: Annotated[dict[str, float] | None, NO_LONE_SURROGATES] = None
 
     @field_validator("n")
     @classmethod

@@ -1,12 +1,16 @@
-"""OpenAI-compatible endpoints: /v1/chat/completions and /v1/models (also under /{tenant}/v1/...)."""
+"""OpenAI-compatible endpoints: /v1/chat/completions and /v1/models (also under /{tenant}/v1/...), and a
+clear 404 for OpenAI's endpoints we do not serve."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Scope
 
 from llm_platform.chat import service
 from llm_platform.chat.call import SECURITY, CredentialCallDep, ModelCall, TenantCallDep
@@ -25,9 +29,10 @@ from llm_platform.chat.openai_protocol import (
 )
 from llm_platform.chat.sse import DONE, SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.dependencies import CredentialTenantDep, InferenceTenantDep, StateDep
-from llm_platform.errors import BadRequest
+from llm_platform.errors import BadRequest, NotFound
 from llm_platform.middleware import current_request_id
 from llm_platform.state import PlatformState
+from models_registry.service import CatalogueEntry
 from models_registry.worker.protocol import ChatMessage, WorkerEvent
 from tenants.ref import TenantRef
 
@@ -64,9 +69,28 @@ async def list_tenant_models(tenant: InferenceTenantDep, state: StateDep) -> Mod
     return await _model_list(state, tenant)
 
 
+@router.get("/v1/models/{model:path}")
+async def retrieve_model(model: str, tenant: CredentialTenantDep, state: StateDep) -> ModelCard:
+    return await _model_card(state, tenant, model)
+
+
+@router.get("/{tenant}/v1/models/{model:path}")
+async def retrieve_tenant_model(model: str, tenant: InferenceTenantDep, state: StateDep) -> ModelCard:
+    return await _model_card(state, tenant, model)
+
+
 async def _model_list(state: PlatformState, tenant: TenantRef) -> ModelList:
     models = await state.catalogue.models_for(tenant.id)
-    return ModelList(data=[ModelCard(id=m.name, created=int(m.created_at.timestamp())) for m in models])
+    return ModelList(data=[_card(m) for m in models])
+
+
+async def _model_card(state: PlatformState, tenant: TenantRef, name: str) -> ModelCard:
+    """The model, if the tenant may use it (else 404 model_not_found, as for a chat call)."""
+    return _card(await state.catalogue.model_for(tenant.id, name))
+
+
+def _card(model: CatalogueEntry) -> ModelCard:
+    return ModelCard(id=model.name, created=int(model.created_at.timestamp()))
 
 
 async def _chat_completions(body: ChatCompletionRequest, call: ModelCall) -> Response:
@@ -151,3 +175,62 @@ async def _openai_frames(
                 yield DONE
     finally:
         await events.aclose()  # type: ignore[attr-defined]
+
+
+# OpenAI's other endpoint families (the first segment after /v1/). A client pointed at this server gets
+# a 404 saying what is served, instead of a bare "Not found" or a 405 that suggests another method.
+UNSUPPORTED_ENDPOINTS = frozenset(
+    {
+        "assistants",
+        "audio",
+        "batches",
+        "completions",
+        "containers",
+        "conversations",
+        "embeddings",
+        "evals",
+        "files",
+        "fine_tuning",
+        "images",
+        "moderations",
+        "realtime",
+        "responses",
+        "threads",
+        "uploads",
+        "vector_stores",
+        "videos",
+    }
+)
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class _UnsupportedEndpointRoute(APIRoute):
+    """Matches only paths under an unsupported family, so it never shadows another route (nor turns
+    the 405 of a served path into this 404)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            family = child_scope["path_params"]["endpoint"].partition("/")[0]
+            if family not in UNSUPPORTED_ENDPOINTS:
+                return Match.NONE, {}
+        return match, child_scope
+
+
+# Included after every other router: the metrics middleware tries routes in order for each request.
+unsupported_router = APIRouter(route_class=_UnsupportedEndpointRoute, include_in_schema=False)
+
+
+@unsupported_router.api_route("/v1/{endpoint:path}", methods=_ANY_METHOD)
+@unsupported_router.api_route("/{tenant}/v1/{endpoint:path}", methods=_ANY_METHOD)
+async def unsupported_endpoint(request: Request, endpoint: str) -> Response:
+    served = ", ".join(
+        f"{method} {route.path}"
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/v1/")
+        for method in sorted(route.methods)
+    )
+    raise NotFound(
+        f"{request.method} /v1/{endpoint} is not supported by this server; it serves {served}",
+        code="unsupported_endpoint",
+    )

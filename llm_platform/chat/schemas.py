@@ -10,24 +10,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llm_platform.chat.openai_protocol import Usage
 from llm_platform.request_body import RequestBody
+from llm_platform.unicode_text import Text
 
 
 class HistoryMessage(BaseModel):
     role: Literal["user", "assistant"]
-    content: str
+    content: Text
 
 
 class ChatIn(BaseModel):
-    prompt: Annotated[str, Field(min_length=1)]
+    prompt: Annotated[Text, Field(min_length=1)]
     history: list[HistoryMessage] = Field(default_factory=list)
-    system: str | None = None
-    model: str | None = None
+    system: Text | None = None
+    model: Text | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     stream: bool = False
     ignore_eos: bool = False
-    conversation_id: str | None = Field(
+    conversation_id: Text | None = Field(
         default=None, description="Keep the history server-side: its stored messages replace `history`"
     )
 
@@ -57,7 +58,7 @@ class ChatDone(BaseModel):
 
 
 class ConversationCreate(RequestBody):
-    title: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    title: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
 
 
 class ConversationOut(BaseModel):

@@ -150,7 +150,9 @@ async def answer(
                         parts.append(event.text)
                         yield WorkerEvent(text=event.text)
                     if event.finished:
-                        if event.finish_reason != "error":
+                        if event.finish_reason == "error":
+                            turn_end.failed()
+                        else:
                             accounted = True  # even if recording fails: never bill one answer twice
                             answered = CachedAnswer(
                                 tuple(parts), event.finish_reason or "stop", prompt_tokens, completion_tokens
@@ -159,6 +161,7 @@ async def answer(
                         yield event.model_copy(update={"text": ""})  # its text went out just above
                         return
             except WorkerFailed:
+                turn_end.failed()
                 yield WorkerEvent(
                     finished=True, finish_reason="error", error="The model failed while generating"
                 )
@@ -167,6 +170,11 @@ async def answer(
             # Also when the client went away: the server is cancelling this task, and billing must finish.
             with anyio.CancelScope(shield=True):
                 await turn_end.interrupted(prompt_tokens, completion_tokens, generation.model)
+
+
+def model_failed() -> ServiceUnavailable:
+    """The model failed mid-answer: the error a client is told (in band, once a stream has begun)."""
+    return ServiceUnavailable("The model failed while generating; please retry", code="model_error")
 
 
 async def resume(first: WorkerEvent, events: AsyncIterator[WorkerEvent]) -> AsyncIterator[WorkerEvent]:
@@ -187,9 +195,7 @@ async def complete(events: AsyncIterator[WorkerEvent]) -> Completion:
             parts.append(event.text)
             if event.finished:
                 if event.finish_reason == "error":
-                    raise ServiceUnavailable(
-                        "The model failed while generating; please retry", code="model_error"
-                    )
+                    raise model_failed()
                 return Completion(
                     text="".join(parts),
                     finish_reason=event.finish_reason or "stop",
@@ -317,6 +323,10 @@ class TurnEnd:
             await self._record(model, 0, 0, text, cached=True)
         finally:
             await self.ticket.settle(0)
+
+    def failed(self) -> None:
+        """The answer ended in a model failure: audited as such, even where a stream already sent 200."""
+        self.audit.failed(model_failed().status_code)
 
     async def interrupted(self, prompt_tokens: int, completion_tokens: int, model: str) -> None:
         self.audit.answered(model, prompt_tokens, completion_tokens, None)

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
 
+from llm_platform.chat.service import model_failed
 from llm_platform.errors import error_body
 
 DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # A stream that already sent 200 can only report a failure in band, in the error shape.
-STREAM_ERROR = error_body("The model failed while generating; please retry", "server_error", "model_error")
+_FAILED = model_failed()
+STREAM_ERROR = error_body(_FAILED.message, _FAILED.error_type, _FAILED.code)
 
 
 def sse(payload: BaseModel | dict) -> bytes:

@@ -5,8 +5,12 @@ Protocol (JSON text frames):
 - send `{"type": "chat", "prompt": ..., "history"?, "system"?, "model"?, "max_tokens"?, "temperature"?,
   "top_p"?, "conversation_id"?}`; receive `{"type": "chunk", "text", "message_id"}` frames, then
   `{"type": "done", "message_id", "finish_reason", "usage", "model"}`;
-- send `{"type": "cancel"}` to stop the answer being generated;
-- a bad message gets `{"type": "error", "error": {...}}` (the shared error shape) and the socket stays open.
+- send `{"type": "cancel"}` to stop the answer being generated (one that arrives after the answer ended
+  is ignored);
+- a message sent once `done` (or a turn's error frame) went out is the next one: it is answered when the
+  turn has finished closing; one sent while an answer still streams gets a `busy` error frame;
+- a bad message (not JSON, a binary frame, an invalid field) gets `{"type": "error", "error": {...}}` (the
+  shared error shape) and the socket stays open.
 Close codes: 4401 no or bad credentials, 4403 not allowed (suspended tenant, key without the inference
 scope), 4404 unknown tenant (or another tenant's), 4408 no credentials within 10 s.
 """
@@ -33,7 +37,7 @@ from llm_platform.chat.schemas import ChatIn
 from llm_platform.errors import Forbidden, PlatformError, Unauthorized, error_body
 from llm_platform.ids import new_hex_id
 from llm_platform.state import PlatformState
-from models_registry.dispatch import WorkerFailed
+from llm_platform.unicode_text import has_lone_surrogate
 from tenants import service as tenant_service
 from tenants.models import ApiKeyScope
 from tenants.ref import TenantRef
@@ -58,16 +62,19 @@ async def ws_chat(websocket: WebSocket, tenant: str) -> None:
     try:
         principal, tenant_row = await _authenticate(websocket, state, tenant)
         await websocket.send_json({"type": "ready", "tenant": tenant_row.slug, "principal": principal.kind})
+        pending: _Frame | None = None  # received while the last turn was closing: the next message
         while True:
-            message = await _receive(websocket)
-            if message is None:
+            frame = pending if pending is not None else await _receive_frame(websocket)
+            pending = None
+            message = await _parse(websocket, frame)
+            if message is None or message.get("type") == "cancel":  # a cancel that crossed `done`
                 continue
             if message.get("type") != "chat":
                 await _send_error(
                     websocket, f"Unknown message type {message.get('type')!r}", "invalid_request", "type"
                 )
                 continue
-            await _one_turn(websocket, state, tenant_row, principal, message)
+            pending = await _one_turn(websocket, state, tenant_row, principal, message)
     except _Closed as closed:
         await websocket.close(code=closed.code, reason=closed.reason)
     except WebSocketDisconnect:
@@ -80,14 +87,17 @@ async def _authenticate(
     credential = websocket.query_params.get("token")
     if not credential:
         try:
-            first = json.loads(await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S))
+            frame = await asyncio.wait_for(_receive_frame(websocket), AUTH_TIMEOUT_S)
+            first = json.loads(frame) if isinstance(frame, str) else None
         except TimeoutError as exc:
             raise _Closed(CLOSE_AUTH_TIMEOUT, "no credentials") from exc
-        except (json.JSONDecodeError, TypeError) as exc:
+        except json.JSONDecodeError as exc:
             raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first") from exc
         credential = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
         if not isinstance(credential, str) or not credential:
             raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first")
+        if has_lone_surrogate(credential):  # no credential is; and it could not even be hashed
+            raise _Closed(CLOSE_UNAUTHORIZED, "Invalid or missing credentials")
     try:
         principal = await authenticate(state.session_factory, state.settings, credential, state.key_cache)
     except Unauthorized as exc:
@@ -105,14 +115,28 @@ async def _authenticate(
     return principal, TenantRef.of(tenant)
 
 
-async def _receive(websocket: WebSocket) -> dict | None:
-    """The next JSON object from the client; a malformed frame is answered and skipped."""
-    raw = await websocket.receive_text()
-    try:
-        message = json.loads(raw)
-    except json.JSONDecodeError:
-        await _send_error(websocket, "Frames must be JSON objects", "invalid_request")
+_Frame = str | bytes  # a text frame, or a binary one
+
+
+async def _receive_frame(websocket: WebSocket) -> _Frame:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
+
+
+async def _parse(websocket: WebSocket, frame: _Frame) -> dict | None:
+    """The client's JSON object; a malformed frame is answered and skipped (None)."""
+    if isinstance(frame, bytes):
+        # Answered in band like any bad frame, rather than closed with 1003: one stray frame from a
+        # client library should not cost the conversation on the socket.
+        await _send_error(websocket, "Frames must be text frames holding JSON objects", "invalid_request")
         return None
+    try:
+        message = json.loads(frame)
+    except json.JSONDecodeError:
+        message = None
     if not isinstance(message, dict):
         await _send_error(websocket, "Frames must be JSON objects", "invalid_request")
         return None
@@ -121,28 +145,35 @@ async def _receive(websocket: WebSocket) -> dict | None:
 
 async def _one_turn(
     websocket: WebSocket, state: PlatformState, tenant: TenantRef, principal: Principal, message: dict
-) -> None:
-    """Streams one answer while listening for `cancel` (or the client leaving)."""
+) -> _Frame | None:
+    """Streams one answer while listening for `cancel` (or the client leaving). Returns the frame that
+    arrived once the answer had ended but before the turn finished closing: the client's next message."""
     try:
         body = ChatIn.model_validate({k: v for k, v in message.items() if k != "type"} | {"stream": True})
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(part) for part in first["loc"])
         await _send_error(websocket, f"Invalid value for '{param}': {first['msg']}", "invalid_request", param)
-        return
-    turn = asyncio.create_task(_stream_answer(websocket, state, tenant, principal, body))
+        return None
+    # Set just before the turn's last frame (done or error) goes out: from then on the client may speak.
+    answered = asyncio.Event()
+    turn = asyncio.create_task(_stream_answer(websocket, state, tenant, principal, body, answered))
+    next_frame: _Frame | None = None
     while not turn.done():
-        listener = asyncio.create_task(websocket.receive_text())
+        listener = asyncio.create_task(_receive_frame(websocket))
         done, _ = await asyncio.wait({turn, listener}, return_when=asyncio.FIRST_COMPLETED)
         if listener in done:
             try:
-                frame = json.loads(listener.result())
+                frame = listener.result()
             except WebSocketDisconnect:
                 turn.cancel()
                 raise
-            except json.JSONDecodeError:
-                frame = None
-            if isinstance(frame, dict) and frame.get("type") == "cancel":
+            if answered.is_set():
+                next_frame = frame
+                break
+            if isinstance(frame, bytes):
+                await _parse(websocket, frame)  # answered as a bad frame; the answer goes on
+            elif _is_cancel(frame):
                 turn.cancel()
             else:
                 await _send_error(websocket, "One answer at a time: wait for `done` or send a cancel", "busy")
@@ -154,10 +185,24 @@ async def _one_turn(
         await turn
     if turn.cancelled():
         await websocket.send_json({"type": "done", "finish_reason": "cancelled"})
+    return next_frame
+
+
+def _is_cancel(frame: str) -> bool:
+    try:
+        message = json.loads(frame)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "cancel"
 
 
 async def _stream_answer(
-    websocket: WebSocket, state: PlatformState, tenant: TenantRef, principal: Principal, body: ChatIn
+    websocket: WebSocket,
+    state: PlatformState,
+    tenant: TenantRef,
+    principal: Principal,
+    body: ChatIn,
+    answered: asyncio.Event,
 ) -> None:
     """One turn, audited like an HTTP request (status 200, or the status its error would have had)."""
     audit = AuditContext(tenant_id=tenant.id)
@@ -165,13 +210,11 @@ async def _stream_answer(
     at, started, status = datetime.now(UTC), time.perf_counter(), 200
     request_id = new_hex_id()
     try:
-        await _turn(websocket, state, tenant, principal, body, audit, request_id)
+        await _turn(websocket, state, tenant, principal, body, audit, request_id, answered)
     except PlatformError as exc:
         status = exc.status_code
+        answered.set()
         await _send_error(websocket, exc.message, exc.code, exc.param, exc.error_type)
-    except WorkerFailed:
-        status = 503
-        await _send_error(websocket, "The model failed while generating; please retry", "model_error")
     except asyncio.CancelledError:
         status = 499  # the client cancelled the answer
         raise
@@ -201,6 +244,7 @@ async def _turn(
     body: ChatIn,
     audit: AuditContext,
     request_id: str,
+    answered: asyncio.Event,
 ) -> None:
     prepared = await service.prepare_simple(
         state.catalogue,
@@ -220,8 +264,9 @@ async def _turn(
                     {"type": "chunk", "text": event.text, "message_id": prepared.message_id}
                 )
             elif event.finish_reason == "error":
-                raise WorkerFailed(event.error or "model error")
+                raise service.model_failed()
             else:
+                answered.set()
                 await websocket.send_json(
                     {
                         "type": "done",
@@ -239,6 +284,5 @@ async def _turn(
 async def _send_error(
     websocket: WebSocket, message: str, code: str, param: str | None = None, error_type: str | None = None
 ) -> None:
-    default_type = "invalid_request_error" if code != "model_error" else "server_error"
-    body = error_body(message, error_type or default_type, code, param)
+    body = error_body(message, error_type or "invalid_request_error", code, param)
     await websocket.send_json({"type": "error", **body})

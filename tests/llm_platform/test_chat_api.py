@@ -217,3 +217,44 @@ def test_keys_without_inference_scope_and_platform_admins(served, platform, tena
         headers=platform.admin_headers,
     )
     assert as_admin.status_code == 200
+
+
+def test_retrieve_a_model_on_both_paths(served, platform, tenant_a, tenant_b):
+    client, headers = served
+    [listed] = [m for m in client.get("/v1/models", headers=headers).json()["data"] if m["id"] == TINY_MODEL]
+    for path in (f"/v1/models/{TINY_MODEL}", f"/{tenant_a.slug}/v1/models/{TINY_MODEL}"):
+        model = client.get(path, headers=headers)
+        assert model.status_code == 200, model.text
+        assert model.json() == listed
+    assert_error(client.get(f"/{tenant_b.slug}/v1/models/{TINY_MODEL}", headers=headers), 404)
+    assert_error(client.get("/v1/models/gpt-9", headers=headers), 404, "model_not_found")
+    platform.set_limits(tenant_a, allowed_models=["smollm2-135m"])
+    assert_error(client.get(f"/v1/models/{TINY_MODEL}", headers=headers), 404, "model_not_found")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/completions"),
+        ("POST", "/v1/responses"),
+        ("GET", "/v1/responses/resp_123"),
+        ("POST", "/v1/embeddings"),
+        ("POST", "/v1/images/generations"),
+        ("POST", "/v1/audio/transcriptions"),
+        ("DELETE", "/v1/files/file-1"),
+        ("GET", "/v1/fine_tuning/jobs"),
+        ("POST", "/{tenant}/v1/completions"),
+    ],
+)
+def test_openai_endpoints_we_do_not_serve_answer_404_saying_so(served, tenant_a, method, path):
+    client, headers = served
+    response = client.request(method, path.format(tenant=tenant_a.slug), headers=headers)
+    error = assert_error(response, 404, "unsupported_endpoint")
+    assert "not supported" in error["message"] and "POST /v1/chat/completions" in error["message"]
+    assert error["type"] == "invalid_request_error"
+
+
+def test_served_paths_keep_their_own_answers(served):
+    client, headers = served
+    assert_error(client.get("/v1/chat/completions", headers=headers), 405)
+    assert_error(client.get("/v1/no-such-thing", headers=headers), 404, "not_found")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
+from llm_platform.chat import service
 from tests.conftest import TINY_MODEL
 from tests.workers import wait_registered
 
@@ -136,3 +139,84 @@ def test_rate_limits_hold_over_a_websocket_too(platform, tenant_a, key):
         assert error["error"]["type"] == "rate_limit_error"
         ws.send_json({"type": "chat", "prompt": "", "model": TINY_MODEL})  # the socket is still open
         assert ws.receive_json()["error"]["param"] == "prompt"
+
+
+@pytest.fixture
+def slow_to_close(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A turn keeps closing (its stream, its audit row) a while after `done` went out, as under load."""
+    start = service.start
+
+    async def slowly_closed(events):  # type: ignore[no-untyped-def]
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
+            await asyncio.sleep(0.05)
+
+    async def start_slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started = await start(*args, **kwargs)
+        return dataclasses.replace(started, events=slowly_closed(started.events))
+
+    monkeypatch.setattr(service, "start", start_slow)
+
+
+def test_a_message_sent_the_instant_done_arrives_is_answered(platform, tenant_a, key, slow_to_close):
+    # The next message must wait for the turn to close, not bounce as `busy` and be lost.
+    body = {"type": "chat", "prompt": "Hi", "model": TINY_MODEL, "max_tokens": 2}
+    with platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat?token={key}") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json(body)
+        for _ in range(15):
+            _collect(ws)  # raises on an error frame (`busy`)
+            ws.send_json(body)
+        _collect(ws)
+        ws.send_json({"type": "cancel"})  # one that crossed the answer's end is not an error
+        ws.send_json({"type": "chat", "prompt": "", "model": TINY_MODEL})
+        assert ws.receive_json()["error"]["param"] == "prompt"
+
+
+def test_a_binary_frame_gets_an_error_frame_and_the_socket_stays_open(  # type: ignore[no-untyped-def]
+    platform, tenant_a, key, long_worker, redis_url
+):
+    wait_registered(redis_url, "tiny-long")
+    with platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat?token={key}") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_bytes(b'{"type": "chat"}')
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["error"]["code"] == "invalid_request"
+        assert "text frames" in error["error"]["message"]
+        long_answer = {"prompt": "Go on", "model": "tiny-long", "max_tokens": 12_000, "ignore_eos": True}
+        ws.send_json({"type": "chat", **long_answer})
+        assert ws.receive_json()["type"] == "chunk"
+        ws.send_bytes(b"\x00")  # while the answer streams: answered too, and the answer goes on
+        frame = ws.receive_json()
+        while frame["type"] == "chunk":
+            frame = ws.receive_json()
+        assert frame["type"] == "error" and frame["error"]["code"] == "invalid_request"
+        assert ws.receive_json()["type"] == "chunk"
+        ws.send_json({"type": "cancel"})
+        while frame["type"] != "done":
+            frame = ws.receive_json()
+        assert frame == {"type": "done", "finish_reason": "cancelled"}
+
+
+def test_a_bad_frame_sent_the_instant_done_arrives_is_answered_too(platform, tenant_a, key, slow_to_close):
+    body = {"type": "chat", "prompt": "Hi", "model": TINY_MODEL, "max_tokens": 2}
+    with platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat?token={key}") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        for bad_frame in (b"\x00", ""):
+            ws.send_json(body)
+            _collect(ws)
+            ws.send_bytes(bad_frame) if isinstance(bad_frame, bytes) else ws.send_text(bad_frame)
+            assert ws.receive_json()["error"]["code"] == "invalid_request"
+
+
+def test_a_binary_first_frame_is_not_credentials(platform, tenant_a, key):
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat") as ws,
+    ):
+        ws.send_bytes(key.encode())
+        ws.receive_json()
+    assert closed.value.code == 4401

@@ -159,3 +159,24 @@ def test_an_embedding_worker_that_answers_nonsense_is_unavailable() -> None:
     with FaultyWorker() as worker:
         worker.body = [b'{"vectors": "not vectors"}']
         asyncio.run(scenario(worker.port))
+
+
+def test_streams_that_fail_after_their_first_token_are_audited_as_failed(  # type: ignore[no-untyped-def]
+    faulty_worker, platform, tenant_a
+) -> None:
+    """The audit row says what the client's stream said (its error event: model_error, a 503), not the
+    200 that went out with the first token; on every door."""
+    faulty_worker.body = [TEXT, SECRET_LINE]
+    key = platform.create_key(tenant_a)["key"]
+    assert _ask(platform, key, stream=True).status_code == 200
+    simple = {"prompt": "Hi", "model": MODEL, "stream": True}
+    streamed = platform.client.post(f"/{tenant_a.slug}/chat", json=simple, headers=bearer(key))
+    assert streamed.status_code == 200 and '"model_error"' in streamed.text
+    with platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat?token={key}") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "chat", **simple})
+        assert ws.receive_json()["type"] == "chunk"
+        assert ws.receive_json()["error"]["code"] == "model_error"
+    rows = platform.audit_rows(tenant_a)
+    statuses = {row["action"]: row["status"] for row in rows if row["model"] == MODEL}
+    assert statuses == {"chat_completions": 503, "chat": 503, "ws_chat": 503}

@@ -1,0 +1,54 @@
+"""Text that can be written out as UTF-8: no lone UTF-16 surrogates.
+
+JSON may escape a lone surrogate (`"\\ud800"`), and Python decodes it into a `str` that no UTF-8 encoder
+accepts: a token count, a cache key, a database row or a response body would then fail far from the
+input. So request bodies refuse such strings where they are validated, and whatever echoes client input
+(error messages) makes it printable first.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+LONE_SURROGATE = "must be valid Unicode text (it contains a lone UTF-16 surrogate)"
+
+
+def has_lone_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def printable(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD, for echoing client input safely."""
+    return _SURROGATE.sub("\ufffd", text) if has_lone_surrogate(text) else text
+
+
+def _reject_within(value: Any) -> Any:
+    """Every string in a validated value: JSON values (keys included) and models."""
+    if isinstance(value, str):
+        if has_lone_surrogate(value):
+            raise ValueError(LONE_SURROGATE)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_within(key)
+            _reject_within(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _reject_within(item)
+    elif isinstance(value, BaseModel):
+        _reject_within(value.__dict__)
+    return value
+
+
+# On the field, not inside a union's members: the error's location is then the field as the client
+# wrote it (`messages.0.content`), not a union branch (`messages.0.content.list[TextPart].0.text`).
+NO_LONE_SURROGATES = AfterValidator(_reject_within)
+
+Text = Annotated[str, NO_LONE_SURROGATES]
+"""A string field of a request body."""
+
+JsonValue = Annotated[Any, NO_LONE_SURROGATES]
+"""A free-form field of a request body (a dict, a list, ...): every string in it is checked."""
