@@ -19,7 +19,13 @@ from llm_platform.chat.router import router as chat_router
 from llm_platform.chat.ws_router import router as ws_router
 from llm_platform.error_handlers import install_error_handlers
 from llm_platform.logging_setup import configure_logging
-from llm_platform.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from llm_platform.middleware import (
+    REQUEST_ID_HEADER,
+    BodySizeLimitMiddleware,
+    CORSMiddleware,
+    RequestIdMiddleware,
+)
+from llm_platform.ratelimit.headers import RATE_LIMIT_HEADER_NAMES
 from llm_platform.settings import Settings
 from llm_platform.state import PlatformState
 from models_registry.router import admin_router as models_admin_router
@@ -68,6 +74,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Added last = outermost: the request id exists before anything else runs, even a 413.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_request_body_bytes)
+    if settings.cors_allow_origins:  # outside the size limit: a browser may read a 413 too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            # Any header: the origin is the boundary, and clients add their own (the openai JS
+            # client's x-stainless-*); a cross-origin page still needs a credential to get anywhere.
+            allow_headers=["*"],
+            allow_credentials=settings.cors_allow_credentials,
+            expose_headers=[REQUEST_ID_HEADER, *RATE_LIMIT_HEADER_NAMES, "retry-after", "x-cache"],
+        )
     app.add_middleware(RequestIdMiddleware)
 
     # Routes are tried in order, by the router and again by the metrics middleware's path grouping
