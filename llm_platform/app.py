@@ -25,6 +25,7 @@ from llm_platform.middleware import (
     CORSMiddleware,
     RequestIdMiddleware,
 )
+from llm_platform.openapi import complete_error_responses
 from llm_platform.ratelimit.headers import RATE_LIMIT_HEADER_NAMES
 from llm_platform.settings import Settings
 from llm_platform.state import PlatformState
@@ -108,5 +109,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not settings.redis_url:  # with Redis, workers register there themselves
         app.include_router(worker_registry_router)
     app.openapi_url = "/openapi.json"
+    generate_openapi = app.openapi
+
+    def openapi() -> dict:  # FastAPI's document, with the errors each operation answers
+        if app.openapi_schema is None:
+            app.openapi_schema = complete_error_responses(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.setup()  # adds the OpenAPI document and the docs pages, after every other route
     return app

@@ -1,4 +1,5 @@
-"""What a client learns before its first call: CORS for browsers."""
+"""What a client learns before its first call: the OpenAPI document (every error it declares, in the one
+shape), 405s that say what is allowed, and CORS for browsers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llm_platform.app import create_app
+from llm_platform.settings import Settings
 from tests.conftest import TINY_MODEL, PlatformHelper, assert_error, bearer
 from tests.workers import wait_registered
 
@@ -24,6 +26,90 @@ EXPOSED = {
     "retry-after",
     "x-cache",
 }
+ERROR_REF = "#/components/schemas/ErrorResponse"
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    """The OpenAPI document as /openapi.json serves it (no lifespan: building it needs no database)."""
+    return TestClient(create_app(Settings())).get("/openapi.json").json()
+
+
+def _operations(document: dict) -> Iterator[tuple[str, str, dict]]:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            yield method.upper(), path, operation
+
+
+def _error_schema(response: dict) -> str | None:
+    return response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+
+
+# --- the OpenAPI document -------------------------------------------------------------------------
+
+
+def test_every_error_an_operation_declares_has_the_one_shape(document):
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    assert schemas["ErrorResponse"]["required"] == ["error"]
+    detail = schemas["ErrorDetail"]
+    assert set(detail["properties"]) == {"message", "type", "code", "param"} == set(detail["required"])
+    for method, path, operation in _operations(document):
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")) and (method, path, status) != ("GET", "/readyz", "503"):
+                assert _error_schema(response) == ERROR_REF, (method, path, status, response)
+
+
+def test_errors_declared_where_they_occur(document):
+    for method, path, operation in _operations(document):
+        declared = set(operation["responses"])
+        where = (method, path, sorted(declared))
+        if "/v1/" in path:  # OpenAI's status for a malformed request, and so ours there
+            assert "422" not in declared, where
+        if operation.get("security"):
+            assert {"401", "403", "503"} <= declared, where  # 403: a suspended tenant's credentials
+        if "{" in path:
+            assert "404" in declared, where  # another tenant's, or a missing, resource
+        if "requestBody" in operation:
+            assert {"400", "413"} <= declared and ("422" in declared or "/v1/" in path), where
+        if operation.get("parameters") and "/v1/" not in path:
+            assert "422" in declared, where
+    paths = document["paths"]
+    for path in ("/v1/chat/completions", "/{tenant}/v1/chat/completions", "/{tenant}/chat"):
+        assert {"400", "404", "429", "503"} <= set(paths[path]["post"]["responses"]), path
+    assert "400" in paths["/v1/models"]["get"]["responses"]  # a platform admin names no tenant there
+    assert "429" in paths["/auth/token"]["post"]["responses"]
+    for path in ("/admin/tenants", "/admin/models", "/{tenant}/admin/users"):
+        assert "409" in paths[path]["post"]["responses"], path
+    readiness = paths["/readyz"]["get"]["responses"]
+    assert (
+        readiness["503"]["content"]["application/json"]["schema"]
+        == (readiness["200"]["content"]["application/json"]["schema"])
+    )
+
+
+def test_headers_of_declared_errors(document):
+    responses = document["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert "WWW-Authenticate" in responses["401"]["headers"]
+    assert "Retry-After" in responses["429"]["headers"] and "Retry-After" in responses["503"]["headers"]
+
+
+def test_streaming_routes_declare_server_sent_events(document):
+    for path in ("/v1/chat/completions", "/{tenant}/v1/chat/completions", "/{tenant}/chat"):
+        content = document["paths"][path]["post"]["responses"]["200"]["content"]
+        assert set(content) == {"application/json", "text/event-stream"}, path
+        assert content["application/json"]["schema"]["$ref"].startswith("#/components/schemas/")
+
+
+def test_405_names_every_method_the_path_allows(client):
+    # /admin/tenants is two routes (GET and POST): the Allow header lists both, not the first one found.
+    response = client.delete("/admin/tenants")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, POST"
+    models = client.put("/admin/models/some/model")  # GET and PATCH; the tenant models route has neither
+    assert_error(models, 405, "method_not_allowed")
+    assert models.headers["allow"] == "GET, PATCH"
+    assert client.post("/healthz").headers["allow"] == "GET"
 
 
 # --- CORS -----------------------------------------------------------------------------------------
