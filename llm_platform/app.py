@@ -17,6 +17,7 @@ from llm_platform.chat.conversations_router import router as conversations_route
 from llm_platform.chat.openai_router import router as openai_router
 from llm_platform.chat.router import router as chat_router
 from llm_platform.chat.ws_router import router as ws_router
+from llm_platform.docs import install_docs
 from llm_platform.error_handlers import install_error_handlers
 from llm_platform.logging_setup import configure_logging
 from llm_platform.middleware import (
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="A tenant-aware, metered API over local Hugging Face models.",
         lifespan=lifespan,
         openapi_url=None,  # for now: the docs' routes are added last
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: install_docs serves them
+        redoc_url=None,
         # Off unless asked for: /metrics covers HTTP metrics, and when on FastAPI looks up the global
         # providers on every request (~1.5% of a chat call's CPU) even when none is configured.
         telemetry={
@@ -117,5 +120,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.setup()  # adds the OpenAPI document and the docs pages, after every other route
+    app.setup()  # adds the OpenAPI document, after every other route
+    install_docs(app)  # and the docs pages
     return app

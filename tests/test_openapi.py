@@ -1,8 +1,9 @@
 """What a client learns before its first call: the OpenAPI document (every error it declares, in the one
-shape), 405s that say what is allowed, and CORS for browsers."""
+shape), 405s that say what is allowed, the docs pages without internet, and CORS for browsers."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -110,6 +111,24 @@ def test_405_names_every_method_the_path_allows(client):
     assert_error(models, 405, "method_not_allowed")
     assert models.headers["allow"] == "GET, PATCH"
     assert client.post("/healthz").headers["allow"] == "GET"
+
+
+# --- the docs pages, offline ----------------------------------------------------------------------
+
+_URL = re.compile(r"""(?:src|href|spec-url)\s*=\s*["']([^"']+)["']|url:\s*'([^']+)'""")
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_everything_from_this_server(page, settings):
+    with TestClient(create_app(settings)) as client:
+        html = client.get(page)
+        assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+        urls = [a or b for a, b in _URL.findall(html.text)]
+        assert len(urls) >= 3, html.text  # the script, the stylesheet or favicon, the OpenAPI document
+        for url in urls:
+            assert url.startswith("/") and not url.startswith("//"), url
+            assert client.get(url).status_code == 200, url
+        assert "http://" not in html.text and "https://" not in html.text, html.text
 
 
 # --- CORS -----------------------------------------------------------------------------------------
