@@ -80,6 +80,7 @@ def test_errors_declared_where_they_occur(document):
         assert {"400", "404", "429", "503"} <= set(paths[path]["post"]["responses"]), path
     assert "400" in paths["/v1/models"]["get"]["responses"]  # a platform admin names no tenant there
     assert "429" in paths["/auth/token"]["post"]["responses"]
+    assert "401" in paths["/auth/logout"]["post"]["responses"]  # a spent or unknown refresh token
     for path in ("/admin/tenants", "/admin/models", "/{tenant}/admin/users"):
         assert "409" in paths[path]["post"]["responses"], path
     readiness = paths["/readyz"]["get"]["responses"]

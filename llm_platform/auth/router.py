@@ -58,7 +58,7 @@ def _issued(pair: service.TokenPair, audit: AuditContext) -> TokenResponse:
     )
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(503))
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 503))
 async def logout(body: RefreshRequest, session: SessionDep) -> Response:
     await service.logout(session, body.refresh_token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
