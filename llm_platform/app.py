@@ -18,9 +18,17 @@ from llm_platform.chat.openai_router import router as openai_router
 from llm_platform.chat.openai_router import unsupported_router as openai_unsupported_router
 from llm_platform.chat.router import router as chat_router
 from llm_platform.chat.ws_router import router as ws_router
+from llm_platform.docs import install_docs
 from llm_platform.error_handlers import install_error_handlers
 from llm_platform.logging_setup import configure_logging
-from llm_platform.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from llm_platform.middleware import (
+    REQUEST_ID_HEADER,
+    BodySizeLimitMiddleware,
+    CORSMiddleware,
+    RequestIdMiddleware,
+)
+from llm_platform.openapi import complete_error_responses
+from llm_platform.ratelimit.headers import RATE_LIMIT_HEADER_NAMES
 from llm_platform.settings import Settings
 from llm_platform.state import PlatformState
 from models_registry.router import admin_router as models_admin_router
@@ -54,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="A tenant-aware, metered API over local Hugging Face models.",
         lifespan=lifespan,
         openapi_url=None,  # for now: the docs' routes are added last
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: install_docs serves them
+        redoc_url=None,
         # Off unless asked for: /metrics covers HTTP metrics, and when on FastAPI looks up the global
         # providers on every request (~1.5% of a chat call's CPU) even when none is configured.
         telemetry={
@@ -69,6 +79,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Added last = outermost: the request id exists before anything else runs, even a 413.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_request_body_bytes)
+    if settings.cors_allow_origins:  # outside the size limit: a browser may read a 413 too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            # Any header: the origin is the boundary, and clients add their own (the openai JS
+            # client's x-stainless-*); a cross-origin page still needs a credential to get anywhere.
+            allow_headers=["*"],
+            allow_credentials=settings.cors_allow_credentials,
+            expose_headers=[REQUEST_ID_HEADER, *RATE_LIMIT_HEADER_NAMES, "retry-after", "x-cache"],
+        )
     app.add_middleware(RequestIdMiddleware)
 
     # Routes are tried in order, by the router and again by the metrics middleware's path grouping
@@ -93,5 +114,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not settings.redis_url:  # with Redis, workers register there themselves
         app.include_router(worker_registry_router)
     app.openapi_url = "/openapi.json"
-    app.setup()  # adds the OpenAPI document and the docs pages, after every other route
+    generate_openapi = app.openapi
+
+    def openapi() -> dict:  # FastAPI's document, with the errors each operation answers
+        if app.openapi_schema is None:
+            app.openapi_schema = complete_error_responses(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.setup()  # adds the OpenAPI document, after every other route
+    install_docs(app)  # and the docs pages
     return app

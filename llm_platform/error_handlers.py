@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from llm_platform.errors import PlatformError, error_body
 from llm_platform.middleware import REQUEST_ID_HEADER, current_request_id
@@ -81,18 +83,34 @@ async def handle_validation_error(request: Request, exc: RequestValidationError)
         message = f"Invalid value for '{param}': {reason}" if param else reason
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    # OpenAI (and its client's BadRequestError) answer bad parameters with 400; elsewhere FastAPI's 422.
-    status = 400 if "/v1/" in request.url.path else 422
+    status = validation_error_status(request.url.path)
     return _respond(request, status, error_body(message, "invalid_request_error", "invalid_request", param))
+
+
+def validation_error_status(path: str) -> int:
+    """OpenAI (and its client's BadRequestError) answer bad parameters with 400; elsewhere FastAPI's 422.
+    `path` is a request's or a route's (`/{tenant}/v1/...`)."""
+    return 400 if "/v1/" in path else 422
 
 
 async def handle_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     error_type, code = _STATUS_TYPES.get(exc.status_code, ("invalid_request_error", "invalid_request"))
     message = exc.detail if isinstance(exc.detail, str) else "Request failed"
     message = _CLEARER_MESSAGES.get(message, message)
-    return _respond(
-        request, exc.status_code, error_body(message, error_type, code), getattr(exc, "headers", None)
-    )
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return _respond(request, exc.status_code, error_body(message, error_type, code), headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette's 405 names only the first route that
+    matched the path, but a path is often several routes (GET and POST /admin/tenants are two)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):  # included routers' routes too
+        if route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

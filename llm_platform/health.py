@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from llm_platform.dependencies import StateDep
@@ -21,7 +23,20 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, Literal["ok", "unreachable"]]
+    workers: int | None  # live model workers; None when the registry cannot be read
+
+
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={
+        200: {"model": Readiness},
+        503: {"model": Readiness, "description": "Not ready: `checks` names what is unreachable"},
+    },
+)
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready when the database (and Redis, when configured) answer and every enabled model we serve has a
     live worker; 503 names what is not."""

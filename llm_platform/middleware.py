@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids and the request body size limit.
+"""Pure ASGI middleware: request ids, the request body size limit, and CORS.
 
 Pure ASGI (not BaseHTTPMiddleware) so streaming responses pass through untouched and the per-request
 overhead stays a few microseconds.
@@ -11,7 +11,9 @@ import json
 import re
 from contextvars import ContextVar
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_platform.errors import PayloadTooLarge, error_body
@@ -122,6 +124,18 @@ class BodySizeLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class CORSMiddleware(StarletteCORSMiddleware):
+    """Starlette's, except that a refused preflight (an origin, method or header not allowed) answers in
+    the one error shape, with no CORS headers: the browser then refuses the request itself."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code == 200:
+            return response
+        message = f"{bytes(response.body).decode()} (allowed origins are set by LLMP_CORS_ALLOW_ORIGINS)"
+        return JSONResponse(error_body(message, "invalid_request_error", "cors_not_allowed"), status_code=400)
 
 
 def header(scope: Scope, name: bytes) -> str | None:

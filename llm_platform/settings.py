@@ -50,6 +50,15 @@ class Settings(BaseSettings):
         Field(description="FastAPI's OpenTelemetry traces, metrics and logs, sent to the global providers"),
     ] = False
 
+    cors_allow_origins: Annotated[
+        list[str],
+        Field(description='Browser origins allowed to call the API, as JSON: ["https://app.example.com"]'),
+    ] = []
+    cors_allow_credentials: Annotated[
+        bool,
+        Field(description="CORS with cookies and HTTP auth; off: browsers send bearer headers, not cookies"),
+    ] = False
+
     jwt_secret: Annotated[
         SecretStr | None,
         Field(

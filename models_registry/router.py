@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from llm_platform.dependencies import PlatformAdminDep, SessionDep, StateDep, TenantDep
+from llm_platform.openapi import errors
 from models_registry import service
 from models_registry.schemas import ModelCreate, ModelOut, ModelUpdate, TenantModelOut
 
@@ -12,7 +13,7 @@ admin_router = APIRouter(prefix="/admin/models", tags=["models (platform admin)"
 tenant_router = APIRouter(prefix="/{tenant}", tags=["models"])
 
 
-@admin_router.post("", status_code=status.HTTP_201_CREATED)
+@admin_router.post("", status_code=status.HTTP_201_CREATED, responses=errors(409))
 async def register_model(
     body: ModelCreate, session: SessionDep, state: StateDep, _: PlatformAdminDep
 ) -> ModelOut:

@@ -15,6 +15,7 @@ from llm_platform.dependencies import (
     TenantAdminDep,
     TenantDep,
 )
+from llm_platform.openapi import errors
 from tenants import service
 from tenants.schemas import (
     ApiKeyCreate,
@@ -42,7 +43,7 @@ platform_router = APIRouter(prefix="/admin/tenants", tags=["platform admin"])
 tenant_admin_router = APIRouter(prefix="/{tenant}/admin", tags=["tenant admin"])
 
 
-@platform_router.post("", status_code=status.HTTP_201_CREATED)
+@platform_router.post("", status_code=status.HTTP_201_CREATED, responses=errors(409))
 async def create_tenant(
     body: TenantCreate, session: SessionDep, settings: SettingsDep, _: PlatformAdminDep
 ) -> TenantOut:
@@ -73,7 +74,9 @@ async def update_tenant(
 # --- users ----------------------------------------------------------------------------------------
 
 
-@tenant_admin_router.post("/users", status_code=status.HTTP_201_CREATED, tags=["users"])
+@tenant_admin_router.post(
+    "/users", status_code=status.HTTP_201_CREATED, tags=["users"], responses=errors(409)
+)
 async def create_user(
     body: UserCreate,
     tenant: TenantDep,

@@ -15,6 +15,7 @@ from llm_platform.dependencies import (
     TenantDep,
     UsageSyncedDep,
 )
+from llm_platform.openapi import errors
 from tenants import usage
 from tenants.schemas import UsageReport
 
@@ -44,7 +45,7 @@ def _range(start: date | None, end: date | None) -> tuple[date, date]:
     return start or default_start, end or default_end
 
 
-@router.get("/admin/usage")
+@router.get("/admin/usage", responses=errors(400))  # 400: a date range usage.py refuses
 async def platform_usage(
     _: PlatformAdminDep,
     session: SessionDep,
@@ -57,7 +58,7 @@ async def platform_usage(
     return await _report(session, usage.UsageQuery(first, last, group_by))
 
 
-@router.get("/{tenant}/admin/usage")
+@router.get("/{tenant}/admin/usage", responses=errors(400))
 async def tenant_usage(
     tenant: TenantDep,
     _: TenantAdminDep,
@@ -71,7 +72,7 @@ async def tenant_usage(
     return await _report(session, usage.UsageQuery(first, last, group_by, tenant_id=tenant.id))
 
 
-@router.get("/{tenant}/usage")
+@router.get("/{tenant}/usage", responses=errors(400))
 async def own_usage(
     tenant: TenantDep,
     principal: PrincipalDep,

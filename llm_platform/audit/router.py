@@ -15,6 +15,7 @@ from llm_platform.audit import chain, service
 from llm_platform.audit.schemas import AuditPage, AuditRecordOut, VerificationOut
 from llm_platform.dependencies import PlatformAdminDep, SessionDep, TenantAdminDep, TenantDep
 from llm_platform.errors import NotFound
+from llm_platform.openapi import errors
 from tenants import service as tenant_service
 
 router = APIRouter(tags=["audit"])
@@ -52,7 +53,7 @@ def _utc(moment: datetime | None) -> datetime | None:
 FiltersDep = Annotated[_Filters, Depends()]
 
 
-@router.get("/admin/audit")
+@router.get("/admin/audit", responses=errors(400, 404))  # 400: a bad cursor; 404: no such tenant
 async def platform_audit(
     session: SessionDep,
     _: PlatformAdminDep,
@@ -68,7 +69,7 @@ async def platform_audit(
     return await _page(session, service.AuditQuery(tenant_id=tenant_id, **filters.values))
 
 
-@router.get("/{tenant}/admin/audit")
+@router.get("/{tenant}/admin/audit", responses=errors(400))
 async def tenant_audit(
     tenant: TenantDep, _: TenantAdminDep, session: SessionDep, filters: FiltersDep
 ) -> AuditPage:

@@ -10,11 +10,12 @@ from llm_platform.audit.context import AuditContext, audit_context
 from llm_platform.auth import service
 from llm_platform.auth.schemas import PrincipalOut, RefreshRequest, TokenResponse
 from llm_platform.dependencies import ClientAddressDep, PrincipalDep, SessionDep, SettingsDep, StateDep
+from llm_platform.openapi import errors
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/token")
+@router.post("/token", responses=errors(401, 403, 429, 503))  # 429: login throttling
 async def issue_token(
     username: Annotated[str, Form(description="The user's email", max_length=320)],
     password: Annotated[str, Form(max_length=1024)],
@@ -42,7 +43,7 @@ async def issue_token(
     return _issued(pair, audit)
 
 
-@router.post("/refresh")
+@router.post("/refresh", responses=errors(401, 403, 503))
 async def refresh_token(
     body: RefreshRequest, session: SessionDep, settings: SettingsDep, request: Request
 ) -> TokenResponse:
@@ -57,7 +58,7 @@ def _issued(pair: service.TokenPair, audit: AuditContext) -> TokenResponse:
     )
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 503))
 async def logout(body: RefreshRequest, session: SessionDep) -> Response:
     await service.logout(session, body.refresh_token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -31,6 +31,7 @@ from llm_platform.chat.sse import DONE, SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.dependencies import CredentialTenantDep, InferenceTenantDep, StateDep
 from llm_platform.errors import BadRequest, NotFound
 from llm_platform.middleware import current_request_id
+from llm_platform.openapi import errors, streamed
 from llm_platform.state import PlatformState
 from models_registry.service import CatalogueEntry
 from models_registry.worker.protocol import ChatMessage, WorkerEvent
@@ -42,7 +43,7 @@ router = APIRouter(tags=["openai"])
 @router.post(
     "/v1/chat/completions",
     response_model=None,
-    responses={200: {"model": ChatCompletion}},
+    responses={**streamed(ChatCompletion), **errors(404, 429, 503)},
     openapi_extra=SECURITY,
 )
 async def chat_completions(body: ChatCompletionRequest, call: CredentialCallDep) -> Response:
@@ -52,14 +53,14 @@ async def chat_completions(body: ChatCompletionRequest, call: CredentialCallDep)
 @router.post(
     "/{tenant}/v1/chat/completions",
     response_model=None,
-    responses={200: {"model": ChatCompletion}},
+    responses={**streamed(ChatCompletion), **errors(429, 503)},
     openapi_extra=SECURITY,
 )
 async def tenant_chat_completions(body: ChatCompletionRequest, call: TenantCallDep) -> Response:
     return await _chat_completions(body, call)
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=errors(400))  # 400: a platform admin names no tenant here
 async def list_models(tenant: CredentialTenantDep, state: StateDep) -> ModelList:
     return await _model_list(state, tenant)
 

@@ -14,13 +14,17 @@ from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatChunk, ChatDone, ChatIn, ChatOut, HistoryMessage
 from llm_platform.chat.sse import SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.middleware import current_request_id
+from llm_platform.openapi import errors, streamed
 from models_registry.worker.protocol import WorkerEvent
 
 router = APIRouter(tags=["chat"])
 
 
 @router.post(
-    "/{tenant}/chat", response_model=None, responses={200: {"model": ChatOut}}, openapi_extra=SECURITY
+    "/{tenant}/chat",
+    response_model=None,
+    responses={**streamed(ChatOut), **errors(429, 503)},
+    openapi_extra=SECURITY,
 )
 async def chat(body: ChatIn, call: TenantCallDep) -> Response:
     state = call.state

@@ -17,6 +17,13 @@ _DIMENSIONS: tuple[
     ("tokens", lambda limits: limits.tokens_per_minute, lambda u: (u.tokens, u.tokens_reset_ms)),
 )
 
+# Every header name rate_limit_headers may send (browsers may read only those CORS exposes).
+RATE_LIMIT_HEADER_NAMES = tuple(
+    f"x-ratelimit-{kind}-{dimension}"
+    for dimension, _, _ in _DIMENSIONS
+    for kind in ("limit", "remaining", "reset")
+)
+
 
 def rate_limit_headers(scopes: list[Scope], decision: Decision) -> dict[str, str]:
     headers: dict[str, str] = {}
