@@ -1,7 +1,8 @@
 """Request bodies of the admin and tenant APIs: unknown fields refused, PUT and PATCH forms of one shape.
 
 A field the server does not know is refused with a 422 naming it, never ignored: `"scope": ["admin"]`
-for `"scopes"` would otherwise make a key other than the one asked for.
+for `"scopes"` would otherwise make a key other than the one asked for. So is a string holding a NUL or a
+lone UTF-16 surrogate, which the database or a UTF-8 encoder would refuse later, as a 500.
 
 A resource's fields are declared once, each field's type saying whether null is one of its values
 (`int | None`: null means something, e.g. "unlimited"; `bool`: null is refused). `replacing()` makes
@@ -13,13 +14,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import MISSING, BaseModel, ConfigDict, Field, create_model
+from pydantic import MISSING, BaseModel, ConfigDict, Field, create_model, field_validator
+
+from llm_platform.unicode_text import refuse_unstorable
 
 Fields = TypeVar("Fields", bound=BaseModel)
 
 
 class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    # Every field of every subclass (and of the PUT and PATCH forms derived below).
+    _storable = field_validator("*")(refuse_unstorable)
 
 
 def replacing(fields: type[Fields], name: str) -> type[Fields]:

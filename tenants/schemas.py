@@ -15,7 +15,10 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-Limit = Annotated[int, Field(ge=0)]
+# Rates and concurrency are 32-bit integer columns; a larger number would fail in the database, not here.
+Limit = Annotated[int, Field(ge=0, le=2**31 - 1)]
+# Quotas are 64-bit columns, counted in Redis by Lua, whose numbers are doubles: exact up to 2**53.
+Quota = Annotated[int, Field(ge=0, le=2**53)]
 
 
 class ORMModel(BaseModel):
@@ -98,8 +101,8 @@ class KeyLimits(BaseModel):
     requests_per_minute: Limit | None = None
     tokens_per_minute: Limit | None = None
     concurrent_requests: Limit | None = None
-    monthly_token_quota: Limit | None = None
-    daily_token_quota: Limit | None = None
+    monthly_token_quota: Quota | None = None
+    daily_token_quota: Quota | None = None
 
 
 KeyLimitsReplace = replacing(KeyLimits, "KeyLimitsReplace")

@@ -12,6 +12,7 @@ from starlette.types import Scope
 from llm_platform.audit.chain import AuditEntry
 from llm_platform.auth.principal import Principal
 from llm_platform.ids import new_uuid
+from llm_platform.unicode_text import storable
 
 
 @dataclass
@@ -49,7 +50,9 @@ class AuditContext:
         return AuditEntry(
             at=at,
             action=action,
-            resource=(self.resource or resource)[:512],
+            # A path may carry a NUL (`%00`), and a prompt or answer too: Postgres text cannot, and one
+            # unstorable row would hold back its whole batch.
+            resource=storable((self.resource or resource)[:512]),
             status=self.failed_status or status,
             latency_ms=latency_ms,
             event_id=new_uuid(),
@@ -66,8 +69,8 @@ class AuditContext:
             request_id=request_id,
             request_sha256=request_sha256,
             response_sha256=response_sha256,
-            request_text=self.request_text,
-            response_text=self.response_text,
+            request_text=storable(self.request_text) if self.request_text else None,
+            response_text=storable(self.response_text) if self.response_text else None,
         )
 
     def identify(self, principal: Principal) -> None:

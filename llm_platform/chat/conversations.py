@@ -11,6 +11,7 @@ from llm_platform.auth.principal import Principal
 from llm_platform.chat.models import Conversation, ConversationMessage
 from llm_platform.db import utcnow
 from llm_platform.errors import NotFound
+from llm_platform.unicode_text import storable
 from models_registry.worker.protocol import ChatMessage
 
 
@@ -102,7 +103,7 @@ async def append_turn(
                 conversation_id=conversation_id,
                 position=position,
                 role=message.role,
-                content=message.content,
+                content=storable(message.content),
                 model=model if message.role == "assistant" else None,
             )
         )
@@ -110,7 +111,9 @@ async def append_turn(
         first_user = next((m.content for m in new_messages if m.role == "user"), None)
         if first_user:
             conversation.title = (
-                first_user.strip().splitlines()[0][:200] if first_user.strip() else conversation.title
+                storable(first_user.strip().splitlines()[0][:200])
+                if first_user.strip()
+                else conversation.title
             )
     conversation.updated_at = utcnow()
     await session.commit()

@@ -70,6 +70,20 @@ def test_text_is_kept_only_where_the_tenant_says_so(served, tenant_a):
     assert row["response_text"] == answer and row["completion_tokens"] >= 1
 
 
+def test_a_nul_in_a_path_does_not_hold_back_the_audit_log(platform, tenant_a):
+    # `%00` decodes to a NUL in the path, which Postgres text cannot hold: the row keeps U+FFFD instead,
+    # and the rows batched with it are written (one unstorable row used to send the batch to the spool).
+    unknown = platform.client.post(f"/{tenant_a.slug}%00/conversations", json={})
+    assert unknown.status_code in (401, 404)  # no credential, unknown tenant: either way refused
+    created = platform.client.post(f"/{tenant_a.slug}/conversations", json={}, headers=tenant_a.admin_headers)
+    assert created.status_code == 201
+    [row] = platform.audit_rows(tenant_a, action="create_conversation")
+    assert row["status"] == 201
+    platform_rows = platform.client.get("/admin/audit", params={"limit": 50}, headers=platform.admin_headers)
+    resources = [r["resource"] for r in platform_rows.json()["data"]]
+    assert f"/{tenant_a.slug}\ufffd/conversations" in resources
+
+
 def test_admin_actions_and_logins_are_audited(served, tenant_a):
     key = served.create_key(tenant_a)
     served.client.delete(f"/{tenant_a.slug}/admin/keys/{key['id']}", headers=tenant_a.admin_headers)

@@ -122,3 +122,21 @@ def test_a_conversation_body_refuses_unknown_fields(platform, tenant_a):
     response = platform.client.post(f"/{tenant_a.slug}/conversations", json={"titel": "x"}, headers=headers)
     assert assert_error(response, 422)["param"] == "titel"
     assert platform.client.get(f"/{tenant_a.slug}/conversations", headers=headers).json() == []
+
+
+def test_nul_characters_are_stored_as_replacements_and_refused_in_titles(served, tenant_a):
+    # A prompt (or a model's answer) may hold a NUL, which Postgres text cannot: the turn is kept with
+    # U+FFFD in its place. A title the client names is refused instead.
+    client, headers = served
+    titled = client.post(f"/{tenant_a.slug}/conversations", json={"title": "a\x00b"}, headers=headers)
+    assert assert_error(titled, 422)["param"] == "title"
+    conversation = _new(client, tenant_a.slug, headers)
+    answered = client.post(
+        f"/{tenant_a.slug}/chat",
+        headers=headers,
+        json={"prompt": "nul\x00here", "model": TINY_MODEL, "max_tokens": 2, "conversation_id": conversation},
+    )
+    assert answered.status_code == 200, answered.text
+    stored = client.get(f"/{tenant_a.slug}/conversations/{conversation}", headers=headers).json()
+    assert stored["messages"][0]["content"] == "nul\ufffdhere"
+    assert stored["title"] == "nul\ufffdhere"

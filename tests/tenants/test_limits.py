@@ -53,6 +53,24 @@ def test_negative_limits_are_refused(platform, tenant_a):
         assert assert_error(response, 422)["param"] == "tokens_per_minute"
 
 
+def test_limits_past_what_is_stored_are_refused(platform, tenant_a):
+    # A rate is a 32-bit column and a quota is counted exactly by Redis up to 2**53: beyond, a 422 naming
+    # the field, not a 500 from the database.
+    url = f"/{tenant_a.slug}/admin/limits"
+    for field, value in (("concurrent_requests", 2**31), ("monthly_token_quota", 2**53 + 1)):
+        response = platform.client.patch(url, json={field: value}, headers=platform.admin_headers)
+        assert assert_error(response, 422)["param"] == field
+    key = platform.create_key(tenant_a)
+    response = platform.client.patch(
+        f"/{tenant_a.slug}/admin/keys/{key['id']}/limits",
+        json={"requests_per_minute": 2**31},
+        headers=tenant_a.admin_headers,
+    )
+    assert assert_error(response, 422)["param"] == "requests_per_minute"
+    read = platform.client.get(url, headers=tenant_a.admin_headers).json()
+    assert read["concurrent_requests"] == platform.settings.tenant_concurrent_requests
+
+
 def test_limits_of_another_tenant_are_invisible(platform, tenant_a, tenant_b):
     assert_error(platform.client.get(f"/{tenant_b.slug}/admin/limits", headers=tenant_a.admin_headers), 404)
 

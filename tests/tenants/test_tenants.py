@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import text
 
 from tests.conftest import assert_error, bearer
@@ -35,6 +37,22 @@ def test_duplicate_and_malformed_slugs_are_refused(platform):
             platform.client.post("/admin/tenants", json={"slug": slug}, headers=platform.admin_headers), 422
         )
         assert error["param"] == "slug"
+
+
+def test_names_a_database_cannot_store_are_refused(platform, tenant_a):
+    # A NUL (Postgres text cannot hold it) or a lone surrogate (no UTF-8 for it): a 422 naming the
+    # field, not a 500 from the database. Every admin body shares the check; three of them here.
+    for method, url, body, param in (
+        ("post", "/admin/tenants", {"slug": "nul-name", "name": "a\x00b"}, "name"),
+        ("patch", f"/admin/tenants/{tenant_a.slug}", {"name": "a\ud800b"}, "name"),
+        ("post", f"/{tenant_a.slug}/admin/keys", {"name": "key\x00"}, "name"),
+    ):
+        # json.dumps escapes the surrogate (`\\ud800`), as a client's JSON encoder would.
+        headers = platform.admin_headers | {"Content-Type": "application/json"}
+        response = getattr(platform.client, method)(url, content=json.dumps(body), headers=headers)
+        assert assert_error(response, 422)["param"] == param, response.text
+    tenants = platform.client.get("/admin/tenants", headers=platform.admin_headers).json()
+    assert [t["slug"] for t in tenants] == [tenant_a.slug]
 
 
 def test_tenant_users_and_keys_cannot_manage_tenants(platform, tenant_a):
