@@ -25,8 +25,11 @@ async def healthz() -> dict[str, str]:
 
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
-    checks: dict[str, Literal["ok", "unreachable"]]
+    # database, redis (when configured): ok or unreachable; workers: ok, missing (an enabled model we
+    # serve has no live worker) or unknown (the registry or catalogue could not be read).
+    checks: dict[str, Literal["ok", "unreachable", "missing", "unknown"]]
     workers: int | None  # live model workers; None when the registry cannot be read
+    models_without_workers: list[str]  # enabled hf models with no live worker
 
 
 @router.get(
@@ -34,12 +37,13 @@ class Readiness(BaseModel):
     response_model=None,
     responses={
         200: {"model": Readiness},
-        503: {"model": Readiness, "description": "Not ready: `checks` names what is unreachable"},
+        503: {"model": Readiness, "description": "Not ready: `checks` names what is not"},
     },
 )
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready when the database (and Redis, when configured) answer and every enabled model we serve has a
-    live worker; 503 names what is not."""
+    live worker (unless LLMP_READY_REQUIRES_WORKERS is off: then missing workers are only reported);
+    503 names what is not."""
     checks: dict[str, str] = {}
     try:
         async with state.engine.connect() as connection:
@@ -72,7 +76,8 @@ async def readyz(state: StateDep) -> JSONResponse:
         except Exception:
             logger.warning("readiness: the worker registry or catalogue is unreadable", exc_info=True)
             checks["workers"] = "unknown"
-    ready = all(value == "ok" for value in checks.values())
+    required = checks if state.settings.ready_requires_workers else checks.keys() - {"workers"}
+    ready = all(checks[name] == "ok" for name in required)
     body = {
         "status": "ready" if ready else "unavailable",
         "checks": checks,

@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     serve_workers: Annotated[
         bool, Field(description="In embedded mode, `llmp serve` runs a worker per enabled hf model")
     ] = True
+    ready_requires_workers: Annotated[
+        bool,
+        Field(
+            description="/readyz answers 503 while an enabled hf model has no live worker; off: it only "
+            "reports them (API replicas stay in service while a model's workers are down)"
+        ),
+    ] = True
     engine_max_running: Annotated[int, Field(description="Sequences a worker decodes together", ge=1)] = 32
     engine_fair_headroom: Annotated[
         int, Field(description="Extra running slots for tenants below their fair share", ge=0)

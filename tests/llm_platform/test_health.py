@@ -52,6 +52,14 @@ def test_readyz_names_an_enabled_model_without_a_worker(
         assert response.json()["status"] == "unavailable"
         assert response.json()["checks"] == {"database": "ok", "redis": "ok", "workers": "missing"}
         assert response.json()["models_without_workers"] == ["tiny-unserved"]
+        # Where API replicas should stay in service while a model's workers are down, a setting makes
+        # missing workers a report, not a 503.
+        reporting = client.app.state.platform.settings.model_copy(update={"ready_requires_workers": False})
+        with TestClient(create_app(reporting)) as reporting_client:
+            response = reporting_client.get("/readyz")
+        assert response.status_code == 200 and response.json()["status"] == "ready"
+        assert response.json()["checks"]["workers"] == "missing"
+        assert response.json()["models_without_workers"] == ["tiny-unserved"]
     finally:
         with db_engine.begin() as connection:
             connection.execute(text("DELETE FROM models WHERE name = 'tiny-unserved'"))
