@@ -28,6 +28,7 @@ class AuditContext:
     store_text: bool = False  # the tenant's policy: keep prompt and answer
     request_text: str | None = None
     response_text: str | None = None
+    audited: bool = True  # False for the platform's own traffic (worker heartbeats): not an API action
 
     def entry(
         self,

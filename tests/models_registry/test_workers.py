@@ -6,7 +6,11 @@ import time
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from llm_platform.app import create_app
+from models_registry.worker.registry import WorkerInfo
 from tests.conftest import TINY_MODEL, assert_error, bearer, register_model
 from tests.workers import TTL_S, WORKER_SECRET, WorkerProcess, wait_registered, worker_env
 
@@ -128,3 +132,23 @@ def test_a_full_queue_answers_503_with_retry_after(long_worker, platform, tenant
         error = assert_error(response, 503, "model_overloaded")
         assert int(response.headers["retry-after"]) >= 1 and "tiny-long" in error["message"]
     _wait_idle(long_worker)
+
+
+def test_embedded_heartbeats_are_not_audited(settings, clean_state, db_engine):
+    embedded = settings.model_copy(update={"redis_url": None})
+    worker = WorkerInfo("w1", "http://127.0.0.1:1", (TINY_MODEL,), 4, 0, time.time())
+    with TestClient(create_app(embedded)) as client:
+        for _ in range(3):
+            response = client.post(
+                "/internal/workers", content=worker.to_json(), headers=bearer(WORKER_SECRET)
+            )
+            assert response.status_code == 204
+        # A wrong secret is someone probing the internal API: that stays on the record.
+        assert (
+            client.post("/internal/workers", content=worker.to_json(), headers=bearer("wrong")).status_code
+            == 401
+        )
+        client.portal.call(client.app.state.platform.audit.flush)  # type: ignore[attr-defined]
+    with db_engine.connect() as connection:
+        rows = connection.execute(text("SELECT action, status FROM audit_log")).all()
+    assert [tuple(row) for row in rows] == [("heartbeat", 401)]
