@@ -82,15 +82,21 @@ class RedisWorkerRegistry:
     SCAN would walk every rate-limit and cache key).
 
     A list read less than `fresh_s` ago is reused: entries change once a heartbeat (every second or
-    so), while every model call reads them (a Redis script per request was ~4% of a call's CPU)."""
+    so), while every model call reads them (a Redis script per request was ~4% of a call's CPU).
+
+    An empty read after a non-empty one is what a Redis restarted empty (or flushed) looks like: the
+    workers are still there and write their entries again within a heartbeat. So the last known workers
+    keep serving until `ttl_s` has passed since they were last read; only then is the list empty."""
 
     def __init__(self, redis: Redis, ttl_s: float, fresh_s: float = 0.25) -> None:
         self._redis = redis
+        self._ttl_s = ttl_s
         self._ttl_ms = int(ttl_s * 1000)
         self._fresh_s = fresh_s
         self._read = redis.register_script(_READ_LIVE)
         self._last_seen: list[WorkerInfo] = []
         self._read_at = float("-inf")  # monotonic time of the last successful read
+        self._seen_at = float("-inf")  # monotonic time of the last read that found workers
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -108,8 +114,12 @@ class RedisWorkerRegistry:
         try:
             if time.monotonic() - self._read_at >= self._fresh_s:
                 raws = await self._read([_INDEX_KEY], [_KEY_PREFIX])
-                self._last_seen = [WorkerInfo.from_json(raw) for raw in raws]
-                self._read_at = time.monotonic()
+                now = time.monotonic()
+                if raws or now - self._seen_at >= self._ttl_s:
+                    self._last_seen = [WorkerInfo.from_json(raw) for raw in raws]
+                if raws:
+                    self._seen_at = now
+                self._read_at = now
         except (RedisError, OSError) as exc:
             # Workers outlive a Redis outage; the last list we read keeps requests flowing (a worker that
             # died meanwhile fails its request, which dispatch retries elsewhere).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -10,7 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from llm_platform.app import create_app
-from models_registry.worker.registry import WorkerInfo
+from llm_platform.redis_client import connect as connect_redis
+from models_registry.worker.registry import RedisWorkerRegistry, WorkerInfo
 from tests.conftest import TINY_MODEL, assert_error, bearer, register_model
 from tests.workers import TTL_S, WORKER_SECRET, WorkerProcess, wait_registered, worker_env
 
@@ -152,3 +154,21 @@ def test_embedded_heartbeats_are_not_audited(settings, clean_state, db_engine):
     with db_engine.connect() as connection:
         rows = connection.execute(text("SELECT action, status FROM audit_log")).all()
     assert [tuple(row) for row in rows] == [("heartbeat", 401)]
+
+
+def test_a_redis_restarted_empty_keeps_the_last_workers_for_a_heartbeat_round(redis_url, clean_state):
+    async def scenario() -> None:
+        redis = connect_redis(redis_url)
+        registry = RedisWorkerRegistry(redis, ttl_s=1.0, fresh_s=0)
+        worker = WorkerInfo("w1", "http://127.0.0.1:1", (TINY_MODEL,), 4, 0, time.time())
+        await registry.heartbeat(worker)
+        assert await registry.live_workers(TINY_MODEL) == [worker]
+        await redis.flushdb()  # what a Redis restarted without persistence looks like
+        assert await registry.live_workers(TINY_MODEL) == [worker]  # requests keep flowing
+        await asyncio.sleep(1.1)  # a whole TTL without a heartbeat: the worker is gone after all
+        assert await registry.live_workers(TINY_MODEL) == []
+        await registry.heartbeat(worker)
+        assert await registry.live_workers(TINY_MODEL) == [worker]
+        await redis.aclose()
+
+    asyncio.run(scenario())
