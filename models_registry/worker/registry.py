@@ -7,6 +7,7 @@ them; in embedded mode the API keeps an in-process registry that workers report 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -97,6 +98,7 @@ class RedisWorkerRegistry:
         self._last_seen: list[WorkerInfo] = []
         self._read_at = float("-inf")  # monotonic time of the last successful read
         self._seen_at = float("-inf")  # monotonic time of the last read that found workers
+        self._reading: asyncio.Task[None] | None = None  # the read under way, shared by its callers
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -111,17 +113,31 @@ class RedisWorkerRegistry:
             await pipe.execute()
 
     async def live_workers(self, model: str | None = None) -> list[WorkerInfo]:
+        if time.monotonic() - self._read_at >= self._fresh_s:
+            # One read for every request that finds the list stale: a burst used to send one each, and
+            # a hundred new connections at once timed out connecting under load (503 for each).
+            if self._reading is None:
+                self._reading = asyncio.ensure_future(self._read_workers())
+                self._reading.add_done_callback(self._read_done)
+            await asyncio.shield(self._reading)
+        return [w for w in self._last_seen if model is None or model in w.models]
+
+    async def _read_workers(self) -> None:
         try:
-            if time.monotonic() - self._read_at >= self._fresh_s:
-                raws = await self._read([_INDEX_KEY], [_KEY_PREFIX])
-                now = time.monotonic()
-                if raws or now - self._seen_at >= self._ttl_s:
-                    self._last_seen = [WorkerInfo.from_json(raw) for raw in raws]
-                if raws:
-                    self._seen_at = now
-                self._read_at = now
+            raws = await self._read([_INDEX_KEY], [_KEY_PREFIX])
         except (RedisError, OSError) as exc:
             # Workers outlive a Redis outage; the last list we read keeps requests flowing (a worker that
             # died meanwhile fails its request, which dispatch retries elsewhere).
             logger.warning("worker registry unreadable (Redis: %s); using the last known workers", exc)
-        return [w for w in self._last_seen if model is None or model in w.models]
+            return
+        now = time.monotonic()
+        if raws or now - self._seen_at >= self._ttl_s:
+            self._last_seen = [WorkerInfo.from_json(raw) for raw in raws]
+        if raws:
+            self._seen_at = now
+        self._read_at = now
+
+    def _read_done(self, task: asyncio.Task[None]) -> None:
+        self._reading = None
+        if not task.cancelled():
+            task.exception()  # retrieved: its awaiters got it (RedisBusy), or all of them went away

@@ -172,3 +172,27 @@ def test_a_redis_restarted_empty_keeps_the_last_workers_for_a_heartbeat_round(re
         await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_burst_on_a_stale_registry_reads_redis_once(redis_url, clean_state):
+    # Each request used to send its own read: under a burst, a hundred connections opened at once timed
+    # out connecting and those requests answered 503 with no worker known.
+    async def scenario() -> None:
+        redis = connect_redis(redis_url)
+        registry = RedisWorkerRegistry(redis, ttl_s=1.0)
+        worker = WorkerInfo("w1", "http://127.0.0.1:1", (TINY_MODEL,), 4, 0, time.time())
+        await registry.heartbeat(worker)
+        reads = 0
+        read = registry._read
+
+        async def counted(*args):  # type: ignore[no-untyped-def]
+            nonlocal reads
+            reads += 1
+            return await read(*args)
+
+        registry._read = counted  # type: ignore[method-assign]
+        found = await asyncio.gather(*(registry.live_workers(TINY_MODEL) for _ in range(100)))
+        assert found == [[worker]] * 100 and reads == 1
+        await redis.aclose()
+
+    asyncio.run(scenario())
