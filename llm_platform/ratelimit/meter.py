@@ -43,10 +43,10 @@ DEGRADED = Counter(
     "Requests metered without Redis: admitted by the local limiter (open) or refused with 503 (closed)",
     ["mode"],
 )
+# Redis unreachable. Not RedisBusy (this process's connection pool stayed full): Redis is up, so neither
+# fail mode applies; the request answers 503 without having been counted.
 _LIMITER_ERRORS = (RedisError, OSError)
 _REDIS_RETRY_S = 1.0  # after a failure, requests go straight to the fallback for this long
-# Pool exhaustion (RedisBusy) is not in _LIMITER_ERRORS: Redis is up, so neither fail mode applies; the
-# request answers 503 without having been counted.
 _SETTLING: set[asyncio.Task[None]] = set()  # settlements retried in the background, held until done
 
 
