@@ -17,13 +17,23 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from llm_platform.ids import new_hex_id
+
 logger = logging.getLogger(__name__)
 
 _KEY_PREFIX = "llmp:workers:"
 _INDEX_KEY = "llmp:worker-index"
+# Written by the first reader to find it missing, with a value of its own: a reader that finds another
+# value than it last saw knows Redis lost its data (a restart without persistence, a FLUSHDB).
+_EPOCH_KEY = "llmp:worker-epoch"
 # Entry keys are derived from the index, so this script is for a single Redis, not a Cluster.
 _READ_LIVE = """
-local live = {}
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('SET', KEYS[2], epoch)
+end
+local live = {epoch}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local entry = redis.call('GET', ARGV[1] .. id)
   if entry then live[#live + 1] = entry else redis.call('SREM', KEYS[1], id) end
@@ -85,9 +95,10 @@ class RedisWorkerRegistry:
     A list read less than `fresh_s` ago is reused: entries change once a heartbeat (every second or
     so), while every model call reads them (a Redis script per request was ~4% of a call's CPU).
 
-    An empty read after a non-empty one is what a Redis restarted empty (or flushed) looks like: the
-    workers are still there and write their entries again within a heartbeat. So the last known workers
-    keep serving until `ttl_s` has passed since they were last read; only then is the list empty."""
+    After Redis lost its data (restarted empty, flushed), the workers are still there and write their
+    entries again within a heartbeat, one by one. So for `ttl_s` after a reader notices (the epoch key
+    changed), the workers it knew from before are kept beside those that have reported again; a worker
+    that stops or dies at any other time drops out as its entry does."""
 
     def __init__(self, redis: Redis, ttl_s: float, fresh_s: float = 0.25) -> None:
         self._redis = redis
@@ -97,7 +108,9 @@ class RedisWorkerRegistry:
         self._read = redis.register_script(_READ_LIVE)
         self._last_seen: list[WorkerInfo] = []
         self._read_at = float("-inf")  # monotonic time of the last successful read
-        self._seen_at = float("-inf")  # monotonic time of the last read that found workers
+        self._epoch: bytes | None = None  # the epoch key's value at the last read
+        self._before_loss: list[WorkerInfo] = []  # the workers known when Redis was found to have lost them
+        self._lost_at = float("-inf")  # monotonic time that was noticed
         self._reading: asyncio.Task[None] | None = None  # the read under way, shared by its callers
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
@@ -124,17 +137,22 @@ class RedisWorkerRegistry:
 
     async def _read_workers(self) -> None:
         try:
-            raws = await self._read([_INDEX_KEY], [_KEY_PREFIX])
+            epoch, *raws = await self._read([_INDEX_KEY, _EPOCH_KEY], [_KEY_PREFIX, new_hex_id()])
         except (RedisError, OSError) as exc:
             # Workers outlive a Redis outage; the last list we read keeps requests flowing (a worker that
             # died meanwhile fails its request, which dispatch retries elsewhere).
             logger.warning("worker registry unreadable (Redis: %s); using the last known workers", exc)
             return
         now = time.monotonic()
-        if raws or now - self._seen_at >= self._ttl_s:
-            self._last_seen = [WorkerInfo.from_json(raw) for raw in raws]
-        if raws:
-            self._seen_at = now
+        if self._epoch is not None and epoch != self._epoch:
+            self._before_loss, self._lost_at = self._last_seen, now
+            logger.warning("worker registry: Redis lost its entries; keeping the known workers for a TTL")
+        self._epoch = epoch
+        seen = [WorkerInfo.from_json(raw) for raw in raws]
+        if now - self._lost_at < self._ttl_s:
+            reported = {worker.worker_id for worker in seen}
+            seen += [worker for worker in self._before_loss if worker.worker_id not in reported]
+        self._last_seen = seen
         self._read_at = now
 
     def _read_done(self, task: asyncio.Task[None]) -> None:

@@ -156,19 +156,28 @@ def test_embedded_heartbeats_are_not_audited(settings, clean_state, db_engine):
     assert [tuple(row) for row in rows] == [("heartbeat", 401)]
 
 
+ALONE = "registry-test-model"  # served by no real worker: the session's tiny worker heartbeats meanwhile
+
+
 def test_a_redis_restarted_empty_keeps_the_last_workers_for_a_heartbeat_round(redis_url, clean_state):
     async def scenario() -> None:
         redis = connect_redis(redis_url)
         registry = RedisWorkerRegistry(redis, ttl_s=1.0, fresh_s=0)
-        worker = WorkerInfo("w1", "http://127.0.0.1:1", (TINY_MODEL,), 4, 0, time.time())
-        await registry.heartbeat(worker)
-        assert await registry.live_workers(TINY_MODEL) == [worker]
+        first, second = (
+            WorkerInfo(f"w{n}", "http://127.0.0.1:1", (ALONE,), 4, 0, time.time()) for n in (1, 2)
+        )
+        for worker in (first, second):
+            await registry.heartbeat(worker)
+        assert {w.worker_id for w in await registry.live_workers(ALONE)} == {"w1", "w2"}
         await redis.flushdb()  # what a Redis restarted without persistence looks like
-        assert await registry.live_workers(TINY_MODEL) == [worker]  # requests keep flowing
-        await asyncio.sleep(1.1)  # a whole TTL without a heartbeat: the worker is gone after all
-        assert await registry.live_workers(TINY_MODEL) == []
-        await registry.heartbeat(worker)
-        assert await registry.live_workers(TINY_MODEL) == [worker]
+        assert {w.worker_id for w in await registry.live_workers(ALONE)} == {"w1", "w2"}  # still served
+        await registry.heartbeat(second)  # the first to report again does not push the other out
+        assert {w.worker_id for w in await registry.live_workers(ALONE)} == {"w1", "w2"}
+        await asyncio.sleep(1.1)  # a whole TTL without a heartbeat from w1: it is gone after all
+        await registry.heartbeat(second)
+        assert await registry.live_workers(ALONE) == [second]
+        await registry.remove("w2")  # a worker that stops (no data lost) drops out at once
+        assert await registry.live_workers(ALONE) == []
         await redis.aclose()
 
     asyncio.run(scenario())
@@ -180,7 +189,7 @@ def test_a_burst_on_a_stale_registry_reads_redis_once(redis_url, clean_state):
     async def scenario() -> None:
         redis = connect_redis(redis_url)
         registry = RedisWorkerRegistry(redis, ttl_s=1.0)
-        worker = WorkerInfo("w1", "http://127.0.0.1:1", (TINY_MODEL,), 4, 0, time.time())
+        worker = WorkerInfo("w1", "http://127.0.0.1:1", (ALONE,), 4, 0, time.time())
         await registry.heartbeat(worker)
         reads = 0
         read = registry._read
@@ -191,7 +200,7 @@ def test_a_burst_on_a_stale_registry_reads_redis_once(redis_url, clean_state):
             return await read(*args)
 
         registry._read = counted  # type: ignore[method-assign]
-        found = await asyncio.gather(*(registry.live_workers(TINY_MODEL) for _ in range(100)))
+        found = await asyncio.gather(*(registry.live_workers(ALONE) for _ in range(100)))
         assert found == [[worker]] * 100 and reads == 1
         await redis.aclose()
 
