@@ -11,7 +11,8 @@ from typing import TypeVar
 
 from sqlalchemy import DateTime, Enum, MetaData, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -27,6 +28,19 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# What "the database cannot be reached" looks like through SQLAlchemy: a refused or dropped connection
+# (the driver's OperationalError or InterfaceError, wrapped) or no pooled connection free in time.
+DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def describe_error(exc: BaseException) -> str:
+    """Names an error for a log line without its text: SQLAlchemy's carries the SQL and its parameters,
+    the driver's the server's address."""
+    original = getattr(exc, "orig", None)
+    if original is None:
+        return type(exc).__name__
+    return f"{type(exc).__name__} ({type(original).__module__.split('.')[0]}.{type(original).__name__})"
 
 
 def utcnow() -> datetime:

@@ -13,7 +13,8 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from llm_platform.errors import PlatformError, error_body
+from llm_platform.db import DATABASE_UNREACHABLE, describe_error
+from llm_platform.errors import DatabaseUnavailable, PlatformError, error_body
 from llm_platform.middleware import REQUEST_ID_HEADER, current_request_id
 
 logger = logging.getLogger(__name__)
@@ -113,15 +114,26 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+async def handle_database_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    # An outage, not a bug: one line without the error's text (SQL, parameters, the server's address).
+    logger.warning("database unreachable on %s %s: %s", request.method, request.url.path, describe_error(exc))
+    return await handle_platform_error(request, DatabaseUnavailable())
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = _request_id(request)
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     message = f"Internal server error; quote request id {request_id} when reporting it"
-    return _respond(request, 500, error_body(message, "server_error", "internal_error"))
+    # Starlette re-raises the error once this response is sent, and uvicorn then closes the connection:
+    # without this header a keep-alive client would send its next request into a closing socket.
+    headers = {"Connection": "close"}
+    return _respond(request, 500, error_body(message, "server_error", "internal_error"), headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PlatformError, handle_platform_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, handle_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)  # type: ignore[arg-type]
+    for error in DATABASE_UNREACHABLE:
+        app.add_exception_handler(error, handle_database_unreachable)
     app.add_exception_handler(Exception, handle_unexpected)

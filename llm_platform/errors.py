@@ -97,6 +97,15 @@ class ServiceUnavailable(PlatformError):
     code = "service_unavailable"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database did not answer (llm_platform.db.DATABASE_UNREACHABLE, mapped by the one handler)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The service is temporarily unavailable; please retry shortly", headers={"Retry-After": "2"}
+        )
+
+
 def error_body(message: str, error_type: str, code: str | None, param: str | None = None) -> dict:
     """The single place that builds the error shape. Message and param may echo client input, which
     must not make the error itself unwritable (see unicode_text)."""

@@ -7,6 +7,11 @@ missing value is loaded once, however many requests want it at that moment: they
 
 Without this, every 1 s cache of the platform expired for all concurrent requests at once and each of
 them ran its own queries: at 10 clients, a 35-50 ms stall of every request once a second.
+
+While the database is unreachable, a value already held keeps serving past its TTL, and is tried again
+in the background every quarter TTL: requests with a known API key, tenant and model go on (their limits
+live in Redis) instead of all answering 503. Nothing can change these values meanwhile, since every
+change goes through the database. A value never held still needs the database (503 without it).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from llm_platform.db import DATABASE_UNREACHABLE, describe_error
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -43,6 +50,7 @@ class RefreshingCache(Generic[K, V]):
         self._entries: dict[K, _Entry[V]] = {}
         self._loading: dict[K, asyncio.Task[V]] = {}
         self._generation = 0  # bumped by forget(): a load begun before it must not store its value
+        self._unreachable = False  # the last load found the database unreachable (logged once)
 
     async def get(self, key: K) -> V:
         entry = self._entries.get(key)
@@ -52,7 +60,13 @@ class RefreshingCache(Generic[K, V]):
                 if age >= self._ttl_s * _REFRESH_AT and key not in self._loading:
                     self._start(key).add_done_callback(self._log_failure)
                 return entry.value
-        return await self.reload(key)
+        try:
+            return await self.reload(key)
+        except DATABASE_UNREACHABLE:
+            kept = self._entries.get(key)  # kept by the failed load, unless forgotten meanwhile
+            if kept is None:
+                raise
+            return kept.value
 
     async def reload(self, key: K) -> V:
         """A value read now, or joining the read under way: for callers that know their copy is old."""
@@ -83,7 +97,23 @@ class RefreshingCache(Generic[K, V]):
                 if len(self._entries) >= self._max_entries:
                     self._drop_expired()
                 self._entries[key] = _Entry(value, time.monotonic())
+            if self._unreachable:
+                self._unreachable = False
+                logger.info("the %s cache reads the database again", self._name)
             return value
+        except DATABASE_UNREACHABLE as exc:
+            entry = self._entries.get(key)
+            if entry is not None and generation == self._generation:
+                # Served on; the next request past three quarters of the TTL tries again, in the background.
+                self._entries[key] = _Entry(entry.value, time.monotonic() - self._ttl_s * _REFRESH_AT)
+            if not self._unreachable:  # one line per outage, not one per key and retry
+                self._unreachable = True
+                logger.warning(
+                    "the %s cache serves the values it holds: database unreachable (%s)",
+                    self._name,
+                    describe_error(exc),
+                )
+            raise
         finally:
             if self._loading.get(key) is asyncio.current_task():
                 del self._loading[key]
@@ -95,10 +125,11 @@ class RefreshingCache(Generic[K, V]):
                 del self._entries[key]
 
     def _log_failure(self, task: asyncio.Task[V]) -> None:
-        # A background reload failed (say, the database is unreachable): the value in hand serves until
+        # A background reload failed otherwise (say, the key was revoked): the value in hand serves until
         # it expires; then requests load it themselves and get the error.
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            logger.warning("could not refresh the %s cache: %s", self._name, exc)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not isinstance(exc, DATABASE_UNREACHABLE):  # those: logged once, above
+            logger.warning("could not refresh the %s cache: %s", self._name, describe_error(exc))
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:

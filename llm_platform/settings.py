@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         str | None,
         Field(description="redis://host:port/db for limits shared by replicas; unset = in-process stand-ins"),
     ] = None
+    redis_max_connections: Annotated[
+        int, Field(description="Connections to Redis per API process; past it requests wait for one", ge=1)
+    ] = 100
+    redis_pool_timeout_s: Annotated[
+        float,
+        Field(description="How long a request waits for a free Redis connection before answering 503", gt=0),
+    ] = 5.0
     host: Annotated[str, Field(description="Address `llmp serve` binds")] = "127.0.0.1"
     port: Annotated[int, Field(description="Port `llmp serve` binds", ge=1, le=65535)] = 8000
     log_level: Annotated[str, Field(description="Python log level of the platform's loggers")] = "INFO"

@@ -50,7 +50,11 @@ class PlatformState:
     @classmethod
     def build(cls, settings: Settings) -> PlatformState:
         engine = create_engine_for(settings)
-        redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        redis = (
+            connect_redis(settings.redis_url, settings.redis_max_connections, settings.redis_pool_timeout_s)
+            if settings.redis_url
+            else None
+        )
         registry: WorkerRegistry = (
             RedisWorkerRegistry(redis, settings.worker_ttl_s)
             if redis

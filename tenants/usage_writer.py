@@ -15,6 +15,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from llm_platform.db import describe_error
 from tenants.usage import Bucket, Increment, add_usage
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class UsageWriter:
             except Exception as exc:
                 for increment in taken.values():
                     self.add(increment)
-                logger.warning("usage: %d buckets kept for the next try: %s", len(taken), exc)
+                logger.warning("usage: %d buckets kept for the next try: %s", len(taken), describe_error(exc))
                 raise
 
     async def start(self) -> None:

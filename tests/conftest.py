@@ -24,6 +24,7 @@ from llm_platform.migrate import upgrade_to_head
 from llm_platform.settings import Settings
 from tenants import service
 from tenants.models import UserRole
+from tests.proxy import TcpProxy
 from tests.tiny_model import build_tiny_model
 from tests.workers import (
     TTL_S,
@@ -181,6 +182,16 @@ def live_api(database_url, redis_url, tmp_path, settings, tiny_worker, clean_sta
         yield api.url
     finally:
         api.stop()
+
+
+@pytest.fixture
+def db_proxy(database_url: str) -> Iterator[TcpProxy]:
+    """A relay in front of the test Postgres: `db_proxy.url(database_url)` goes through it, `cut()` makes
+    the database unreachable, `start()` brings it back. The shared Postgres itself is never stopped."""
+    proxy = TcpProxy.in_front_of(database_url)
+    proxy.start()
+    yield proxy
+    proxy.close()
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ class AuditContext:
     # The status of a failure the response's own status cannot show: a stream sent 200 with its first
     # token, then reported an error in band. The row records what the client was told last.
     failed_status: int | None = None
+    audited: bool = True  # False for the platform's own traffic (worker heartbeats): not an API action
 
     def entry(
         self,

@@ -53,7 +53,7 @@ class AuditMiddleware:
         finally:
             route = scope.get("route")
             writer = getattr(getattr(scope["app"].state, "platform", None), "audit", None)
-            if route is not None and writer is not None:
+            if route is not None and writer is not None and context.audited:
                 name = getattr(route, "name", None) or "unknown"
                 client = scope.get("client")
                 writer.record(

@@ -1,5 +1,5 @@
-"""`GET /{tenant}/admin/audit` (+ `/verify`) for tenant admins, `GET /admin/audit` for platform admins.
-Tenant members cannot read the audit log."""
+"""`GET /{tenant}/admin/audit` (+ `/verify`) for tenant admins, `GET /admin/audit` (+ `/verify`, the
+`platform` chain) for platform admins. Tenant members cannot read the audit log."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.audit import chain, service
+from llm_platform.audit.models import PLATFORM_CHAIN
 from llm_platform.audit.schemas import AuditPage, AuditRecordOut, VerificationOut
 from llm_platform.dependencies import PlatformAdminDep, SessionDep, TenantAdminDep, TenantDep
 from llm_platform.errors import NotFound
@@ -80,6 +81,12 @@ async def tenant_audit(
 async def verify_tenant_audit(tenant: TenantDep, _: TenantAdminDep, session: SessionDep) -> VerificationOut:
     """Walks the tenant's hash chain: `ok`, or the first row where it breaks and why."""
     return VerificationOut(**asdict(await chain.verify(session, str(tenant.id))))
+
+
+@router.get("/admin/audit/verify")
+async def verify_platform_audit(_: PlatformAdminDep, session: SessionDep) -> VerificationOut:
+    """Walks the `platform` chain (actions outside any tenant: failed logins, tenant management)."""
+    return VerificationOut(**asdict(await chain.verify(session, PLATFORM_CHAIN)))
 
 
 async def _page(session: AsyncSession, query: service.AuditQuery) -> AuditPage:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.audit import chain
 from llm_platform.audit.chain import AuditEntry
+from llm_platform.db import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,11 @@ class AuditWriter:
                 WRITTEN.inc(await chain.append(session, batch))
         except Exception as exc:  # Postgres unreachable (or refusing): nothing may be lost
             self._down_until = self._clock() + RETRY_S
-            logger.warning("audit: %d entries spooled, the database did not take them: %s", len(batch), exc)
+            logger.warning(
+                "audit: %d entries spooled, the database did not take them: %s",
+                len(batch),
+                describe_error(exc),
+            )
             self._spool.append(batch)
             self._spooled = True
             return
@@ -182,7 +187,7 @@ class AuditWriter:
             except Exception as exc:
                 self._down_until = self._clock() + RETRY_S
                 self._spooled = True
-                logger.warning("audit: the spool %s stays for later: %s", path.name, exc)
+                logger.warning("audit: the spool %s stays for later: %s", path.name, describe_error(exc))
                 return
             path.unlink()
             logger.info("audit: replayed %d spooled entries from %s", len(entries), path.name)

@@ -11,6 +11,7 @@ limit), `closed` answers 503.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -30,6 +31,7 @@ from llm_platform.ids import new_hex_id
 from llm_platform.ratelimit.admission import Decision, Limiter, Limits, Periods, Scope
 from llm_platform.ratelimit.headers import rate_limit_headers
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
+from llm_platform.redis_client import RedisBusy
 from tenants.models import FailMode
 from tenants.policy import TenantPolicies
 from tenants.usage import tokens_used
@@ -41,8 +43,11 @@ DEGRADED = Counter(
     "Requests metered without Redis: admitted by the local limiter (open) or refused with 503 (closed)",
     ["mode"],
 )
+# Redis unreachable. Not RedisBusy (this process's connection pool stayed full): Redis is up, so neither
+# fail mode applies; the request answers 503 without having been counted.
 _LIMITER_ERRORS = (RedisError, OSError)
 _REDIS_RETRY_S = 1.0  # after a failure, requests go straight to the fallback for this long
+_SETTLING: set[asyncio.Task[None]] = set()  # settlements retried in the background, held until done
 
 
 class QuotaExceeded(RateLimited):
@@ -73,8 +78,26 @@ class Ticket:
         self._settled = True
         try:
             await self.limiter.settle(self.scopes, self.lease, used_tokens, self.periods)
+        except RedisBusy:
+            # Redis is up but this process's connections are all in use. A lease left unsettled would
+            # hold its concurrency slot until LEASE_TTL: settle it in the background, however long
+            # that takes (each try waits for a connection first), rather than make the caller wait.
+            task = asyncio.create_task(self._settle_when_free(used_tokens))
+            _SETTLING.add(task)
+            task.add_done_callback(_SETTLING.discard)
         except _LIMITER_ERRORS:  # the reservation expires with its window; the ledger has the truth
             logger.warning("could not settle rate-limit lease %s: Redis unreachable", self.lease)
+
+    async def _settle_when_free(self, used_tokens: int) -> None:
+        while True:
+            try:
+                await self.limiter.settle(self.scopes, self.lease, used_tokens, self.periods)
+                return
+            except RedisBusy:
+                continue  # the pool's wait for a connection is the backoff
+            except _LIMITER_ERRORS:
+                logger.warning("could not settle rate-limit lease %s: Redis unreachable", self.lease)
+                return
 
 
 def periods_at(moment: datetime) -> Periods:
@@ -114,7 +137,8 @@ class Meter:
 
     async def admit(self, tenant_id: uuid.UUID, principal: Principal, reserve_tokens: int) -> Ticket:
         """Admits the request against its tenant's and API key's limits, or raises RateLimited /
-        QuotaExceeded (429) or ServiceUnavailable (503, a fail-closed tenant while Redis is down)."""
+        QuotaExceeded (429) or ServiceUnavailable (503: a fail-closed tenant while Redis is down, or
+        RedisBusy when no pooled connection freed up in time)."""
         policy = await self.policies.get(tenant_id)
         mode = policy.fail_mode
         scopes, owners = _scopes(tenant_id, policy.limits, principal)

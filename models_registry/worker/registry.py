@@ -7,6 +7,7 @@ them; in embedded mode the API keeps an in-process registry that workers report 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -16,13 +17,23 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from llm_platform.ids import new_hex_id
+
 logger = logging.getLogger(__name__)
 
 _KEY_PREFIX = "llmp:workers:"
 _INDEX_KEY = "llmp:worker-index"
+# Written by the first reader to find it missing, with a value of its own: a reader that finds another
+# value than it last saw knows Redis lost its data (a restart without persistence, a FLUSHDB).
+_EPOCH_KEY = "llmp:worker-epoch"
 # Entry keys are derived from the index, so this script is for a single Redis, not a Cluster.
 _READ_LIVE = """
-local live = {}
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('SET', KEYS[2], epoch)
+end
+local live = {epoch}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local entry = redis.call('GET', ARGV[1] .. id)
   if entry then live[#live + 1] = entry else redis.call('SREM', KEYS[1], id) end
@@ -89,15 +100,25 @@ class RedisWorkerRegistry:
     SCAN would walk every rate-limit and cache key).
 
     A list read less than `fresh_s` ago is reused: entries change once a heartbeat (every second or
-    so), while every model call reads them (a Redis script per request was ~4% of a call's CPU)."""
+    so), while every model call reads them (a Redis script per request was ~4% of a call's CPU).
+
+    After Redis lost its data (restarted empty, flushed), the workers are still there and write their
+    entries again within a heartbeat, one by one. So for `ttl_s` after a reader notices (the epoch key
+    changed), the workers it knew from before are kept beside those that have reported again; a worker
+    that stops or dies at any other time drops out as its entry does."""
 
     def __init__(self, redis: Redis, ttl_s: float, fresh_s: float = 0.25) -> None:
         self._redis = redis
+        self._ttl_s = ttl_s
         self._ttl_ms = int(ttl_s * 1000)
         self._fresh_s = fresh_s
         self._read = redis.register_script(_READ_LIVE)
         self._last_seen: list[WorkerInfo] = []
         self._read_at = float("-inf")  # monotonic time of the last successful read
+        self._epoch: bytes | None = None  # the epoch key's value at the last read
+        self._before_loss: list[WorkerInfo] = []  # the workers known when Redis was found to have lost them
+        self._lost_at = float("-inf")  # monotonic time that was noticed
+        self._reading: asyncio.Task[None] | None = None  # the read under way, shared by its callers
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -112,18 +133,40 @@ class RedisWorkerRegistry:
             await pipe.execute()
 
     async def live_workers(self, model: str | None = None) -> list[WorkerInfo]:
+        if time.monotonic() - self._read_at >= self._fresh_s:
+            # One read for every request that finds the list stale: a burst used to send one each, and
+            # a hundred new connections at once timed out connecting under load (503 for each).
+            if self._reading is None:
+                self._reading = asyncio.ensure_future(self._read_workers())
+                self._reading.add_done_callback(self._read_done)
+            await asyncio.shield(self._reading)
+        return [w for w in self._last_seen if model is None or model in w.models]
+
+    async def _read_workers(self) -> None:
         try:
-            if time.monotonic() - self._read_at >= self._fresh_s:
-                raws = await self._read([_INDEX_KEY], [_KEY_PREFIX])
-                seen = [WorkerInfo.from_json(raw) for raw in raws]
-                _log_changes(self._last_seen, seen)
-                self._last_seen = seen
-                self._read_at = time.monotonic()
+            epoch, *raws = await self._read([_INDEX_KEY, _EPOCH_KEY], [_KEY_PREFIX, new_hex_id()])
         except (RedisError, OSError) as exc:
             # Workers outlive a Redis outage; the last list we read keeps requests flowing (a worker that
             # died meanwhile fails its request, which dispatch retries elsewhere).
             logger.warning("worker registry unreadable (Redis: %s); using the last known workers", exc)
-        return [w for w in self._last_seen if model is None or model in w.models]
+            return
+        now = time.monotonic()
+        if self._epoch is not None and epoch != self._epoch:
+            self._before_loss, self._lost_at = self._last_seen, now
+            logger.warning("worker registry: Redis lost its entries; keeping the known workers for a TTL")
+        self._epoch = epoch
+        seen = [WorkerInfo.from_json(raw) for raw in raws]
+        if now - self._lost_at < self._ttl_s:
+            reported = {worker.worker_id for worker in seen}
+            seen += [worker for worker in self._before_loss if worker.worker_id not in reported]
+        _log_changes(self._last_seen, seen)
+        self._last_seen = seen
+        self._read_at = now
+
+    def _read_done(self, task: asyncio.Task[None]) -> None:
+        self._reading = None
+        if not task.cancelled():
+            task.exception()  # retrieved: its awaiters got it (RedisBusy), or all of them went away
 
 
 # One line per worker that joins or drops out, so an operator can follow the pool in the API's log.

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
+from llm_platform.audit.context import audit_context
 from llm_platform.dependencies import SettingsDep, StateDep
 from llm_platform.errors import Unauthorized
 from models_registry.worker.protocol import REGISTER_PATH
@@ -20,6 +21,9 @@ async def _worker_secret(request: Request, settings: SettingsDep) -> None:
     supplied = request.headers.get("authorization", "").removeprefix("Bearer ")
     if not hmac.compare_digest(supplied.encode(), settings.resolved_worker_secret.encode()):
         raise Unauthorized("Bad worker secret")
+    # Heartbeats arrive every LLMP_WORKER_HEARTBEAT_S per worker: rows of them would crowd the platform
+    # chain. A request with a bad secret is still audited (someone is probing the internal API).
+    audit_context(request.scope).audited = False
 
 
 WorkerAuth = Annotated[None, Depends(_worker_secret)]

@@ -201,3 +201,18 @@ def test_verify_finds_an_edited_row_and_deleted_rows(served, tenant_a, db_engine
     sql("DELETE FROM audit_log WHERE chain = :c AND seq > 4")
     truncated = served.client.get(verify, headers=tenant_a.admin_headers).json()  # the whole tail is gone
     assert truncated["ok"] is False and truncated["first_bad_seq"] == 4 and "missing" in truncated["reason"]
+
+
+def test_platform_admins_verify_the_platform_chain(platform, tenant_a, db_engine):
+    # Creating tenants and failed logins without a tenant land in the `platform` chain.
+    platform.client.post("/auth/token", data={"username": "nobody@example.com", "password": "wrong pass 1"})
+    platform.client.portal.call(platform.client.app.state.platform.audit.flush)  # type: ignore[union-attr]
+    verify = "/admin/audit/verify"
+    assert_error(platform.client.get(verify, headers=tenant_a.admin_headers), 403)
+    verified = platform.client.get(verify, headers=platform.admin_headers).json()
+    assert verified["ok"] is True and verified["rows"] >= 2
+
+    with db_engine.begin() as connection:
+        connection.execute(text("UPDATE audit_log SET status = 599 WHERE chain = 'platform' AND seq = 2"))
+    edited = platform.client.get(verify, headers=platform.admin_headers).json()
+    assert edited["ok"] is False and edited["first_bad_seq"] == 2 and "changed" in edited["reason"]

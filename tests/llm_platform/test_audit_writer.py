@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from llm_platform.audit import chain
 from llm_platform.audit.chain import AuditEntry
@@ -22,7 +21,6 @@ from llm_platform.audit.writer import RETRY_S, AuditWriter
 from llm_platform.db import create_engine_for, create_session_factory
 from llm_platform.migrate import upgrade_to_head
 from llm_platform.settings import Settings
-from tests.workers import free_port
 
 
 def _entry(tenant_id: uuid.UUID, index: int, at: datetime | None = None) -> AuditEntry:
@@ -36,41 +34,6 @@ def _entry(tenant_id: uuid.UUID, index: int, at: datetime | None = None) -> Audi
         tenant_id=tenant_id,
         request_id=f"req-{index}",
     )
-
-
-class Proxy:
-    """A TCP relay in front of Postgres, so the test can cut the database off and bring it back."""
-
-    def __init__(self, target_port: int) -> None:
-        self.port, self.target_port = free_port(), target_port
-        self._server: asyncio.Server | None = None
-        self._links: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for link in list(self._links):
-            link.close()
-        await self._server.wait_closed()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self._links |= {writer, upstream_writer}
-
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(pump(reader, upstream_writer), pump(upstream_reader, writer))
 
 
 async def _count_and_verify(settings: Settings, chain_name: str) -> tuple[int, int, chain.Verification]:
@@ -88,15 +51,13 @@ async def _count_and_verify(settings: Settings, chain_name: str) -> tuple[int, i
     return total, distinct, verification
 
 
-def test_an_outage_spills_to_the_spool_and_every_entry_arrives_once(database_url, clean_state, tmp_path):
-    real = make_url(database_url)
+def test_an_outage_spills_to_the_spool_and_every_entry_arrives_once(
+    database_url, db_proxy, clean_state, tmp_path
+):
     spool_dir = tmp_path / "spool"
 
     async def scenario() -> None:
-        proxy = Proxy(real.port or 5432)
-        await proxy.start()
-        through_proxy = real.set(port=proxy.port).render_as_string(hide_password=False)
-        settings = Settings(database_url=through_proxy, data_dir=tmp_path)
+        settings = Settings(database_url=db_proxy.url(database_url), data_dir=tmp_path)
         engine = create_engine_for(settings)
         writer = AuditWriter(create_session_factory(engine), spool_dir, queue_size=1000, batch_size=40)
         await writer.start()
@@ -106,21 +67,20 @@ def test_an_outage_spills_to_the_spool_and_every_entry_arrives_once(database_url
             writer.record(entry)
         await writer.flush()
 
-        await proxy.stop()  # Postgres is unreachable in the middle of a burst
+        db_proxy.cut()  # Postgres is unreachable in the middle of a burst
         for entry in entries[100:250]:
             writer.record(entry)
             await asyncio.sleep(0)
         await writer.flush()
         assert list(spool_dir.glob("*.jsonl"))  # spooled, fsync'd, not dropped
 
-        await proxy.start()  # it is back
+        db_proxy.start()  # it is back
         await asyncio.sleep(RETRY_S + 0.1)
         for entry in entries[250:]:
             writer.record(entry)
         await writer.flush()
         await writer.close()
         await engine.dispose()
-        await proxy.stop()
         assert not list(spool_dir.glob("*.jsonl"))  # replayed and removed
 
         direct = Settings(database_url=database_url, data_dir=tmp_path)

@@ -76,3 +76,5 @@ def test_unexpected_errors_hide_internals_and_carry_the_request_id(settings, cle
     error = assert_error(response, 500, "internal_error")
     assert "SELECT" not in response.text and "Traceback" not in response.text
     assert "req-500" in error["message"] and response.headers["x-request-id"] == "req-500"
+    # uvicorn closes the connection after an unhandled error: a keep-alive client must not reuse it.
+    assert response.headers["connection"] == "close"

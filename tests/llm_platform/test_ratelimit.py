@@ -8,12 +8,20 @@ import time
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import BlockingConnectionPool, Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from llm_platform.auth.principal import Principal
+from llm_platform.errors import RateLimited
 from llm_platform.ratelimit.admission import Limits, Periods, Scope
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
+from llm_platform.ratelimit.meter import Meter
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
+from llm_platform.redis_client import RedisBusy, connect
+from tenants.policy import TenantPolicies
 
+DEGRADED_SAMPLE = "llmp_rate_limits_degraded_total"
 WINDOW_MS = 1000  # a one-second "minute", so sliding behaviour is tested in real time
 
 
@@ -166,5 +174,96 @@ def test_quota_counters_are_seeded_reserved_and_settled(limiter_factory):
         await limiter.settle([scope], lease, 10, PERIODS)  # used 10 of the 30 reserved
         again = await limiter.admit([scope], _lease(), 30, PERIODS)
         assert again.allowed and again.usage[0].month_tokens == 90
+
+    asyncio.run(scenario())
+
+
+def _degraded() -> float:
+    return sum(
+        REGISTRY.get_sample_value(DEGRADED_SAMPLE, {"mode": mode}) or 0.0 for mode in ("open", "closed")
+    )
+
+
+async def _leftover_leases(redis: Redis, group: uuid.UUID) -> list[bytes]:
+    """Leases still holding a reservation or a concurrency slot in any of the group's scopes."""
+    return [
+        key
+        async for key in redis.scan_iter(f"llmp:rl:{{{group}}}:*")
+        if key.endswith((b":leases", b":slots"))
+    ]
+
+
+def _metered(database_url: str, redis: Redis) -> tuple[Meter, Principal, AsyncEngine]:
+    """A meter over the real Redis and Postgres, and an API key limited to 100 requests/min (its tenant
+    has no limits row: unlimited, fail-open)."""
+    engine = create_async_engine(database_url)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    meter = Meter(TenantPolicies(sessions), sessions, RedisLimiter(redis), MemoryLimiter())
+    principal = Principal(
+        kind="api_key",
+        id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        tenant_slug="pool",
+        scopes=("inference",),
+        key_limits=Limits(requests_per_minute=100, concurrent_requests=10_000),
+    )
+    return meter, principal, engine
+
+
+def test_a_small_redis_pool_makes_requests_wait_not_fail_open(database_url, redis_url, clean_state):
+    # redis-py's asyncio pool raised MaxConnectionsError when full, which the meter took for Redis being
+    # down: fail-open admissions (over the limit) and settlements dropped (slots held for 15 minutes).
+    async def scenario() -> None:
+        redis = connect(redis_url, max_connections=2, pool_timeout_s=5.0)
+        meter, principal, engine = _metered(database_url, redis)
+        assert principal.tenant_id is not None
+        degraded_before = _degraded()
+
+        async def request() -> bool:
+            await redis.get("llmp:test:cache-lookup")  # a request's other Redis reads compete for the pool
+            try:
+                ticket = await meter.admit(principal.tenant_id, principal, 10)  # type: ignore[arg-type]
+            except RateLimited:
+                return False
+            await asyncio.sleep(0.01)
+            await ticket.settle(5)
+            return True
+
+        admitted = await asyncio.gather(*(request() for _ in range(400)))
+        assert sum(admitted) == 100
+        assert _degraded() == degraded_before
+        assert await _leftover_leases(redis, principal.tenant_id) == []
+        await redis.aclose()
+        await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_pool_busy_past_its_timeout_answers_503_and_settles_later(database_url, redis_url, clean_state):
+    async def scenario() -> None:
+        redis = connect(redis_url, max_connections=2, pool_timeout_s=0.2)
+        meter, principal, engine = _metered(database_url, redis)
+        assert principal.tenant_id is not None
+        ticket = await meter.admit(principal.tenant_id, principal, 10)
+        degraded_before = _degraded()
+        pool = redis.connection_pool
+        held = [await pool.get_connection() for _ in range(2)]  # every connection busy elsewhere
+        with pytest.raises(RedisBusy) as refused:
+            await meter.admit(principal.tenant_id, principal, 10)
+        assert refused.value.status_code == 503 and refused.value.headers["Retry-After"] == "1"
+        await ticket.settle(5)  # does not wait for a connection: it goes through once one is free
+        await asyncio.sleep(0.5)
+        for connection in held:
+            await pool.release(connection)
+        for _ in range(50):
+            if not await _leftover_leases(redis, principal.tenant_id):
+                break
+            await asyncio.sleep(0.05)
+        assert await _leftover_leases(redis, principal.tenant_id) == []
+        assert _degraded() == degraded_before  # neither fail-open nor fail-closed: Redis was up
+        peek = await meter.limiter.peek(Scope(str(principal.tenant_id), f"key:{principal.id}", Limits()))
+        assert peek[0] == 1  # the refused request was not counted
+        await redis.aclose()
+        await engine.dispose()
 
     asyncio.run(scenario())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from llm_platform.refreshing_cache import RefreshingCache
 
@@ -81,6 +82,32 @@ def test_a_failed_background_renewal_keeps_the_value_until_it_expires() -> None:
         assert await cache.get("a") == "a-v1"
         await asyncio.sleep(TTL_S * 0.3)
         with pytest.raises(ConnectionError):
+            await cache.get("a")
+
+    asyncio.run(scenario())
+
+
+def test_an_unreachable_database_keeps_the_values_held_and_nothing_else() -> None:
+    down = False
+
+    async def load(key: str) -> str:
+        if down:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
+        return f"{key}-v1"
+
+    async def scenario() -> None:
+        nonlocal down
+        cache = RefreshingCache(load, 0.2, "test")
+        assert await cache.get("a") == "a-v1"
+        down = True
+        await asyncio.sleep(0.3)  # expired
+        assert await cache.get("a") == "a-v1"  # served on through the outage
+        await asyncio.sleep(0.3)
+        assert await cache.get("a") == "a-v1"
+        with pytest.raises(OperationalError):
+            await cache.get("b")  # never held: only the database knows it
+        cache.forget("a")  # an admin change on this replica: its old value must not come back
+        with pytest.raises(OperationalError):
             await cache.get("a")
 
     asyncio.run(scenario())

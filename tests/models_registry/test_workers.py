@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from llm_platform.app import create_app
+from llm_platform.redis_client import connect as connect_redis
+from models_registry.worker.registry import RedisWorkerRegistry, WorkerInfo
 from tests.conftest import TINY_MODEL, assert_error, bearer, register_model
 from tests.workers import TTL_S, WORKER_SECRET, WorkerProcess, wait_registered, worker_env
 
@@ -128,3 +134,74 @@ def test_a_full_queue_answers_503_with_retry_after(long_worker, platform, tenant
         error = assert_error(response, 503, "model_overloaded")
         assert int(response.headers["retry-after"]) >= 1 and "tiny-long" in error["message"]
     _wait_idle(long_worker)
+
+
+def test_embedded_heartbeats_are_not_audited(settings, clean_state, db_engine):
+    embedded = settings.model_copy(update={"redis_url": None})
+    worker = WorkerInfo("w1", "http://127.0.0.1:1", (TINY_MODEL,), 4, 0, time.time())
+    with TestClient(create_app(embedded)) as client:
+        for _ in range(3):
+            response = client.post(
+                "/internal/workers", content=worker.to_json(), headers=bearer(WORKER_SECRET)
+            )
+            assert response.status_code == 204
+        # A wrong secret is someone probing the internal API: that stays on the record.
+        assert (
+            client.post("/internal/workers", content=worker.to_json(), headers=bearer("wrong")).status_code
+            == 401
+        )
+        client.portal.call(client.app.state.platform.audit.flush)  # type: ignore[attr-defined]
+    with db_engine.connect() as connection:
+        rows = connection.execute(text("SELECT action, status FROM audit_log")).all()
+    assert [tuple(row) for row in rows] == [("heartbeat", 401)]
+
+
+ALONE = "registry-test-model"  # served by no real worker: the session's tiny worker heartbeats meanwhile
+
+
+def test_a_redis_restarted_empty_keeps_the_last_workers_for_a_heartbeat_round(redis_url, clean_state):
+    async def scenario() -> None:
+        redis = connect_redis(redis_url)
+        registry = RedisWorkerRegistry(redis, ttl_s=1.0, fresh_s=0)
+        first, second = (
+            WorkerInfo(f"w{n}", "http://127.0.0.1:1", (ALONE,), 4, 0, time.time()) for n in (1, 2)
+        )
+        for worker in (first, second):
+            await registry.heartbeat(worker)
+        assert {w.worker_id for w in await registry.live_workers(ALONE)} == {"w1", "w2"}
+        await redis.flushdb()  # what a Redis restarted without persistence looks like
+        assert {w.worker_id for w in await registry.live_workers(ALONE)} == {"w1", "w2"}  # still served
+        await registry.heartbeat(second)  # the first to report again does not push the other out
+        assert {w.worker_id for w in await registry.live_workers(ALONE)} == {"w1", "w2"}
+        await asyncio.sleep(1.1)  # a whole TTL without a heartbeat from w1: it is gone after all
+        await registry.heartbeat(second)
+        assert await registry.live_workers(ALONE) == [second]
+        await registry.remove("w2")  # a worker that stops (no data lost) drops out at once
+        assert await registry.live_workers(ALONE) == []
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_burst_on_a_stale_registry_reads_redis_once(redis_url, clean_state):
+    # Each request used to send its own read: under a burst, a hundred connections opened at once timed
+    # out connecting and those requests answered 503 with no worker known.
+    async def scenario() -> None:
+        redis = connect_redis(redis_url)
+        registry = RedisWorkerRegistry(redis, ttl_s=1.0)
+        worker = WorkerInfo("w1", "http://127.0.0.1:1", (ALONE,), 4, 0, time.time())
+        await registry.heartbeat(worker)
+        reads = 0
+        read = registry._read
+
+        async def counted(*args):  # type: ignore[no-untyped-def]
+            nonlocal reads
+            reads += 1
+            return await read(*args)
+
+        registry._read = counted  # type: ignore[method-assign]
+        found = await asyncio.gather(*(registry.live_workers(ALONE) for _ in range(100)))
+        assert found == [[worker]] * 100 and reads == 1
+        await redis.aclose()
+
+    asyncio.run(scenario())
