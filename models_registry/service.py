@@ -42,7 +42,10 @@ def check_model(
 
 
 async def register_model(session: AsyncSession, values: dict[str, Any]) -> Model:
-    check_model(values["backend"], values["base_url"], values["context_length"], values["default_params"])
+    # Callers outside HTTP (the CLI, tests) may leave out what the schema defaults.
+    check_model(
+        values["backend"], values.get("base_url"), values["context_length"], values.get("default_params")
+    )
     model = Model(**values)
     session.add(model)
     await save_unique(
