@@ -96,8 +96,10 @@ def sync_database_url(url: str) -> str:
 
 def create_engine_for(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url
+    # A failed statement's error carries its parameters (password hashes, prompts, key hashes) in its
+    # text, which a log line or traceback would then hold: hidden.
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
@@ -105,6 +107,9 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         pool_pre_ping=True,
+        hide_parameters=True,
+        # A server that accepts connections but never answers would otherwise hold each request forever.
+        connect_args={"connect_timeout": settings.database_connect_timeout_s},
     )
 
 

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
         int, Field(description="Request bodies above this size answer 413", ge=1024)
     ] = 1024 * 1024
     database_pool_size: Annotated[int, Field(description="Connections per API process (Postgres)", ge=1)] = 10
+    database_connect_timeout_s: Annotated[
+        int, Field(description="Seconds to wait for Postgres to accept a connection (then 503)", ge=1)
+    ] = 5
 
     worker_secret: Annotated[
         SecretStr | None,

@@ -5,12 +5,19 @@ holds, spools its audit entries, and recovers when the database is back."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections import Counter
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from llm_platform.app import create_app
+from llm_platform.db import create_engine_for
+from llm_platform.settings import Settings
 from tests.conftest import TINY_MODEL, assert_error, bearer
 from tests.workers import ApiProcess, wait_registered, worker_env
 
@@ -75,3 +82,40 @@ def test_a_database_outage_answers_503_and_known_keys_keep_working(
             break
         time.sleep(0.2)
     assert again.status_code == 200, again.text
+
+
+def test_a_database_that_never_answers_is_a_503_within_the_connect_timeout(tmp_path):
+    # A server that accepts the TCP connection and then says nothing (a hung Postgres, a black-holing
+    # firewall): without a connect timeout every request waited on it for good.
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts nor answers
+        port = silent.getsockname()[1]
+        settings = Settings(
+            database_url=f"postgresql+psycopg://postgres@127.0.0.1:{port}/none",
+            database_connect_timeout_s=1,
+            data_dir=tmp_path,
+            jwt_secret="s" * 40,
+        )
+        with TestClient(create_app(settings)) as client:
+            started = time.monotonic()
+            response = client.post("/auth/token", data={"username": "a@example.com", "password": "pw"})
+            elapsed = time.monotonic() - started
+    assert_error(response, 503, "service_unavailable")
+    assert response.headers["retry-after"]
+    assert elapsed < 10  # the pool's checkout retries once: about two connect timeouts
+
+
+def test_a_failed_statement_keeps_its_parameters_out_of_its_error(settings):
+    # Its text reaches log lines and tracebacks: a password hash or a prompt must not be in it.
+    async def fail() -> str:
+        engine = create_engine_for(settings)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT :value, 1 / 0"), {"value": "secret-prompt"})
+        except DBAPIError as exc:
+            return str(exc)
+        finally:
+            await engine.dispose()
+        return ""
+
+    message = asyncio.run(fail())
+    assert "division by zero" in message and "secret-prompt" not in message
