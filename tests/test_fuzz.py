@@ -101,7 +101,7 @@ def fuzz_target(request, settings, db_engine, clean_state, catalogue_restored) -
 
 @SCHEMA.parametrize()
 @hypothesis_settings(
-    max_examples=15, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+    max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
 )
 def test_fuzz(case: schemathesis.Case, fuzz_target: FuzzTarget) -> None:
     for name in case.path_parameters.keys() & fuzz_target.path_values.keys():
