@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import signal
@@ -124,8 +125,9 @@ def serve(
     # uvicorn shuts down on SIGTERM or SIGINT, then restores the handler it found and raises the signal
     # again; with the default handler the process would die right there, before stopping its workers.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, _exit_on_signal)
+        signal.signal(stop_signal, _raise_stop)
     app = create_app(settings)  # first: it sets up the logging that the supervisor's lines go to
+    stopped_by: int | None = None
     try:
         supervisor.start()
         uvicorn.run(
@@ -135,12 +137,25 @@ def serve(
             proxy_headers=True,
             log_level=settings.log_level.lower(),
         )
+    except _StopSignal as stop:
+        stopped_by = stop.signum
     finally:
         supervisor.stop()
+    if stopped_by is not None:
+        # Now end by the signal, as uvicorn alone would have: service managers take that for a clean
+        # stop (systemd does not take exit status 143 for one).
+        signal.signal(stopped_by, signal.SIG_DFL)
+        os.kill(os.getpid(), stopped_by)
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # the shell's code for "ended by this signal"
+class _StopSignal(BaseException):  # not an Exception: nothing on the way may catch it
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise _StopSignal(signum)
 
 
 @app.command()
