@@ -226,7 +226,7 @@ unsupported_router = APIRouter(route_class=_UnsupportedEndpointRoute, include_in
 @unsupported_router.api_route("/{tenant}/v1/{endpoint:path}", methods=_ANY_METHOD)
 async def unsupported_endpoint(request: Request, endpoint: str) -> Response:
     served = ", ".join(
-        f"{method} {route.path}"
+        f"{method} {route.path_format}"  # `{model}`, not `{model:path}`
         for route in router.routes
         if isinstance(route, APIRoute) and route.path.startswith("/v1/")
         for method in sorted(route.methods)

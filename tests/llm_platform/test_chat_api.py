@@ -251,6 +251,7 @@ def test_openai_endpoints_we_do_not_serve_answer_404_saying_so(served, tenant_a,
     response = client.request(method, path.format(tenant=tenant_a.slug), headers=headers)
     error = assert_error(response, 404, "unsupported_endpoint")
     assert "not supported" in error["message"] and "POST /v1/chat/completions" in error["message"]
+    assert error["message"].endswith("GET /v1/models/{model}")  # as OpenAI documents it, not `{model:path}`
     assert error["type"] == "invalid_request_error"
 
 
