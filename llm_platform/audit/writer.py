@@ -40,7 +40,9 @@ class Spool:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Spooled entries may hold prompts and answers (tenants that keep text): the process's own, like
+        # the database file and the secrets.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._generation = 0
         self.path = self._next_path()
 
@@ -49,7 +51,8 @@ class Spool:
         return self.directory / f"{os.getpid()}.{time.time_ns()}.{self._generation}.jsonl"
 
     def append(self, entries: list[AuditEntry]) -> None:
-        with self.path.open("a", encoding="utf-8") as spool:
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(descriptor, "a", encoding="utf-8") as spool:
             spool.write("".join(entry.to_json() + "\n" for entry in entries))
             spool.flush()
             os.fsync(spool.fileno())

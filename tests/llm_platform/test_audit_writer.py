@@ -121,7 +121,10 @@ def test_a_full_queue_spills_instead_of_blocking_or_dropping(database_url, clean
         tenant_id = uuid.uuid4()
         for index in range(10):  # the writer is not started: nothing drains the queue
             writer.record(_entry(tenant_id, index))
-        assert len(list((tmp_path / "spool").glob("*.jsonl"))) == 1
+        [spooled] = (tmp_path / "spool").glob("*.jsonl")
+        # Entries may hold prompts and answers: readable by the platform's user alone, whatever the umask.
+        assert (tmp_path / "spool").stat().st_mode & 0o777 == 0o700
+        assert spooled.stat().st_mode & 0o777 == 0o600
         await writer.start()  # replays the spool
         await writer.close()  # and writes out the queue
         await engine.dispose()
