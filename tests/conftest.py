@@ -3,6 +3,7 @@ per session, emptied tables per test, and an API client with helpers to make ten
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -118,6 +119,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
 
 TINY_MODEL = "tiny-llama"
 TINY_CONTEXT = 512
+# The chat turn most tests send: short, so a tiny-model answer is quick.
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def register_model(
@@ -165,6 +168,20 @@ def long_worker(database_url, redis_url, db_engine, tmp_path_factory):  # type: 
     worker = WorkerProcess("tiny-long", env).wait_ready()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def served(tiny_worker, platform, redis_url):  # type: ignore[no-untyped-def]
+    """The platform helper once the tiny model has a worker in the registry again (the per-test FLUSHDB
+    removes it until the worker's next heartbeat)."""
+    wait_registered(redis_url, TINY_MODEL)
+    return platform
+
+
+@pytest.fixture
+def tenant_a_caller(served, tenant_a) -> tuple[TestClient, dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The test client and the headers of a new API key of tenant_a, with the tiny model served."""
+    return served.client, bearer(served.create_key(tenant_a)["key"])
 
 
 @pytest.fixture
@@ -302,6 +319,14 @@ class PlatformHelper:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def update_settings(self, tenant: TenantCtx, **fields: object) -> dict:
+        """Changes the named tenant settings as the tenant's admin."""
+        response = self.client.patch(
+            f"/{tenant.slug}/admin/settings", json=fields, headers=tenant.admin_headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
     def create_key(self, tenant: TenantCtx, *, scopes: list[str] | None = None, **extra: object) -> dict:
         body: dict[str, object] = {"name": "test key", **extra}
         if scopes is not None:
@@ -358,3 +383,22 @@ def assert_error(response, status: int, code: str | None = None) -> dict:  # typ
     if code is not None:
         assert error["code"] == code, error
     return error
+
+
+def assert_status(response, status: int = 200):  # type: ignore[no-untyped-def]
+    """A set-up step's response, once it has the status the step needs: a test fails where its set-up
+    did, with the body, not later on a puzzling assertion."""
+    assert response.status_code == status, response.text
+    return response
+
+
+def sse_events(response) -> list[str]:  # type: ignore[no-untyped-def]
+    """The data of each server-sent event in a streamed answer (every frame must be `data: ...`)."""
+    frames = [frame for frame in response.text.split("\n\n") if frame]
+    assert all(frame.startswith("data: ") for frame in frames), frames
+    return [frame.removeprefix("data: ") for frame in frames]
+
+
+def sse_chunks(response) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The JSON chunks of a streamed answer, without the closing `[DONE]`."""
+    return [json.loads(event) for event in sse_events(response) if event != "[DONE]"]

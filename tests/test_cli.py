@@ -87,6 +87,7 @@ def test_admin_commands_create_tenants_users_and_keys(cli_env, server):
     root = httpx.post(
         f"{server}/auth/token", data={"username": "root@example.com", "password": "a long enough password"}
     )
+    assert root.status_code == 200, root.text
     tenants = httpx.get(
         f"{server}/admin/tenants", headers={"Authorization": f"Bearer {root.json()['access_token']}"}
     )

@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-import pytest
-
-from tests.conftest import TINY_MODEL, assert_error, bearer
-from tests.workers import wait_registered
-
-
-@pytest.fixture
-def served(tiny_worker, platform, tenant_a, redis_url):  # type: ignore[no-untyped-def]
-    wait_registered(redis_url, TINY_MODEL)
-    return platform.client, bearer(platform.create_key(tenant_a)["key"])
+from tests.conftest import TINY_MODEL, assert_error, assert_status, bearer, sse_chunks
 
 
 def _new(client, tenant, headers):  # type: ignore[no-untyped-def]
@@ -22,8 +11,8 @@ def _new(client, tenant, headers):  # type: ignore[no-untyped-def]
     return created.json()["id"]
 
 
-def test_turns_are_stored_and_sent_back_to_the_model(served, tenant_a):
-    client, headers = served
+def test_turns_are_stored_and_sent_back_to_the_model(tenant_a_caller, tenant_a):
+    client, headers = tenant_a_caller
     conversation = _new(client, tenant_a.slug, headers)
     first = client.post(
         f"/{tenant_a.slug}/chat",
@@ -49,14 +38,16 @@ def test_turns_are_stored_and_sent_back_to_the_model(served, tenant_a):
     )
     assert second.status_code == 200, second.text
     # The stored history went to the model: more prompt tokens than the new message alone.
-    alone = client.post(
-        "/v1/chat/completions",
-        headers=headers,
-        json={
-            "model": TINY_MODEL,
-            "max_tokens": 1,
-            "messages": [{"role": "user", "content": "What is my name?"}],
-        },
+    alone = assert_status(
+        client.post(
+            "/v1/chat/completions",
+            headers=headers,
+            json={
+                "model": TINY_MODEL,
+                "max_tokens": 1,
+                "messages": [{"role": "user", "content": "What is my name?"}],
+            },
+        )
     )
     assert second.json()["usage"]["prompt_tokens"] > alone.json()["usage"]["prompt_tokens"]
 
@@ -71,8 +62,8 @@ def test_turns_are_stored_and_sent_back_to_the_model(served, tenant_a):
     assert [c["id"] for c in listing] == [conversation]
 
 
-def test_streamed_turns_are_stored_too(served, tenant_a):
-    client, headers = served
+def test_streamed_turns_are_stored_too(tenant_a_caller, tenant_a):
+    client, headers = tenant_a_caller
     conversation = _new(client, tenant_a.slug, headers)
     streamed = client.post(
         f"/{tenant_a.slug}/chat",
@@ -85,14 +76,15 @@ def test_streamed_turns_are_stored_too(served, tenant_a):
             "conversation_id": conversation,
         },
     )
-    events = [json.loads(line.removeprefix("data: ")) for line in streamed.text.split("\n\n") if line]
+    assert streamed.status_code == 200, streamed.text
+    events = sse_chunks(streamed)
     text = "".join(e.get("text", "") for e in events)
     stored = client.get(f"/{tenant_a.slug}/conversations/{conversation}", headers=headers).json()["messages"]
     assert [(m["role"], m["content"]) for m in stored] == [("user", "Hello"), ("assistant", text)]
 
 
-def test_conversations_belong_to_their_owner(served, platform, tenant_a, tenant_b):
-    client, headers = served
+def test_conversations_belong_to_their_owner(tenant_a_caller, platform, tenant_a, tenant_b):
+    client, headers = tenant_a_caller
     conversation = _new(client, tenant_a.slug, headers)
     other_key = bearer(platform.create_key(tenant_a)["key"])
     other_tenant = bearer(platform.create_key(tenant_b)["key"])
@@ -124,10 +116,10 @@ def test_a_conversation_body_refuses_unknown_fields(platform, tenant_a):
     assert platform.client.get(f"/{tenant_a.slug}/conversations", headers=headers).json() == []
 
 
-def test_nul_characters_are_stored_as_replacements_and_refused_in_titles(served, tenant_a):
+def test_nul_characters_are_stored_as_replacements_and_refused_in_titles(tenant_a_caller, tenant_a):
     # A prompt (or a model's answer) may hold a NUL, which Postgres text cannot: the turn is kept with
     # U+FFFD in its place. A title the client names is refused instead.
-    client, headers = served
+    client, headers = tenant_a_caller
     titled = client.post(f"/{tenant_a.slug}/conversations", json={"title": "a\x00b"}, headers=headers)
     assert assert_error(titled, 422)["param"] == "title"
     conversation = _new(client, tenant_a.slug, headers)

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import calendar
-import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis import Redis
 
-from tests.conftest import TINY_MODEL, assert_error, bearer, register_model
+from tests.conftest import (
+    QUESTION,
+    TINY_MODEL,
+    assert_error,
+    assert_status,
+    bearer,
+    register_model,
+    sse_chunks,
+    sse_events,
+)
 from tests.tiny_model import build_tiny_model
 from tests.workers import WorkerProcess, wait_registered, worker_env
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 LONG = 4000
 LONG_STREAM = {
     "model": "tiny-long",
@@ -25,12 +32,6 @@ LONG_STREAM = {
 }
 
 
-@pytest.fixture
-def served(tiny_worker, platform, tenant_a, redis_url):  # type: ignore[no-untyped-def]
-    wait_registered(redis_url, TINY_MODEL)
-    return platform
-
-
 def _chat(platform, key: str, **body):  # type: ignore[no-untyped-def]
     payload = {"model": TINY_MODEL, "messages": QUESTION, "max_tokens": 4, "temperature": 0, **body}
     # Fresh answers: these tests count the tokens of generations (cache hits have their own tests).
@@ -39,9 +40,8 @@ def _chat(platform, key: str, **body):  # type: ignore[no-untyped-def]
 
 
 def _stream_usage(response) -> dict:  # type: ignore[no-untyped-def]
-    events = [line.removeprefix("data: ") for line in response.text.split("\n\n") if line]
-    assert events[-1] == "[DONE]"
-    return json.loads(events[-2])["usage"]
+    assert sse_events(response)[-1] == "[DONE]"
+    return sse_chunks(response)[-1]["usage"]
 
 
 def _total(response) -> int:  # type: ignore[no-untyped-def]
@@ -118,10 +118,12 @@ def test_key_limits_apply_on_top_of_the_tenants(served, tenant_a):
 
 def test_a_keys_daily_quota(served, tenant_a):
     first = served.create_key(tenant_a)
-    served.client.patch(
-        f"/{tenant_a.slug}/admin/keys/{first['id']}/limits",
-        json={"daily_token_quota": 300},
-        headers=tenant_a.admin_headers,
+    assert_status(
+        served.client.patch(
+            f"/{tenant_a.slug}/admin/keys/{first['id']}/limits",
+            json={"daily_token_quota": 300},
+            headers=tenant_a.admin_headers,
+        )
     )
     statuses = [_chat(served, first["key"]).status_code for _ in range(12)]
     assert statuses[0] == 200 and statuses[-1] == 429

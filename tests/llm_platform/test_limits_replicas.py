@@ -18,7 +18,8 @@ from llm_platform.app import create_app
 from tests.conftest import TINY_MODEL, PlatformHelper, bearer
 from tests.workers import ApiProcess, WorkerProcess, free_port, wait_registered, worker_env
 
-QUESTION = [{"role": "user", "content": "Hi"}]
+# The shortest turn: these tests count admissions, not answers.
+GREETING = [{"role": "user", "content": "Hi"}]
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def test_two_api_processes_admit_exactly_the_limit(two_apis, platform, tenant_a,
     platform.set_limits(tenant_a, requests_per_minute=limit)
     key = platform.create_key(tenant_a)["key"]
     wait_registered(redis_url, TINY_MODEL)
-    body = {"model": TINY_MODEL, "messages": QUESTION, "max_tokens": 1}
+    body = {"model": TINY_MODEL, "messages": GREETING, "max_tokens": 1}
 
     async def burst() -> list[int]:
         async with httpx.AsyncClient(timeout=60) as client:
@@ -89,7 +90,7 @@ def test_redis_stopped_mid_test_fail_open_serves_fail_closed_answers_503(
             platform.set_limits(open_tenant, requests_per_minute=3)
             platform.set_limits(closed_tenant, requests_per_minute=3, fail_mode="closed")
             keys = {t.slug: platform.create_key(t)["key"] for t in (open_tenant, closed_tenant)}
-            body = {"model": TINY_MODEL, "messages": QUESTION, "max_tokens": 2, "temperature": 0}
+            body = {"model": TINY_MODEL, "messages": GREETING, "max_tokens": 2, "temperature": 0}
 
             def chat(tenant):  # type: ignore[no-untyped-def]
                 return client.post("/v1/chat/completions", json=body, headers=bearer(keys[tenant.slug]))

@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-
-import pytest
 
 from llm_platform.cache.response_cache import CachedAnswer, MemoryResponseCache
-from tests.conftest import TINY_MODEL, assert_error, bearer
-from tests.workers import wait_registered
-
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture
-def served(tiny_worker, platform, tenant_a, redis_url):  # type: ignore[no-untyped-def]
-    wait_registered(redis_url, TINY_MODEL)
-    return platform
+from tests.conftest import QUESTION, TINY_MODEL, assert_error, bearer, sse_chunks, sse_events
 
 
 def _chat(platform, key: str, headers: dict[str, str] | None = None, **body):  # type: ignore[no-untyped-def]
@@ -64,9 +52,8 @@ def test_a_streamed_hit_replays_the_original_stream(served, tenant_a):
     assert original.headers["x-cache"] == "miss" and replayed.headers["x-cache"] == "hit"
 
     def contents(response) -> tuple[list, dict]:  # type: ignore[no-untyped-def]
-        events = [line.removeprefix("data: ") for line in response.text.split("\n\n") if line]
-        assert events[-1] == "[DONE]"
-        chunks = [json.loads(event) for event in events[:-1]]
+        assert sse_events(response)[-1] == "[DONE]"
+        chunks = sse_chunks(response)
         return [c["choices"][0]["delta"] for c in chunks if c["choices"]], chunks[-1]["usage"]
 
     assert contents(replayed) == contents(original)  # the same chunks, the same usage
@@ -100,9 +87,7 @@ def test_sampled_answers_are_cached_only_with_a_seed_or_the_tenants_consent(serv
 
 def test_a_tenant_can_turn_caching_off(served, tenant_a):
     key = served.create_key(tenant_a)["key"]
-    served.client.patch(
-        f"/{tenant_a.slug}/admin/settings", json={"cache_enabled": False}, headers=tenant_a.admin_headers
-    )
+    served.update_settings(tenant_a, cache_enabled=False)
     assert [_chat(served, key).headers["x-cache"] for _ in range(2)] == ["miss", "miss"]
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import bearer
+from tests.conftest import assert_status, bearer, sse_chunks
 from tests.workers import WorkerProcess, wait_registered, worker_env
 
 # Converted weights are cached beside the checkout, so only the first run pays the ~20 s conversion.
@@ -50,16 +49,13 @@ def test_streamed_chinese_and_emoji_equal_the_whole_answer(smollm2_worker, platf
         "max_tokens": 40,
         "messages": [{"role": "user", "content": "Translate to Chinese and add emoji: I love 🍜 and 🐼."}],
     }
-    whole = platform.client.post("/v1/chat/completions", headers=key, json=body).json()
+    whole = assert_status(platform.client.post("/v1/chat/completions", headers=key, json=body)).json()
     answer = whole["choices"][0]["message"]["content"]
     assert any(ord(ch) > 0x2E80 for ch in answer), answer  # it did answer with CJK or emoji
     fresh = {**key, "Cache-Control": "no-cache"}  # the engine's own stream, not the cache's replay
     streamed = platform.client.post("/v1/chat/completions", headers=fresh, json=body | {"stream": True})
-    chunks = [
-        json.loads(line.removeprefix("data: "))
-        for line in streamed.text.split("\n\n")
-        if line.startswith("data: {")
-    ]
+    assert streamed.status_code == 200, streamed.text
+    chunks = sse_chunks(streamed)
     pieces = [c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]]
     assert "".join(pieces).encode() == answer.encode()
     # Only a final flush (max_tokens cut a character in half) may carry a replacement character.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from tests.conftest import assert_error, bearer
+from tests.conftest import assert_error, assert_status, bearer
 
 LOCAL = {
     "name": "acme-llama",
@@ -46,8 +46,10 @@ def test_platform_admin_registers_updates_and_disables(platform, tenant_a, db_en
     listing = platform.client.get(f"/{tenant_a.slug}/models", headers=key).json()
     assert all(set(m) == {"name", "kind", "context_length"} for m in listing)  # no paths or URLs for tenants
 
-    disabled = platform.client.patch(
-        "/admin/models/acme-llama", json={"enabled": False}, headers=platform.admin_headers
+    disabled = assert_status(
+        platform.client.patch(
+            "/admin/models/acme-llama", json={"enabled": False}, headers=platform.admin_headers
+        )
     )
     assert disabled.json()["enabled"] is False
     assert "acme-llama" not in [

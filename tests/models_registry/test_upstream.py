@@ -6,16 +6,20 @@ server we can run on this machine.
 
 from __future__ import annotations
 
-import json
-
 import httpx
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from llm_platform.app import create_app
-from tests.conftest import TINY_MODEL, PlatformHelper, assert_error, bearer
-
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+from tests.conftest import (
+    QUESTION,
+    TINY_MODEL,
+    PlatformHelper,
+    assert_error,
+    assert_status,
+    bearer,
+    sse_chunks,
+)
 
 
 def test_a_model_behind_an_openai_compatible_upstream(live_api, settings, platform, tenant_a, redis_url):
@@ -42,7 +46,9 @@ def test_a_model_behind_an_openai_compatible_upstream(live_api, settings, platfo
         update={"upstream_api_keys": {"remote-tiny": SecretStr(upstream_key)}}
     )
     with TestClient(create_app(front_settings)) as front:
-        direct = front.post("/v1/chat/completions", headers=key, json=body | {"model": TINY_MODEL}).json()
+        direct = assert_status(
+            front.post("/v1/chat/completions", headers=key, json=body | {"model": TINY_MODEL})
+        ).json()
         remote = front.post("/v1/chat/completions", headers=key, json=body | {"model": "remote-tiny"})
         assert remote.status_code == 200, remote.text
         assert remote.json()["model"] == "remote-tiny"
@@ -54,11 +60,8 @@ def test_a_model_behind_an_openai_compatible_upstream(live_api, settings, platfo
             headers={**key, "Cache-Control": "no-cache"},  # through the upstream, not our cache
             json=body | {"model": "remote-tiny", "stream": True, "stream_options": {"include_usage": True}},
         )
-        chunks = [
-            json.loads(line.removeprefix("data: "))
-            for line in streamed.text.split("\n\n")
-            if line.startswith("data: {")
-        ]
+        assert streamed.status_code == 200, streamed.text
+        chunks = sse_chunks(streamed)
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
         assert text == direct["choices"][0]["message"]["content"]
         assert chunks[-1]["usage"] == direct["usage"]

@@ -16,7 +16,8 @@ from models_registry.worker.registry import RedisWorkerRegistry, WorkerInfo
 from tests.conftest import TINY_MODEL, assert_error, bearer, register_model
 from tests.workers import TTL_S, WORKER_SECRET, WorkerProcess, wait_registered, worker_env
 
-QUESTION = [{"role": "user", "content": "Tell me a long story."}]
+# A turn the tiny model answers at length when asked for many tokens.
+STORY_REQUEST = [{"role": "user", "content": "Tell me a long story."}]
 
 
 def _generate_body(max_tokens: int, model: str = TINY_MODEL) -> dict:
@@ -24,7 +25,7 @@ def _generate_body(max_tokens: int, model: str = TINY_MODEL) -> dict:
         "request_id": "r1",
         "tenant": "t",
         "model": model,
-        "messages": QUESTION,
+        "messages": STORY_REQUEST,
         "params": {"max_tokens": max_tokens, "temperature": 0},
     }
 
@@ -68,7 +69,7 @@ def test_a_client_that_leaves_the_api_frees_the_worker_slot(long_worker, platfor
     key = platform.create_key(tenant_a)["key"]
     body = {
         "model": "tiny-long",
-        "messages": QUESTION,
+        "messages": STORY_REQUEST,
         "max_tokens": LONG,
         "temperature": 1.0,
         "stream": True,
@@ -95,7 +96,7 @@ def two_workers(database_url, redis_url, db_engine, tiny_model_dir, tmp_path):  
 
 def test_a_killed_worker_drops_out_and_requests_go_to_the_other(two_workers, platform, tenant_a, redis_url):
     key = platform.create_key(tenant_a)["key"]
-    body = {"model": "tiny-pair", "messages": QUESTION, "max_tokens": 4}
+    body = {"model": "tiny-pair", "messages": STORY_REQUEST, "max_tokens": 4}
     wait_registered(redis_url, "tiny-pair", count=2)
     two_workers[0].kill()
     # Still registered for up to a TTL: dispatch hits the dead one, fails before any token, retries.
@@ -128,7 +129,7 @@ def test_a_full_queue_answers_503_with_retry_after(long_worker, platform, tenant
         key = platform.create_key(tenant_a)["key"]
         response = platform.client.post(
             "/v1/chat/completions",
-            json={"model": "tiny-long", "messages": QUESTION, "max_tokens": 4},
+            json={"model": "tiny-long", "messages": STORY_REQUEST, "max_tokens": 4},
             headers=bearer(key),
         )
         error = assert_error(response, 503, "model_overloaded")

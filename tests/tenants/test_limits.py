@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import assert_error
+from tests.conftest import assert_error, assert_status
 
 LIMITS = {
     "requests_per_minute": 60,
@@ -34,7 +34,9 @@ def test_platform_admin_sets_limits_and_the_tenant_admin_reads_them(platform, te
     assert {k: read[k] for k in LIMITS} == LIMITS
     # PUT replaces the whole set: a null lifts a limit, or the allowed-models list.
     unlimited = LIMITS | {"requests_per_minute": 5, "tokens_per_minute": None, "allowed_models": None}
-    platform.client.put(f"/{tenant_a.slug}/admin/limits", json=unlimited, headers=platform.admin_headers)
+    assert_status(
+        platform.client.put(f"/{tenant_a.slug}/admin/limits", json=unlimited, headers=platform.admin_headers)
+    )
     read = platform.client.get(f"/{tenant_a.slug}/admin/limits", headers=tenant_a.admin_headers).json()
     assert {k: read[k] for k in LIMITS} == unlimited
 
@@ -145,14 +147,16 @@ def test_a_put_of_limits_must_name_every_field_and_changes_nothing_otherwise(pla
 def test_a_patch_of_limits_changes_only_what_it_names(platform, tenant_a):
     url = f"/{tenant_a.slug}/admin/limits"
     stored = LIMITS | {"daily_token_quota": 900, "fail_mode": "closed"}
-    platform.client.put(url, json=stored, headers=platform.admin_headers)
+    assert_status(platform.client.put(url, json=stored, headers=platform.admin_headers))
     patched = platform.client.patch(url, json={"requests_per_minute": 5}, headers=platform.admin_headers)
     assert patched.status_code == 200, patched.text
     read = platform.client.get(url, headers=tenant_a.admin_headers).json()
     assert {k: read[k] for k in LIMITS} == stored | {"requests_per_minute": 5}
     # An explicit null lifts a limit (and allows every model); fail_mode cannot be null.
-    lifted = platform.client.patch(
-        url, json={"tokens_per_minute": None, "allowed_models": None}, headers=platform.admin_headers
+    lifted = assert_status(
+        platform.client.patch(
+            url, json={"tokens_per_minute": None, "allowed_models": None}, headers=platform.admin_headers
+        )
     )
     assert lifted.json()["tokens_per_minute"] is None and lifted.json()["allowed_models"] is None
     assert lifted.json()["concurrent_requests"] == LIMITS["concurrent_requests"]
@@ -178,7 +182,9 @@ def test_key_limits_put_needs_every_field_and_patch_changes_one(platform, tenant
     assert patched.status_code == 200, patched.text
     assert (patched.json()["monthly_token_quota"], patched.json()["requests_per_minute"]) == (900, 10)
     assert patched.json()["daily_token_quota"] == 500
-    lifted = platform.client.patch(url, json={"daily_token_quota": None}, headers=tenant_a.admin_headers)
+    lifted = assert_status(
+        platform.client.patch(url, json={"daily_token_quota": None}, headers=tenant_a.admin_headers)
+    )
     assert lifted.json()["daily_token_quota"] is None and lifted.json()["requests_per_minute"] == 10
     unknown = platform.client.patch(url, json={"rpm": 1}, headers=tenant_a.admin_headers)
     assert assert_error(unknown, 422)["param"] == "rpm"

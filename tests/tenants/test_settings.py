@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import assert_error
+from tests.conftest import assert_error, assert_status
 
 SETTINGS = {
     "cache_enabled": False,
@@ -31,7 +31,7 @@ def test_a_put_of_settings_must_name_every_field(platform, tenant_a):
 
 def test_a_patch_of_settings_changes_only_what_it_names(platform, tenant_a, tenant_b):
     url = f"/{tenant_a.slug}/admin/settings"
-    platform.client.put(url, json=SETTINGS, headers=tenant_a.admin_headers)
+    assert_status(platform.client.put(url, json=SETTINGS, headers=tenant_a.admin_headers))
     patched = platform.client.patch(url, json={"cache_ttl_s": 30}, headers=tenant_a.admin_headers)
     assert patched.status_code == 200, patched.text
     assert _read(platform, tenant_a) == SETTINGS | {"cache_ttl_s": 30}

@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import text
 
-from tests.conftest import assert_error, bearer
+from tests.conftest import assert_error, assert_status, bearer
 
 
 def test_platform_admin_creates_lists_and_renames_tenants(platform):
@@ -16,8 +16,10 @@ def test_platform_admin_creates_lists_and_renames_tenants(platform):
     assert created.status_code == 201 and created.json()["status"] == "active"
     listed = platform.client.get("/admin/tenants", headers=platform.admin_headers).json()
     assert [t["slug"] for t in listed] == ["acme"]
-    renamed = platform.client.patch(
-        "/admin/tenants/acme", json={"name": "Acme Corp"}, headers=platform.admin_headers
+    renamed = assert_status(
+        platform.client.patch(
+            "/admin/tenants/acme", json={"name": "Acme Corp"}, headers=platform.admin_headers
+        )
     )
     assert renamed.json()["name"] == "Acme Corp"
 
@@ -65,8 +67,10 @@ def test_tenant_users_and_keys_cannot_manage_tenants(platform, tenant_a):
 def test_suspended_tenant_is_locked_out_at_once(platform, tenant_a, tenant_b):
     key = platform.create_key(tenant_a)
     tokens = platform.login(tenant_a.admin_email, tenant=tenant_a.slug)
-    suspended = platform.client.patch(
-        f"/admin/tenants/{tenant_a.slug}", json={"status": "suspended"}, headers=platform.admin_headers
+    suspended = assert_status(
+        platform.client.patch(
+            f"/admin/tenants/{tenant_a.slug}", json={"status": "suspended"}, headers=platform.admin_headers
+        )
     )
     assert suspended.json()["status"] == "suspended"
 
@@ -84,8 +88,10 @@ def test_suspended_tenant_is_locked_out_at_once(platform, tenant_a, tenant_b):
     assert_error(login, 403, "tenant_suspended")
     # Other tenants are untouched; reactivation restores access.
     assert platform.client.get("/auth/me", headers=tenant_b.admin_headers).status_code == 200
-    platform.client.patch(
-        f"/admin/tenants/{tenant_a.slug}", json={"status": "active"}, headers=platform.admin_headers
+    assert_status(
+        platform.client.patch(
+            f"/admin/tenants/{tenant_a.slug}", json={"status": "active"}, headers=platform.admin_headers
+        )
     )
     assert platform.client.get("/auth/me", headers=bearer(key["key"])).status_code == 200
 

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import text
 
 from llm_platform.db import create_engine_for, create_session_factory
 from tenants.usage import UsageRecord, record_usage
-from tests.conftest import TINY_MODEL, assert_error, bearer
-from tests.workers import wait_registered
-
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture
-def served(tiny_worker, redis_url, clean_state):  # type: ignore[no-untyped-def]
-    # After the per-test FLUSHDB (clean_state), which empties the registry until the next heartbeat.
-    wait_registered(redis_url, TINY_MODEL)
+from tests.conftest import QUESTION, TINY_MODEL, assert_error, bearer, sse_chunks
 
 
 def _chat(client, headers, max_tokens=6, **extra):  # type: ignore[no-untyped-def]
@@ -29,12 +18,7 @@ def _chat(client, headers, max_tokens=6, **extra):  # type: ignore[no-untyped-de
     response = client.post("/v1/chat/completions", headers=headers, json=body)
     assert response.status_code == 200, response.text
     if extra.get("stream"):
-        chunks = [
-            json.loads(line.removeprefix("data: "))
-            for line in response.text.split("\n\n")
-            if line.startswith("data: {")
-        ]
-        return chunks[-1]["usage"]
+        return sse_chunks(response)[-1]["usage"]
     return response.json()["usage"]
 
 
