@@ -21,7 +21,9 @@ from llm_platform.auth.principal import Principal
 from llm_platform.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from llm_platform.settings import Settings
 from llm_platform.state import PlatformState
+from models_registry.service import Catalogue
 from tenants import service as tenant_service
+from tenants.caches import AdminCaches
 from tenants.models import ApiKeyScope, Tenant
 from tenants.ref import TenantRef
 
@@ -53,6 +55,20 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_admin_caches(state: StateDep) -> AdminCaches:
+    return state.admin_caches
+
+
+AdminCachesDep = Annotated[AdminCaches, Depends(get_admin_caches)]
+
+
+async def get_catalogue(state: StateDep) -> Catalogue:
+    return state.catalogue
+
+
+CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from /auth/token, or an API key `sk-...`")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key `sk-...`")

@@ -25,6 +25,7 @@ from llm_platform.settings import Settings
 from models_registry.dispatch import Dispatcher
 from models_registry.service import Catalogue
 from models_registry.worker.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerRegistry
+from tenants.caches import AdminCaches
 from tenants.policy import TenantPolicies
 from tenants.usage_writer import UsageWriter
 
@@ -93,6 +94,11 @@ class PlatformState:
                 batch_size=settings.audit_batch_size,
             ),
         )
+
+    @property
+    def admin_caches(self) -> AdminCaches:
+        """What the tenant domain's admin changes must forget in this process."""
+        return AdminCaches(api_keys=self.key_cache, policies=self.policies)
 
     async def start(self) -> None:
         await self.usage.start()

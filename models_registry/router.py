@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from llm_platform.dependencies import PlatformAdminDep, SessionDep, StateDep, TenantDep
+from llm_platform.dependencies import CatalogueDep, PlatformAdminDep, SessionDep, TenantDep
 from llm_platform.openapi import errors
 from models_registry import service
 from models_registry.schemas import ModelCreate, ModelOut, ModelUpdate, TenantModelOut
@@ -15,11 +15,10 @@ tenant_router = APIRouter(prefix="/{tenant}", tags=["models"])
 
 @admin_router.post("", status_code=status.HTTP_201_CREATED, responses=errors(409))
 async def register_model(
-    body: ModelCreate, session: SessionDep, state: StateDep, _: PlatformAdminDep
+    body: ModelCreate, session: SessionDep, catalogue: CatalogueDep, _: PlatformAdminDep
 ) -> ModelOut:
-    model = ModelOut.model_validate(await service.register_model(session, body.model_dump(mode="json")))
-    state.catalogue.forget()
-    return model
+    model = await service.register_model(session, body.model_dump(mode="json"), catalogue=catalogue)
+    return ModelOut.model_validate(model)
 
 
 @admin_router.get("")
@@ -34,14 +33,12 @@ async def get_model(name: str, session: SessionDep, _: PlatformAdminDep) -> Mode
 
 @admin_router.patch("/{name:path}")
 async def update_model(
-    name: str, body: ModelUpdate, session: SessionDep, state: StateDep, _: PlatformAdminDep
+    name: str, body: ModelUpdate, session: SessionDep, catalogue: CatalogueDep, _: PlatformAdminDep
 ) -> ModelOut:
     values = body.model_dump(mode="json", exclude_unset=True)
-    model = ModelOut.model_validate(await service.update_model(session, name, values))
-    state.catalogue.forget()  # other replicas follow within a second
-    return model
+    return ModelOut.model_validate(await service.update_model(session, name, values, catalogue=catalogue))
 
 
 @tenant_router.get("/models")
-async def tenant_models(tenant: TenantDep, state: StateDep) -> list[TenantModelOut]:
-    return [TenantModelOut.model_validate(model) for model in await state.catalogue.models_for(tenant.id)]
+async def tenant_models(tenant: TenantDep, catalogue: CatalogueDep) -> list[TenantModelOut]:
+    return [TenantModelOut.model_validate(model) for model in await catalogue.models_for(tenant.id)]

@@ -41,7 +41,10 @@ def check_model(
         )
 
 
-async def register_model(session: AsyncSession, values: dict[str, Any]) -> Model:
+async def register_model(
+    session: AsyncSession, values: dict[str, Any], *, catalogue: Catalogue | None
+) -> Model:
+    """Adds a model; `catalogue` (None for a caller that holds none) lists it from the next request."""
     # Callers outside HTTP (the CLI, tests) may leave out what the schema defaults.
     check_model(
         values["backend"], values.get("base_url"), values["context_length"], values.get("default_params")
@@ -52,6 +55,8 @@ async def register_model(session: AsyncSession, values: dict[str, Any]) -> Model
         session,
         Conflict(f"A model named '{values['name']}' already exists", code="model_exists", param="name"),
     )
+    if catalogue is not None:
+        catalogue.forget()
     return model
 
 
@@ -66,8 +71,11 @@ async def get_model(session: AsyncSession, name: str) -> Model:
     return model
 
 
-async def update_model(session: AsyncSession, name: str, values: dict[str, Any]) -> Model:
-    """Changes the fields given, if the row they make keeps check_model's rules (else nothing changes)."""
+async def update_model(
+    session: AsyncSession, name: str, values: dict[str, Any], *, catalogue: Catalogue | None
+) -> Model:
+    """Changes the fields given, if the row they make keeps check_model's rules (else nothing changes).
+    `catalogue` (None for a caller that holds none) serves the change from the next request."""
     model = await get_model(session, name)
     merged = {
         field: values.get(field, getattr(model, field))
@@ -77,6 +85,8 @@ async def update_model(session: AsyncSession, name: str, values: dict[str, Any])
     assign(model, values)
     model.updated_at = utcnow()
     await session.commit()
+    if catalogue is not None:  # after the commit: a reload must not read the old row
+        catalogue.forget()
     return model
 
 
@@ -98,7 +108,8 @@ class Catalogue:
     """The enabled models, cached per process for a second, and which a tenant may use.
 
     A name not in the cache re-reads the catalogue at once, so a new model is usable immediately; a
-    disabled or changed one takes effect within TTL_S (at once on the replica where it was changed).
+    disabled or changed one takes effect within TTL_S (at once in the process whose catalogue was given
+    to register_model or update_model).
     """
 
     TTL_S = 1.0

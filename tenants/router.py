@@ -7,11 +7,11 @@ import uuid
 from fastapi import APIRouter, status
 
 from llm_platform.dependencies import (
+    AdminCachesDep,
     PasswordsDep,
     PlatformAdminDep,
     SessionDep,
     SettingsDep,
-    StateDep,
     TenantAdminDep,
     TenantDep,
 )
@@ -63,11 +63,10 @@ async def get_tenant(tenant: str, session: SessionDep, _: PlatformAdminDep) -> T
 
 @platform_router.patch("/{tenant}")
 async def update_tenant(
-    tenant: str, body: TenantUpdate, session: SessionDep, state: StateDep, _: PlatformAdminDep
+    tenant: str, body: TenantUpdate, session: SessionDep, caches: AdminCachesDep, _: PlatformAdminDep
 ) -> TenantOut:
     found = await service.get_tenant(session, tenant)
-    updated = await service.update_tenant(session, found, **body.model_dump())
-    state.key_cache.forget(tenant_id=updated.id)  # a suspension stops the tenant's keys at once
+    updated = await service.update_tenant(session, found, **body.model_dump(), caches=caches)
     return TenantOut.model_validate(updated)
 
 
@@ -157,11 +156,9 @@ async def list_api_keys(tenant: TenantDep, _: TenantAdminDep, session: SessionDe
 
 @tenant_admin_router.delete("/keys/{key_id}", tags=["api keys"])
 async def revoke_api_key(
-    key_id: uuid.UUID, tenant: TenantDep, _: TenantAdminDep, session: SessionDep, state: StateDep
+    key_id: uuid.UUID, tenant: TenantDep, _: TenantAdminDep, session: SessionDep, caches: AdminCachesDep
 ) -> ApiKeyOut:
-    revoked = ApiKeyOut.model_validate(await service.revoke_api_key(session, tenant.id, key_id))
-    state.key_cache.forget(key_id=key_id)  # other replicas within a second
-    return revoked
+    return ApiKeyOut.model_validate(await service.revoke_api_key(session, tenant.id, key_id, caches=caches))
 
 
 @tenant_admin_router.put("/keys/{key_id}/limits", tags=["api keys"])
@@ -171,12 +168,11 @@ async def set_api_key_limits(
     tenant: TenantDep,
     _: TenantAdminDep,
     session: SessionDep,
-    state: StateDep,
+    caches: AdminCachesDep,
 ) -> ApiKeyOut:
     """Replaces the key's own limits; every one must be sent (null: only the tenant's applies). Tenant
     admins may set them, since they can only tighten what the platform admin allowed the tenant."""
-    changed = await service.set_key_limits(session, tenant.id, key_id, body.model_dump())
-    state.key_cache.forget(key_id=key_id)  # the limits travel with the cached principal
+    changed = await service.set_key_limits(session, tenant.id, key_id, body.model_dump(), caches=caches)
     return ApiKeyOut.model_validate(changed)
 
 
@@ -187,11 +183,10 @@ async def patch_api_key_limits(
     tenant: TenantDep,
     _: TenantAdminDep,
     session: SessionDep,
-    state: StateDep,
+    caches: AdminCachesDep,
 ) -> ApiKeyOut:
     """Changes the key's limits that are sent (null: only the tenant's applies); the others stay."""
-    changed = await service.set_key_limits(session, tenant.id, key_id, body.model_dump())
-    state.key_cache.forget(key_id=key_id)
+    changed = await service.set_key_limits(session, tenant.id, key_id, body.model_dump(), caches=caches)
     return ApiKeyOut.model_validate(changed)
 
 
@@ -206,22 +201,20 @@ async def get_limits(tenant: TenantDep, _: TenantAdminDep, session: SessionDep) 
 
 @tenant_admin_router.put("/limits", tags=["limits"])
 async def put_limits(
-    body: LimitsReplace, tenant: TenantDep, _: PlatformAdminDep, session: SessionDep, state: StateDep
+    body: LimitsReplace, tenant: TenantDep, _: PlatformAdminDep, session: SessionDep, caches: AdminCachesDep
 ) -> LimitsOut:
     """Replaces the tenant's limits; every field must be sent (a limit's null: unlimited)."""
-    limits = LimitsOut.model_validate(await service.update_limits(session, tenant.id, body.model_dump()))
-    state.policies.forget(tenant.id)  # other replicas pick the change up within a second
-    return limits
+    limits = await service.update_limits(session, tenant.id, body.model_dump(), caches=caches)
+    return LimitsOut.model_validate(limits)
 
 
 @tenant_admin_router.patch("/limits", tags=["limits"])
 async def patch_limits(
-    body: LimitsPatch, tenant: TenantDep, _: PlatformAdminDep, session: SessionDep, state: StateDep
+    body: LimitsPatch, tenant: TenantDep, _: PlatformAdminDep, session: SessionDep, caches: AdminCachesDep
 ) -> LimitsOut:
     """Changes the limits that are sent (a limit's null: unlimited); the others stay as they are."""
-    limits = LimitsOut.model_validate(await service.update_limits(session, tenant.id, body.model_dump()))
-    state.policies.forget(tenant.id)
-    return limits
+    limits = await service.update_limits(session, tenant.id, body.model_dump(), caches=caches)
+    return LimitsOut.model_validate(limits)
 
 
 # --- settings -------------------------------------------------------------------------------------
@@ -235,19 +228,17 @@ async def get_settings(tenant: TenantDep, _: TenantAdminDep, session: SessionDep
 
 @tenant_admin_router.put("/settings", tags=["settings"])
 async def put_settings(
-    body: SettingsReplace, tenant: TenantDep, _: TenantAdminDep, session: SessionDep, state: StateDep
+    body: SettingsReplace, tenant: TenantDep, _: TenantAdminDep, session: SessionDep, caches: AdminCachesDep
 ) -> SettingsOut:
     """Replaces the tenant's settings; every field must be sent."""
-    settings = await service.update_settings(session, tenant.id, body.model_dump())
-    state.policies.forget(tenant.id)
+    settings = await service.update_settings(session, tenant.id, body.model_dump(), caches=caches)
     return SettingsOut.model_validate(settings)
 
 
 @tenant_admin_router.patch("/settings", tags=["settings"])
 async def patch_settings(
-    body: SettingsPatch, tenant: TenantDep, _: TenantAdminDep, session: SessionDep, state: StateDep
+    body: SettingsPatch, tenant: TenantDep, _: TenantAdminDep, session: SessionDep, caches: AdminCachesDep
 ) -> SettingsOut:
     """Changes the settings that are sent; the others stay as they are."""
-    settings = await service.update_settings(session, tenant.id, body.model_dump())
-    state.policies.forget(tenant.id)
+    settings = await service.update_settings(session, tenant.id, body.model_dump(), caches=caches)
     return SettingsOut.model_validate(settings)

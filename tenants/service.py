@@ -1,7 +1,9 @@
 """Tenant domain logic: tenants, users, API keys and limits. Knows nothing of HTTP.
 
 Every function that touches a tenant's resource takes the tenant id and filters by it, so isolation
-does not depend on the caller remembering to.
+does not depend on the caller remembering to. Every function that changes what the request path caches
+takes the caches to forget it in (`caches`, None for a caller that holds none: see tenants.caches) and
+forgets after its commit, so the next request sees the change whoever made it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from llm_platform.auth.security import generate_api_key
 from llm_platform.auth.service import revoke_user_sessions
 from llm_platform.db import assign, save_unique, utcnow
 from llm_platform.errors import BadRequest, Conflict, NotFound
+from tenants.caches import AdminCaches
 from tenants.models import (
     ApiKey,
     ApiKeyScope,
@@ -61,7 +64,12 @@ async def list_tenants(session: AsyncSession) -> list[Tenant]:
 
 
 async def update_tenant(
-    session: AsyncSession, tenant: Tenant, *, name: str | None = None, status: TenantStatus | None = None
+    session: AsyncSession,
+    tenant: Tenant,
+    *,
+    name: str | None = None,
+    status: TenantStatus | None = None,
+    caches: AdminCaches | None,
 ) -> Tenant:
     """Renames or suspends/reactivates (None: unchanged). Suspension takes effect on the next request of
     every credential."""
@@ -70,6 +78,8 @@ async def update_tenant(
     if status is not None:
         tenant.status = status
     await session.commit()
+    if caches is not None:
+        caches.api_keys.forget(tenant_id=tenant.id)  # cached keys carry the tenant and were checked active
     return tenant
 
 
@@ -249,23 +259,34 @@ async def get_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.
     return api_key
 
 
-async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
+async def revoke_api_key(
+    session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID, *, caches: AdminCaches | None
+) -> ApiKey:
     """Revokes a key of this tenant; it stops working on its next request. Revoking twice is harmless."""
     api_key = await get_api_key(session, tenant_id, key_id)
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
         await session.commit()
+    if caches is not None:  # also when it was revoked already: perhaps by a process whose cache this isn't
+        caches.api_keys.forget(key_id=key_id)
     return api_key
 
 
 async def set_key_limits(
-    session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID, limits: dict[str, int | None]
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    key_id: uuid.UUID,
+    limits: dict[str, int | None],
+    *,
+    caches: AdminCaches | None,
 ) -> ApiKey:
     """Sets the key's limits that are given (None: only the tenant's applies); the others stay."""
     api_key = await get_api_key(session, tenant_id, key_id)
     await _check_key_limits(session, tenant_id, limits)
     assign(api_key, limits)
     await session.commit()
+    if caches is not None:
+        caches.api_keys.forget(key_id=key_id)  # a key's limits travel with its cached principal
     return api_key
 
 
@@ -297,13 +318,15 @@ async def get_limits(session: AsyncSession, tenant_id: uuid.UUID) -> TenantLimit
 
 
 async def update_limits(
-    session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object]
+    session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object], *, caches: AdminCaches | None
 ) -> TenantLimits:
     """Sets the tenant's limits that are given (None: unlimited); the others stay."""
     limits = await get_limits(session, tenant_id)
     assign(limits, values)
     limits.updated_at = utcnow()
     await session.commit()
+    if caches is not None:
+        caches.policies.forget(tenant_id)
     return limits
 
 
@@ -324,7 +347,7 @@ async def get_settings(session: AsyncSession, tenant_id: uuid.UUID) -> TenantSet
 
 
 async def update_settings(
-    session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object]
+    session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, object], *, caches: AdminCaches | None
 ) -> TenantSettings:
     """Sets the settings that are given; the others keep their value (or default, if never saved)."""
     settings = await get_settings(session, tenant_id)
@@ -332,4 +355,6 @@ async def update_settings(
     assign(settings, values)
     settings.updated_at = utcnow()
     await session.commit()
+    if caches is not None:
+        caches.policies.forget(tenant_id)
     return settings

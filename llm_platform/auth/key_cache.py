@@ -1,11 +1,11 @@
 """API keys authenticated in the last second, per process: the request path's most frequent query.
 
 A hit needs the exact key (entries are found by its SHA-256) and still honours the key's expiry. A
-revocation, a limit change or a tenant's suspension made through this process forgets the entries at
-once; other replicas honour them within TTL_S. A hit touches no database session at all: what model
-calls need of the tenant (id and slug) is in the principal. Entries are renewed in the background
-while a key is in use, and concurrent requests with a key not in the cache share one lookup
-(llm_platform.refreshing_cache).
+revocation, a limit change or a tenant's suspension made in this process forgets the entries at once
+(tenants.service does, given this cache); other replicas honour them within TTL_S. A hit touches no
+database session at all: what model calls need of the tenant (id and slug) is in the principal.
+Entries are renewed in the background while a key is in use, and concurrent requests with a key not
+in the cache share one lookup (llm_platform.refreshing_cache).
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ def embedded_env(cli_env, tiny_model_dir) -> dict[str, str]:  # type: ignore[no-
 
     async def tiny_catalogue(session) -> None:  # type: ignore[no-untyped-def]
         # The bundled model's first start converts its weights (~20 s); it is covered elsewhere.
-        await catalogue.update_model(session, "smollm2-135m", {"enabled": False})
+        # No caches to forget: the platform is not started yet.
+        await catalogue.update_model(session, "smollm2-135m", {"enabled": False}, catalogue=None)
         await catalogue.register_model(
             session,
             {
@@ -74,6 +75,7 @@ def embedded_env(cli_env, tiny_model_dir) -> dict[str, str]:  # type: ignore[no-
                 "source": str(tiny_model_dir),
                 "context_length": TINY_CONTEXT,
             },
+            catalogue=None,
         )
 
     run_in_session(Settings(data_dir=Path(env["LLMP_DATA_DIR"]), database_url=None), tiny_catalogue)
