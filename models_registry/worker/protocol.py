@@ -19,7 +19,12 @@ class ChatMessage(BaseModel):
 
 
 class GenerateParams(BaseModel):
-    max_tokens: int | None = None  # None: as many as fit, up to the worker's default
+    # Resolved by the API (llm_platform/chat/sampling.py), so it and the worker agree on the budget it
+    # reserved tokens for. None: as many as fit (only from a caller other than the API).
+    max_tokens: int | None = None
+    # True: max_tokens is the platform's default, not asked for; the worker shortens it to the room the
+    # prompt leaves (only the worker counts the prompt's tokens), where an asked one is refused if too long.
+    max_tokens_is_default: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
@@ -29,6 +34,21 @@ class GenerateParams(BaseModel):
     frequency_penalty: float = 0.0
     repetition_penalty: float = 1.0
     ignore_eos: bool = False
+
+    def asked_max_tokens(self) -> int | None:
+        """max_tokens as the request (or the model's defaults) asked for it: None when the platform's
+        default applies. What the response cache keys on, so a changed default keeps existing keys."""
+        return None if self.max_tokens_is_default else self.max_tokens
+
+    def max_tokens_within(self, room: int) -> int:
+        """The completion's budget, once the worker knows the prompt leaves `room` tokens of context: an
+        asked max_tokens as it is (the engine refuses one that does not fit), the default shortened to fit.
+        At least 1, so a prompt that fills the context is refused by the engine, not sent back empty."""
+        if self.max_tokens is None:
+            return max(1, room)
+        if self.max_tokens_is_default:
+            return max(1, min(self.max_tokens, room))
+        return self.max_tokens
 
 
 class GenerateRequest(BaseModel):
