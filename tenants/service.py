@@ -7,6 +7,7 @@ does not depend on the caller remembering to.
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 from passlib.context import CryptContext
@@ -27,6 +28,7 @@ from tenants.models import (
     User,
     UserRole,
 )
+from tenants.settings_defaults import SETTINGS_DEFAULTS
 
 # --- tenants --------------------------------------------------------------------------------------
 
@@ -313,14 +315,7 @@ async def update_limits(
 async def get_settings(session: AsyncSession, tenant_id: uuid.UUID) -> TenantSettings:
     """The tenant's settings (the defaults, unsaved, for a tenant that never changed them)."""
     found = await session.get(TenantSettings, tenant_id)
-    return found or TenantSettings(
-        tenant_id=tenant_id,
-        cache_enabled=True,
-        cache_ttl_s=3600,
-        cache_max_entry_bytes=256 * 1024,
-        cache_sampled=False,
-        audit_store_text=False,
-    )
+    return found or TenantSettings(tenant_id=tenant_id, **asdict(SETTINGS_DEFAULTS))
 
 
 async def update_settings(
