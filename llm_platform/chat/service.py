@@ -19,7 +19,7 @@ from llm_platform.audit.context import AuditContext
 from llm_platform.auth.principal import Principal
 from llm_platform.cache.response_cache import CachedAnswer, CacheSlot, cache_key, cacheable
 from llm_platform.chat import conversations
-from llm_platform.chat.sampling import resolve_max_tokens
+from llm_platform.chat.sampling import resolve_max_tokens, resolve_sampling
 from llm_platform.chat.schemas import ChatIn
 from llm_platform.errors import BadRequest, ServiceUnavailable
 from llm_platform.ids import new_hex_id
@@ -46,16 +46,17 @@ class ChatTurn:
 
     model: str
     messages: list[ChatMessage]
+    # Sampling parameters: None where the caller set none (see chat/sampling.py for what applies then).
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
     repetition_penalty: float | None = None
-    ignore_eos: bool = False
+    ignore_eos: bool | None = None
 
 
 @dataclass
@@ -95,17 +96,7 @@ async def prepare(
             param="messages",
         )
     defaults = model.default_params or {}
-    values = {
-        "temperature": _first(turn.temperature, defaults.get("temperature"), 1.0),
-        "top_p": _first(turn.top_p, defaults.get("top_p"), 1.0),
-        "top_k": _first(turn.top_k, defaults.get("top_k"), 0),
-        "seed": turn.seed,
-        "stop": tuple(turn.stop),
-        "presence_penalty": turn.presence_penalty,
-        "frequency_penalty": turn.frequency_penalty,
-        "repetition_penalty": _first(turn.repetition_penalty, defaults.get("repetition_penalty"), 1.0),
-        "ignore_eos": turn.ignore_eos,
-    }
+    values = resolve_sampling(turn, defaults) | {"stop": tuple(turn.stop)}
     try:  # the engine's own rules, checked here so a bad request never reaches a worker
         SamplingParams(**values, max_tokens=1)  # type: ignore[arg-type]  # max_tokens: just below
     except InvalidParameter as exc:
@@ -417,7 +408,3 @@ async def prepare_simple(
 
 def new_message_id() -> str:
     return f"chatcmpl-{new_hex_id()}"
-
-
-def _first(*values: object) -> object:
-    return next(value for value in values if value is not None)
