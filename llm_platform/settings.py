@@ -170,7 +170,12 @@ class Settings(BaseSettings):
         Field(description='API keys of OpenAI-compatible upstreams by model name, as JSON: {"model": "key"}'),
     ] = {}
     default_max_tokens: Annotated[
-        int, Field(description="Completion tokens allowed when a request sets no max_tokens", ge=1)
+        int,
+        Field(
+            description="Completion tokens allowed when neither the request nor the model's default_params "
+            "set max_tokens",
+            ge=1,
+        ),
     ] = 1024
     default_chat_model: Annotated[
         str, Field(description="Model used by /{tenant}/chat when the request names none")

@@ -10,6 +10,7 @@ from pydantic import MISSING, BaseModel, ConfigDict, Field, StringConstraints, f
 
 from llm_platform.request_body import RequestBody
 from models_registry.models import ModelBackend, ModelKind
+from models_registry.worker.protocol import MaxTokens, RepetitionPenalty, Temperature, TopK, TopP
 
 ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")]
 
@@ -17,11 +18,11 @@ ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:
 class DefaultParams(RequestBody):
     """Sampling defaults applied when a request leaves a parameter out (null: the engine's own)."""
 
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
-    top_k: Annotated[int, Field(ge=0)] | None = None
-    repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    top_k: TopK | None = None
+    repetition_penalty: RepetitionPenalty | None = None
 
 
 ModelSource = Annotated[str, StringConstraints(min_length=1, max_length=1000)]

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from llm_platform.db import Base, UUIDPrimaryKey, str_enum, utcnow
+from tenants.settings_defaults import SETTINGS_DEFAULTS
 
 
 class TenantStatus(StrEnum):
@@ -131,11 +132,13 @@ class TenantSettings(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
     )
-    cache_enabled: Mapped[bool] = mapped_column(default=True)
-    cache_ttl_s: Mapped[int] = mapped_column(default=3600)
-    cache_max_entry_bytes: Mapped[int] = mapped_column(default=256 * 1024)
-    cache_sampled: Mapped[bool] = mapped_column(default=False)  # also cache answers drawn at temperature > 0
-    audit_store_text: Mapped[bool] = mapped_column(default=False)  # prompts and answers in audit rows
+    cache_enabled: Mapped[bool] = mapped_column(default=SETTINGS_DEFAULTS.cache_enabled)
+    cache_ttl_s: Mapped[int] = mapped_column(default=SETTINGS_DEFAULTS.cache_ttl_s)
+    cache_max_entry_bytes: Mapped[int] = mapped_column(default=SETTINGS_DEFAULTS.cache_max_entry_bytes)
+    # also cache answers drawn at temperature > 0
+    cache_sampled: Mapped[bool] = mapped_column(default=SETTINGS_DEFAULTS.cache_sampled)
+    # prompts and answers in audit rows
+    audit_store_text: Mapped[bool] = mapped_column(default=SETTINGS_DEFAULTS.audit_store_text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

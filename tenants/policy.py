@@ -15,16 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from llm_platform.ratelimit.admission import Limits
 from llm_platform.refreshing_cache import RefreshingCache
 from tenants.models import FailMode, TenantLimits, TenantSettings
+from tenants.settings_defaults import SETTINGS_DEFAULTS
 
 TTL_S = 1.0
 
 
 @dataclass(frozen=True)
 class CachePolicy:
-    enabled: bool = True
-    ttl_s: int = 3600
-    max_entry_bytes: int = 256 * 1024
-    sampled: bool = False  # also answers drawn at temperature > 0 without a seed
+    enabled: bool = SETTINGS_DEFAULTS.cache_enabled
+    ttl_s: int = SETTINGS_DEFAULTS.cache_ttl_s
+    max_entry_bytes: int = SETTINGS_DEFAULTS.cache_max_entry_bytes
+    sampled: bool = SETTINGS_DEFAULTS.cache_sampled  # also answers drawn at temperature > 0 without a seed
 
 
 @dataclass(frozen=True)
@@ -53,19 +54,14 @@ class TenantPolicies:
         async with self._sessions() as session:
             limits = await session.get(TenantLimits, tenant_id)
             settings = await session.get(TenantSettings, tenant_id)
-        cache = CachePolicy()
-        if settings is not None:
-            cache = CachePolicy(
-                settings.cache_enabled,
-                settings.cache_ttl_s,
-                settings.cache_max_entry_bytes,
-                settings.cache_sampled,
-            )
+        chosen = settings if settings is not None else SETTINGS_DEFAULTS  # never changed: the defaults
         return TenantPolicy(
             limits=Limits.of(limits),
             fail_mode=limits.fail_mode if limits else FailMode.open,
-            cache=cache,
-            audit_store_text=bool(settings and settings.audit_store_text),
+            cache=CachePolicy(
+                chosen.cache_enabled, chosen.cache_ttl_s, chosen.cache_max_entry_bytes, chosen.cache_sampled
+            ),
+            audit_store_text=chosen.audit_store_text,
             allowed_models=frozenset(limits.allowed_models)
             if limits is not None and limits.allowed_models is not None
             else None,

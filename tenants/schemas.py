@@ -10,6 +10,7 @@ from pydantic import MISSING, BaseModel, ConfigDict, EmailStr, Field, StringCons
 
 from llm_platform.request_body import RequestBody, patching, replacing
 from tenants.models import ApiKeyScope, FailMode, TenantStatus, UserRole
+from tenants.settings_defaults import SETTINGS_DEFAULTS
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
@@ -162,19 +163,23 @@ class LimitsOut(TenantLimitFields, ORMModel):
 class SettingsFields(BaseModel):
     """The tenant's own choices (the defaults are a tenant's until it changes them); none is ever null."""
 
-    cache_enabled: bool = Field(default=True, description="Serve repeated deterministic requests from cache")
+    cache_enabled: bool = Field(
+        default=SETTINGS_DEFAULTS.cache_enabled,
+        description="Serve repeated deterministic requests from cache",
+    )
     cache_ttl_s: Annotated[int, Field(ge=1, le=30 * 86400, description="How long an answer stays cached")] = (
-        3600
+        SETTINGS_DEFAULTS.cache_ttl_s
     )
     cache_max_entry_bytes: Annotated[
         int, Field(ge=1024, le=16 * 1024 * 1024, description="Larger answers are not cached")
-    ] = 256 * 1024
+    ] = SETTINGS_DEFAULTS.cache_max_entry_bytes
     cache_sampled: bool = Field(
-        default=False,
+        default=SETTINGS_DEFAULTS.cache_sampled,
         description="Also cache answers sampled at temperature > 0 without a seed (repeats get one text)",
     )
     audit_store_text: bool = Field(
-        default=False, description="Keep prompts and answers in the audit log (only their hashes otherwise)"
+        default=SETTINGS_DEFAULTS.audit_store_text,
+        description="Keep prompts and answers in the audit log (only their hashes otherwise)",
     )
 
 

@@ -9,6 +9,7 @@ forgets after its commit, so the next request sees the change whoever made it.
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 from passlib.context import CryptContext
@@ -30,6 +31,7 @@ from tenants.models import (
     User,
     UserRole,
 )
+from tenants.settings_defaults import SETTINGS_DEFAULTS
 
 # --- tenants --------------------------------------------------------------------------------------
 
@@ -336,14 +338,7 @@ async def update_limits(
 async def get_settings(session: AsyncSession, tenant_id: uuid.UUID) -> TenantSettings:
     """The tenant's settings (the defaults, unsaved, for a tenant that never changed them)."""
     found = await session.get(TenantSettings, tenant_id)
-    return found or TenantSettings(
-        tenant_id=tenant_id,
-        cache_enabled=True,
-        cache_ttl_s=3600,
-        cache_max_entry_bytes=256 * 1024,
-        cache_sampled=False,
-        audit_store_text=False,
-    )
+    return found or TenantSettings(tenant_id=tenant_id, **asdict(SETTINGS_DEFAULTS))
 
 
 async def update_settings(

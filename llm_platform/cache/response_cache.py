@@ -47,7 +47,10 @@ def cache_key(tenant_id: uuid.UUID, request: GenerateRequest) -> str:
     material = {
         "model": request.model,
         "messages": [[message.role, message.content] for message in request.messages],
-        "params": request.params.model_dump(),  # resolved: the model's defaults are already filled in
+        # Resolved (the model's defaults are filled in), but max_tokens only as asked for: the platform's
+        # default is no part of the key, which keeps the keys the cache held before the API resolved it.
+        "params": request.params.model_dump(exclude={"max_tokens_is_default"})
+        | {"max_tokens": request.params.asked_max_tokens()},
     }
     canonical = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return f"llmp:cache:{tenant_id}:{hashlib.sha256(canonical.encode()).hexdigest()}"

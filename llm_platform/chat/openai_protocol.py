@@ -12,6 +12,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_platform.unicode_text import NO_LONE_SURROGATES, JsonValue, Text
+from models_registry.worker.protocol import (
+    SAMPLING_DEFAULTS,
+    FrequencyPenalty,
+    MaxTokens,
+    PresencePenalty,
+    RepetitionPenalty,
+    Temperature,
+    TopK,
+    TopP,
+)
 
 Role = Literal["system", "developer", "user", "assistant"]
 
@@ -43,22 +53,22 @@ class ChatCompletionRequest(BaseModel):
 
     model: Annotated[Text, Field(min_length=1, max_length=200)]
     messages: Annotated[list[Message], Field(min_length=1)]
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     n: int = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: Annotated[str | list[str] | None, NO_LONE_SURROGATES] = None
     seed: int | None = None
-    presence_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
-    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
+    presence_penalty: PresencePenalty = SAMPLING_DEFAULTS.presence_penalty
+    frequency_penalty: FrequencyPenalty = SAMPLING_DEFAULTS.frequency_penalty
     user: Text | None = None
     conversation_id: Text | None = None
     # Extensions beyond OpenAI's set (vLLM accepts the same names).
-    top_k: Annotated[int, Field(ge=0)] | None = None
-    repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
+    top_k: TopK | None = None
+    repetition_penalty: RepetitionPenalty | None = None
     ignore_eos: bool = False
     # Accepted when they ask for nothing we would have to ignore.
     logprobs: bool | None = None

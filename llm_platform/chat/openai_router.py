@@ -125,7 +125,13 @@ async def _chat_completions(body: ChatCompletionRequest, call: ModelCall) -> Res
     )
     completion_id = service.new_message_id()
     request_id = f"{current_request_id()}:{completion_id}"
-    generate = await service.prepare(call.state.catalogue, call.tenant, turn, request_id)
+    generate = await service.prepare(
+        call.state.catalogue,
+        call.tenant,
+        turn,
+        request_id,
+        default_max_tokens=call.state.settings.default_max_tokens,
+    )
     started = await call.start(generate, memory)
     events = started.events
     if not body.stream:

@@ -36,6 +36,7 @@ async def chat(body: ChatIn, call: TenantCallDep) -> Response:
         body,
         state.settings.default_chat_model,
         current_request_id(),
+        default_max_tokens=state.settings.default_max_tokens,
     )
     generate, memory = prepared.generate, prepared.memory
     started = await call.start(generate, memory)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llm_platform.chat.openai_protocol import Usage
 from llm_platform.request_body import RequestBody
 from llm_platform.unicode_text import Text
+from models_registry.worker.protocol import MaxTokens, Temperature, TopP
 
 
 class HistoryMessage(BaseModel):
@@ -23,9 +24,9 @@ class ChatIn(BaseModel):
     history: list[HistoryMessage] = Field(default_factory=list)
     system: Text | None = None
     model: Text | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     stream: bool = False
     ignore_eos: bool = False
     conversation_id: Text | None = Field(

@@ -19,6 +19,7 @@ from llm_platform.audit.context import AuditContext
 from llm_platform.auth.principal import Principal
 from llm_platform.cache.response_cache import CachedAnswer, CacheSlot, cache_key, cacheable
 from llm_platform.chat import conversations
+from llm_platform.chat.sampling import resolve_max_tokens, resolve_sampling
 from llm_platform.chat.schemas import ChatIn
 from llm_platform.errors import BadRequest, ServiceUnavailable
 from llm_platform.ids import new_hex_id
@@ -45,16 +46,17 @@ class ChatTurn:
 
     model: str
     messages: list[ChatMessage]
+    # Sampling parameters: None where the caller set none (see chat/sampling.py for what applies then).
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
     repetition_penalty: float | None = None
-    ignore_eos: bool = False
+    ignore_eos: bool | None = None
 
 
 @dataclass
@@ -79,8 +81,11 @@ class Generation:
         return self.request.model
 
 
-async def prepare(catalogue: Catalogue, tenant: TenantRef, turn: ChatTurn, request_id: str) -> Generation:
-    """Checks access to the model and the parameters; fills in the model's defaults."""
+async def prepare(
+    catalogue: Catalogue, tenant: TenantRef, turn: ChatTurn, request_id: str, *, default_max_tokens: int
+) -> Generation:
+    """Checks access to the model and the parameters; fills in the model's defaults, then the platform's
+    `default_max_tokens` (our workers only: an upstream applies its own)."""
     model = await catalogue.model_for(tenant.id, turn.model)
     if model.kind is not ModelKind.chat:
         raise BadRequest(f"The model '{model.name}' is not a chat model", code="invalid_model", param="model")
@@ -91,40 +96,32 @@ async def prepare(catalogue: Catalogue, tenant: TenantRef, turn: ChatTurn, reque
             param="messages",
         )
     defaults = model.default_params or {}
-    values = {
-        "max_tokens": turn.max_tokens or defaults.get("max_tokens"),
-        "temperature": _first(turn.temperature, defaults.get("temperature"), 1.0),
-        "top_p": _first(turn.top_p, defaults.get("top_p"), 1.0),
-        "top_k": _first(turn.top_k, defaults.get("top_k"), 0),
-        "seed": turn.seed,
-        "stop": turn.stop,
-        "presence_penalty": turn.presence_penalty,
-        "frequency_penalty": turn.frequency_penalty,
-        "repetition_penalty": _first(turn.repetition_penalty, defaults.get("repetition_penalty"), 1.0),
-        "ignore_eos": turn.ignore_eos,
-    }
+    values = resolve_sampling(turn, defaults) | {"stop": tuple(turn.stop)}
     try:  # the engine's own rules, checked here so a bad request never reaches a worker
-        SamplingParams(**{**values, "stop": tuple(turn.stop), "max_tokens": values["max_tokens"] or 1})
+        SamplingParams(**values, max_tokens=1)  # type: ignore[arg-type]  # max_tokens: just below
     except InvalidParameter as exc:
         raise BadRequest(exc.message, code="invalid_request", param=exc.param) from exc
-    if values["max_tokens"] and values["max_tokens"] > model.context_length:
-        raise BadRequest(
-            f"max_tokens ({values['max_tokens']}) exceeds the model's context ({model.context_length})",
-            code="context_length_exceeded",
-            param="max_tokens",
-        )
+    upstream = (
+        Upstream(base_url=model.base_url, model=model.source)
+        if model.backend is ModelBackend.openai and model.base_url
+        else None
+    )
+    max_tokens = resolve_max_tokens(
+        turn.max_tokens,
+        defaults.get("max_tokens"),  # type: ignore[arg-type]  # an int: checked when the model was saved
+        None if upstream is not None else default_max_tokens,
+        model.context_length,
+    )
     request = GenerateRequest(
         request_id=request_id,
         tenant=tenant.slug,
         model=model.name,
         messages=turn.messages,
-        params=GenerateParams(**values),
+        params=GenerateParams(
+            **values, max_tokens=max_tokens.value, max_tokens_is_default=max_tokens.is_default
+        ),
     )
-    if model.backend is ModelBackend.openai and model.base_url:
-        return Generation(
-            request, model.context_length, Upstream(base_url=model.base_url, model=model.source)
-        )
-    return Generation(request, model.context_length)
+    return Generation(request, model.context_length, upstream)
 
 
 async def answer(
@@ -272,7 +269,9 @@ def reservation(generation: Generation) -> int:
 
     The API holds no tokenizer. The tokenizers we serve are byte-level (a token is at least one byte),
     so the prompt's UTF-8 length, plus room for the chat template's markers and default system prompt,
-    bounds its tokens from above; add the completion budget, cap at the context.
+    bounds its tokens from above; add the completion budget (the max_tokens `prepare` resolved, which
+    the worker never exceeds; the whole context where an upstream applies its own default), cap at the
+    context.
     """
     messages = generation.request.messages
     prompt = sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in messages) + TEMPLATE_TOKENS
@@ -384,6 +383,8 @@ async def prepare_simple(
     body: ChatIn,
     default_model: str,
     request_id: str,
+    *,
+    default_max_tokens: int,
 ) -> SimpleChat:
     """The simple chat form (prompt + history or a stored conversation) turned into a generation."""
     prompt = ChatMessage(role="user", content=body.prompt)
@@ -399,13 +400,11 @@ async def prepare_simple(
         ignore_eos=body.ignore_eos,
     )
     message_id = new_message_id()
-    generate = await prepare(catalogue, tenant, turn, f"{request_id}:{message_id}")
+    generate = await prepare(
+        catalogue, tenant, turn, f"{request_id}:{message_id}", default_max_tokens=default_max_tokens
+    )
     return SimpleChat(generate, message_id, history, prompt, memory)
 
 
 def new_message_id() -> str:
     return f"chatcmpl-{new_hex_id()}"
-
-
-def _first(*values: object) -> object:
-    return next(value for value in values if value is not None)

@@ -254,6 +254,7 @@ async def _turn(
         body,
         state.settings.default_chat_model,
         request_id,
+        default_max_tokens=state.settings.default_max_tokens,
     )
     started = await service.start(state, tenant, principal, prepared.generate, prepared.memory, audit=audit)
     events = started.events

@@ -32,7 +32,47 @@ class ContextLengthExceeded(ValueError):
 
 
 @dataclass(frozen=True)
+class Range:
+    """A numeric sampling parameter's bounds (None: none that side) and the refusal naming them.
+
+    The one description of each range: the engine checks it here, and the wire schemas (the OpenAI API,
+    the tenant's /chat, the catalogue's default_params) take their field constraints from it, so the
+    OpenAPI document and the engine cannot disagree. Bounds keep the type the document shows (2, not 2.0).
+    """
+
+    message: str
+    ge: int | None = None
+    gt: int | None = None
+    le: int | None = None
+    lt: int | None = None
+
+    def admits(self, value: float) -> bool:
+        return not (
+            (self.ge is not None and value < self.ge)
+            or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le)
+            or (self.lt is not None and value >= self.lt)
+        )
+
+
+RANGES: dict[str, Range] = {
+    "max_tokens": Range("max_tokens must be at least 1", ge=1),
+    "temperature": Range("temperature must be between 0 and 2", ge=0, le=2),
+    "top_p": Range("top_p must be greater than 0 and at most 1", gt=0, le=1),
+    "top_k": Range("top_k must be 0 (off) or positive", ge=0),
+    "seed": Range("seed must be a non-negative 64-bit integer", ge=0, lt=2**63),
+    "presence_penalty": Range("presence_penalty must be between -2 and 2", ge=-2, le=2),
+    "frequency_penalty": Range("frequency_penalty must be between -2 and 2", ge=-2, le=2),
+    "repetition_penalty": Range("repetition_penalty must be greater than 0 and at most 10", gt=0, le=10),
+}
+
+
+@dataclass(frozen=True)
 class SamplingParams:
+    """Also the defaults of every parameter a request leaves out (the wire shapes and the API's
+    resolution read them from here); max_tokens' default is the platform's (LLMP_DEFAULT_MAX_TOKENS),
+    resolved by the API: 256 is for the engine's own callers (tests, benchmarks)."""
+
     max_tokens: int = 256
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 1.0
@@ -45,27 +85,14 @@ class SamplingParams:
     ignore_eos: bool = False  # generate exactly max_tokens (benchmarks, load tests); vLLM has the same
 
     def __post_init__(self) -> None:
-        if not self.max_tokens >= 1:
-            raise InvalidParameter("max_tokens", "max_tokens must be at least 1")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise InvalidParameter("temperature", "temperature must be between 0 and 2")
-        if not 0.0 < self.top_p <= 1.0:
-            raise InvalidParameter("top_p", "top_p must be greater than 0 and at most 1")
-        if self.top_k < 0:
-            raise InvalidParameter("top_k", "top_k must be 0 (off) or positive")
-        if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise InvalidParameter("seed", "seed must be a non-negative 64-bit integer")
+        for name, allowed in RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not allowed.admits(value):
+                raise InvalidParameter(name, allowed.message)
         if len(self.stop) > MAX_STOP_STRINGS:
             raise InvalidParameter("stop", f"at most {MAX_STOP_STRINGS} stop sequences are supported")
         if any(not s or len(s) > MAX_STOP_LENGTH for s in self.stop):
             raise InvalidParameter("stop", f"stop sequences must be 1 to {MAX_STOP_LENGTH} characters")
-        for name in ("presence_penalty", "frequency_penalty"):
-            if not -2.0 <= getattr(self, name) <= 2.0:
-                raise InvalidParameter(name, f"{name} must be between -2 and 2")
-        if not 0.0 < self.repetition_penalty <= 10.0:
-            raise InvalidParameter(
-                "repetition_penalty", "repetition_penalty must be greater than 0 and at most 10"
-            )
 
     @property
     def greedy(self) -> bool:

@@ -133,11 +133,12 @@ def create_worker_app(
         if engine is None:
             raise _Rejected(400, "invalid_request", f"{worker.model_name} is not a chat model", "model")
         prompt_ids = chat_prompt_ids(engine.tokenizer, [m.model_dump() for m in body.messages])
-        room = engine.max_seq_len - len(prompt_ids)
-        max_tokens = body.params.max_tokens or max(1, min(settings.default_max_tokens, room))
+        max_tokens = body.params.max_tokens_within(engine.max_seq_len - len(prompt_ids))
         try:
             params = SamplingParams(
-                **{**body.params.model_dump(), "stop": tuple(body.params.stop), "max_tokens": max_tokens}
+                **body.params.model_dump(exclude={"max_tokens", "max_tokens_is_default", "stop"}),
+                stop=tuple(body.params.stop),
+                max_tokens=max_tokens,
             )
         except InvalidParameter as exc:
             raise _Rejected(400, "invalid_request", exc.message, exc.param) from exc

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
+
+from models_registry.engine.params import RANGES, SamplingParams
 
 GENERATE_PATH = "/internal/generate"
 EMBED_PATH = "/internal/embed"
@@ -13,22 +15,61 @@ METRICS_PATH = "/internal/metrics"
 REGISTER_PATH = "/internal/workers"
 
 
+def _within(name: str, kind: type) -> Any:
+    """`kind` held to the engine's range for `name`: the one description of it (engine/params.py)."""
+    bounds = RANGES[name]
+    return Annotated[kind, Field(ge=bounds.ge, gt=bounds.gt, le=bounds.le, lt=bounds.lt)]
+
+
+# Field types of the wire schemas that take sampling parameters (a value out of range: 422 there).
+MaxTokens = _within("max_tokens", int)
+Temperature = _within("temperature", float)
+TopP = _within("top_p", float)
+TopK = _within("top_k", int)
+PresencePenalty = _within("presence_penalty", float)
+FrequencyPenalty = _within("frequency_penalty", float)
+RepetitionPenalty = _within("repetition_penalty", float)
+# What a request leaves out (max_tokens aside: see GenerateParams).
+SAMPLING_DEFAULTS = SamplingParams()
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str
 
 
 class GenerateParams(BaseModel):
-    max_tokens: int | None = None  # None: as many as fit, up to the worker's default
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int | None = None
+    # Resolved by the API (llm_platform/chat/sampling.py), so it and the worker agree on the budget it
+    # reserved tokens for. None: as many as fit (only from a caller other than the API).
+    max_tokens: int | None = None
+    # True: max_tokens is the platform's default, not asked for; the worker shortens it to the room the
+    # prompt leaves (only the worker counts the prompt's tokens), where an asked one is refused if too long.
+    max_tokens_is_default: bool = False
+    # Unchecked here: the worker refuses, with a 400 naming it, what the engine cannot honour.
+    temperature: float = SAMPLING_DEFAULTS.temperature
+    top_p: float = SAMPLING_DEFAULTS.top_p
+    top_k: int = SAMPLING_DEFAULTS.top_k
+    seed: int | None = SAMPLING_DEFAULTS.seed
     stop: list[str] = Field(default_factory=list)
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    repetition_penalty: float = 1.0
-    ignore_eos: bool = False
+    presence_penalty: float = SAMPLING_DEFAULTS.presence_penalty
+    frequency_penalty: float = SAMPLING_DEFAULTS.frequency_penalty
+    repetition_penalty: float = SAMPLING_DEFAULTS.repetition_penalty
+    ignore_eos: bool = SAMPLING_DEFAULTS.ignore_eos
+
+    def asked_max_tokens(self) -> int | None:
+        """max_tokens as the request (or the model's defaults) asked for it: None when the platform's
+        default applies. What the response cache keys on, so a changed default keeps existing keys."""
+        return None if self.max_tokens_is_default else self.max_tokens
+
+    def max_tokens_within(self, room: int) -> int:
+        """The completion's budget, once the worker knows the prompt leaves `room` tokens of context: an
+        asked max_tokens as it is (the engine refuses one that does not fit), the default shortened to fit.
+        At least 1, so a prompt that fills the context is refused by the engine, not sent back empty."""
+        if self.max_tokens is None:
+            return max(1, room)
+        if self.max_tokens_is_default:
+            return max(1, min(self.max_tokens, room))
+        return self.max_tokens
 
 
 class GenerateRequest(BaseModel):
