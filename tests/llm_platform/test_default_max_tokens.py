@@ -7,7 +7,6 @@ import pytest
 
 from llm_platform.settings import Settings
 from tests.conftest import TINY_CONTEXT, TINY_MODEL, bearer
-from tests.workers import wait_registered
 
 DEFAULT_MAX_TOKENS = 8
 
@@ -17,10 +16,8 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"default_max_tokens": DEFAULT_MAX_TOKENS})
 
 
-def test_a_request_without_max_tokens_gets_and_reserves_the_platforms_default(
-    tiny_worker, platform, tenant_a, redis_url
-):
-    wait_registered(redis_url, TINY_MODEL)
+def test_a_request_without_max_tokens_gets_and_reserves_the_platforms_default(served, tenant_a):
+    platform = served
     limit = 10_000
     platform.set_limits(tenant_a, tokens_per_minute=limit)
     key = platform.create_key(tenant_a)["key"]
