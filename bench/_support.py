@@ -21,9 +21,9 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from llm_platform.auth.principal import Principal
-from llm_platform.db import create_engine_for, create_session_factory
-from llm_platform.migrate import upgrade_to_head
-from llm_platform.settings import Settings
+from llm_platform.core.db import create_engine_for, create_session_factory
+from llm_platform.core.migrate import upgrade_to_head
+from llm_platform.core.settings import Settings
 from models_registry.models import Model, ModelBackend, ModelKind
 from tenants import service
 from tenants.models import TenantLimits

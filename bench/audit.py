@@ -28,8 +28,8 @@ from bench._support import BENCH_DATABASE_URL, ensure_database, percentiles, rep
 from llm_platform.audit.chain import ROW_COLUMNS, AuditEntry, row_hash, verify
 from llm_platform.audit.models import GENESIS_HASH
 from llm_platform.audit.service import AuditQuery, list_records
-from llm_platform.db import create_engine_for, create_session_factory
-from llm_platform.settings import Settings
+from llm_platform.core.db import create_engine_for, create_session_factory
+from llm_platform.core.settings import Settings
 
 ACTIONS = ["chat_completions", "tenant_chat_completions", "create_conversation", "ws_chat", "issue_token",
            "create_api_key", "revoke_api_key", "put_settings"]  # fmt: skip

@@ -31,12 +31,12 @@ from redis.asyncio import Redis
 
 from bench._support import BENCH_DATABASE_URL, BENCH_REDIS_URL, STUB_MODEL, Stack, make_tenant, percentiles
 from llm_platform.auth.principal import Principal
-from llm_platform.db import create_engine_for, create_session_factory
+from llm_platform.core.db import create_engine_for, create_session_factory
+from llm_platform.core.settings import Settings
 from llm_platform.ratelimit.admission import Limits, Scope
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter, periods_at
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
-from llm_platform.settings import Settings
 from tenants.policy import TenantPolicies
 
 

@@ -19,10 +19,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.auth.security import password_context
-from llm_platform.db import run_in_session
-from llm_platform.errors import PlatformError
-from llm_platform.migrate import revisions, upgrade_to_head
-from llm_platform.settings import Settings, settings_help
+from llm_platform.core.db import run_in_session
+from llm_platform.core.errors import PlatformError
+from llm_platform.core.migrate import revisions, upgrade_to_head
+from llm_platform.core.settings import Settings, settings_help
 from tenants import service
 from tenants.models import UserRole
 

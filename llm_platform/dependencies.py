@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llm_platform.audit.context import audit_context
 from llm_platform.auth import service as auth_service
 from llm_platform.auth.principal import Principal
-from llm_platform.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from llm_platform.settings import Settings
+from llm_platform.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from llm_platform.core.settings import Settings
 from llm_platform.state import PlatformState
 from models_registry.service import Catalogue
 from tenants import service as tenant_service

@@ -13,9 +13,9 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from llm_platform.db import DATABASE_UNREACHABLE, describe_error
-from llm_platform.errors import DatabaseUnavailable, PlatformError, error_body
-from llm_platform.middleware import REQUEST_ID_HEADER, current_request_id
+from llm_platform.core.db import DATABASE_UNREACHABLE, describe_error
+from llm_platform.core.errors import DatabaseUnavailable, PlatformError, error_body
+from llm_platform.core.middleware import REQUEST_ID_HEADER, current_request_id
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from llm_platform.auth.security import password_context
 from llm_platform.auth.service import load_api_key
 from llm_platform.auth.throttle import LoginThrottle
 from llm_platform.cache.response_cache import MemoryResponseCache, RedisResponseCache, ResponseCache
-from llm_platform.db import create_engine_for, create_session_factory
+from llm_platform.core.db import create_engine_for, create_session_factory
+from llm_platform.core.redis_client import connect as connect_redis
+from llm_platform.core.settings import Settings
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
-from llm_platform.redis_client import connect as connect_redis
-from llm_platform.settings import Settings
 from models_registry.dispatch import Dispatcher
 from models_registry.service import Catalogue
 from models_registry.worker.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerRegistry

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from llm_platform.db import run_in_session
-from llm_platform.settings import Settings
+from llm_platform.core.db import run_in_session
+from llm_platform.core.settings import Settings
 from models_registry.models import Model, ModelBackend
 
 logger = logging.getLogger(__name__)

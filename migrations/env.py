@@ -7,9 +7,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from llm_platform.db import Base, sync_database_url
+from llm_platform.core.db import Base, sync_database_url
+from llm_platform.core.settings import Settings
 from llm_platform.models import import_all_models
-from llm_platform.settings import Settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

@@ -21,8 +21,8 @@ from dataclasses import replace
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
-from llm_platform.errors import BadRequest, ServiceUnavailable
-from llm_platform.middleware import current_request_id
+from llm_platform.core.errors import BadRequest, ServiceUnavailable
+from llm_platform.core.middleware import current_request_id
 from models_registry.upstream import Upstream, generate_upstream
 from models_registry.worker.protocol import (
     EMBED_PATH,

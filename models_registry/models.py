@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from llm_platform.db import Base, UUIDPrimaryKey, str_enum, utcnow
+from llm_platform.core.db import Base, UUIDPrimaryKey, str_enum, utcnow
 
 
 class ModelKind(StrEnum):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import MISSING, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from llm_platform.request_body import RequestBody
+from llm_platform.core.request_body import RequestBody
 from models_registry.models import ModelBackend, ModelKind
 from models_registry.worker.protocol import MaxTokens, RepetitionPenalty, Temperature, TopK, TopP
 

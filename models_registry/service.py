@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from llm_platform.db import assign, save_unique, utcnow
-from llm_platform.errors import Conflict, NotFound, Unprocessable
-from llm_platform.refreshing_cache import RefreshingCache
+from llm_platform.core.db import assign, save_unique, utcnow
+from llm_platform.core.errors import Conflict, NotFound, Unprocessable
+from llm_platform.core.refreshing_cache import RefreshingCache
 from models_registry.models import Model, ModelBackend, ModelKind
 from tenants.policy import TenantPolicies
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
-from llm_platform.errors import BadRequest, ServiceUnavailable
+from llm_platform.core.errors import BadRequest, ServiceUnavailable
 from models_registry.worker.protocol import GenerateRequest, WorkerEvent
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 The service function that makes a change takes these caches and forgets the entries it changed once the
 change is committed: a reload then reads the new row (one begun before stores nothing; see
-llm_platform.refreshing_cache). So every caller (the HTTP API, a console action, a script) gets the same
+llm_platform.core.refreshing_cache). So every caller (the HTTP API, a console action, a script) gets the same
 behaviour without having to remember it. A caller that holds no caches, such as the CLI in a process of
 its own, passes None: the API processes then pick the change up within their caches' TTL (a second).
 Users are in no cache (an access token's user is read on every request): their changes forget nothing.

@@ -9,7 +9,7 @@ from enum import StrEnum
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from llm_platform.db import Base, UUIDPrimaryKey, str_enum, utcnow
+from llm_platform.core.db import Base, UUIDPrimaryKey, str_enum, utcnow
 from tenants.settings_defaults import SETTINGS_DEFAULTS
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import MISSING, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
-from llm_platform.request_body import RequestBody, patching, replacing
+from llm_platform.core.request_body import RequestBody, patching, replacing
 from tenants.models import ApiKeyScope, FailMode, TenantStatus, UserRole
 from tenants.settings_defaults import SETTINGS_DEFAULTS
 

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.auth.security import generate_api_key
 from llm_platform.auth.service import revoke_user_sessions
-from llm_platform.db import assign, save_unique, utcnow
-from llm_platform.errors import BadRequest, Conflict, NotFound
+from llm_platform.core.db import assign, save_unique, utcnow
+from llm_platform.core.errors import BadRequest, Conflict, NotFound
 from tenants.caches import AdminCaches
 from tenants.models import (
     ApiKey,

@@ -14,8 +14,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llm_platform.db import utcnow
-from llm_platform.errors import BadRequest
+from llm_platform.core.db import utcnow
+from llm_platform.core.errors import BadRequest
 from tenants.models import Tenant, UsageDaily
 
 GROUPINGS = ("day", "key", "model", "tenant")

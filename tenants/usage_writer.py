@@ -15,7 +15,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from llm_platform.db import describe_error
+from llm_platform.core.db import describe_error
 from tenants.usage import Bucket, Increment, add_usage
 
 logger = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.app import create_app
 from llm_platform.auth.security import password_context
-from llm_platform.db import run_in_session, sync_database_url
-from llm_platform.migrate import upgrade_to_head
-from llm_platform.settings import Settings
+from llm_platform.core.db import run_in_session, sync_database_url
+from llm_platform.core.migrate import upgrade_to_head
+from llm_platform.core.settings import Settings
 from tenants import service
 from tenants.models import UserRole
 from tests.proxy import TcpProxy

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llm_platform.settings import Settings
+from llm_platform.core.settings import Settings
 from tests.workers import LLMP, llmp, wait_healthy
 
 

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import text
 
 from llm_platform.app import create_app
-from llm_platform.settings import Settings
+from llm_platform.core.settings import Settings
 from tests.conftest import PlatformHelper, bearer, register_model
 
 FUZZ_TENANT, FUZZ_MODEL = "fuzz", "fuzz-model"

@@ -9,8 +9,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
-from llm_platform.db import Base, sync_database_url
-from llm_platform.migrate import downgrade_to_base, upgrade_to_head
+from llm_platform.core.db import Base, sync_database_url
+from llm_platform.core.migrate import downgrade_to_base, upgrade_to_head
 from llm_platform.models import import_all_models
 
 EXPECTED_TABLES = {

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llm_platform.app import create_app
-from llm_platform.errors import error_body
-from llm_platform.settings import Settings
+from llm_platform.core.errors import error_body
+from llm_platform.core.settings import Settings
 from tests.conftest import TINY_MODEL, PlatformHelper, assert_error, bearer
 from tests.workers import wait_registered
 

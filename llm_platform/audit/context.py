@@ -11,8 +11,8 @@ from starlette.types import Scope
 
 from llm_platform.audit.chain import AuditEntry
 from llm_platform.auth.principal import Principal
-from llm_platform.ids import new_uuid
-from llm_platform.unicode_text import storable
+from llm_platform.core.ids import new_uuid
+from llm_platform.core.unicode_text import storable
 
 
 @dataclass

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_platform.audit.context import AuditContext
-from llm_platform.middleware import header
+from llm_platform.core.middleware import header
 
 _READS = {"GET", "HEAD", "OPTIONS"}
 _PASSWORD_BODIES = {"issue_token", "create_user", "reset_password"}  # route names

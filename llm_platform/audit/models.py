@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from llm_platform.db import Base
+from llm_platform.core.db import Base
 
 # Rows of actions outside any tenant (a platform admin's login, say) form a chain of their own.
 PLATFORM_CHAIN = "platform"

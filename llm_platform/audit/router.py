@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llm_platform.audit import chain, service
 from llm_platform.audit.models import PLATFORM_CHAIN
 from llm_platform.audit.schemas import AuditPage, AuditRecordOut, VerificationOut
+from llm_platform.core.errors import NotFound
 from llm_platform.dependencies import PlatformAdminDep, SessionDep, TenantAdminDep, TenantDep
-from llm_platform.errors import NotFound
 from llm_platform.openapi import errors
 from tenants import service as tenant_service
 

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.audit.models import AuditHead, AuditRecord
-from llm_platform.errors import BadRequest
+from llm_platform.core.errors import BadRequest
 
 MAX_PAGE = 500
 

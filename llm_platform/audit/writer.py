@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.audit import chain
 from llm_platform.audit.chain import AuditEntry
-from llm_platform.db import describe_error
+from llm_platform.core.db import describe_error
 
 logger = logging.getLogger(__name__)
 

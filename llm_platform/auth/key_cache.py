@@ -5,7 +5,7 @@ revocation, a limit change or a tenant's suspension made in this process forgets
 (tenants.service does, given this cache); other replicas honour them within TTL_S. A hit touches no
 database session at all: what model calls need of the tenant (id and slug) is in the principal.
 Entries are renewed in the background while a key is in use, and concurrent requests with a key not
-in the cache share one lookup (llm_platform.refreshing_cache).
+in the cache share one lookup (llm_platform.core.refreshing_cache).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from llm_platform.auth.principal import Principal
-from llm_platform.refreshing_cache import RefreshingCache
+from llm_platform.core.refreshing_cache import RefreshingCache
 
 TTL_S = 1.0
 MAX_ENTRIES = 100_000

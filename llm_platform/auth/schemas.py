@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from llm_platform.request_body import RequestBody
+from llm_platform.core.request_body import RequestBody
 
 
 class TokenResponse(BaseModel):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from jose import JWTError, jwt
 from passlib.context import CryptContext
 
-from llm_platform.settings import Settings
+from llm_platform.core.settings import Settings
 
 API_KEY_PREFIX_MARK = "sk-"
 _PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"

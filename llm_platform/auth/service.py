@@ -23,9 +23,9 @@ from llm_platform.auth.security import (
     sha256_hex,
 )
 from llm_platform.auth.throttle import LoginThrottle
-from llm_platform.db import utcnow
-from llm_platform.errors import Forbidden, Unauthorized
-from llm_platform.settings import Settings
+from llm_platform.core.db import utcnow
+from llm_platform.core.errors import Forbidden, Unauthorized
+from llm_platform.core.settings import Settings
 from tenants.models import ApiKey, RefreshToken, Tenant, TenantStatus, User
 
 # last_used_at is written at most this often per key, so a busy key does not cost a write per request.

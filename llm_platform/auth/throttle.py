@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from llm_platform.errors import RateLimited
+from llm_platform.core.errors import RateLimited
+from llm_platform.core.settings import Settings
 from llm_platform.ratelimit.admission import Limiter, Limits, Scope
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import periods_at
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
-from llm_platform.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from llm_platform.audit.context import AuditContext, audit_context
 from llm_platform.auth.principal import Principal
 from llm_platform.chat import service
+from llm_platform.core.middleware import response_headers
 from llm_platform.dependencies import (
     TenantSlugPath,
     asks_for_fresh_answer,
@@ -18,7 +19,6 @@ from llm_platform.dependencies import (
     credential_tenant,
     inference_tenant,
 )
-from llm_platform.middleware import response_headers
 from llm_platform.state import PlatformState
 from tenants.ref import TenantRef
 

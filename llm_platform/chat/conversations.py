@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.auth.principal import Principal
 from llm_platform.chat.models import Conversation, ConversationMessage
-from llm_platform.db import utcnow
-from llm_platform.errors import NotFound
-from llm_platform.unicode_text import storable
+from llm_platform.core.db import utcnow
+from llm_platform.core.errors import NotFound
+from llm_platform.core.unicode_text import storable
 from models_registry.worker.protocol import ChatMessage
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from llm_platform.db import Base, UUIDPrimaryKey, utcnow
+from llm_platform.core.db import Base, UUIDPrimaryKey, utcnow
 
 
 class Conversation(UUIDPrimaryKey, Base):

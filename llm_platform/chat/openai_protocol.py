@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llm_platform.unicode_text import NO_LONE_SURROGATES, JsonValue, Text
+from llm_platform.core.unicode_text import NO_LONE_SURROGATES, JsonValue, Text
 from models_registry.worker.protocol import (
     SAMPLING_DEFAULTS,
     FrequencyPenalty,

@@ -13,7 +13,7 @@ from llm_platform.chat.json_response import json_response
 from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatChunk, ChatDone, ChatIn, ChatOut, HistoryMessage
 from llm_platform.chat.sse import SSE_HEADERS, STREAM_ERROR, closing, sse
-from llm_platform.middleware import current_request_id
+from llm_platform.core.middleware import current_request_id
 from llm_platform.openapi import errors, streamed
 from models_registry.worker.protocol import WorkerEvent
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from llm_platform.errors import BadRequest
+from llm_platform.core.errors import BadRequest
 from models_registry.engine.params import SamplingParams
 from models_registry.worker.protocol import SAMPLING_DEFAULTS
 

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_platform.chat.openai_protocol import Usage
-from llm_platform.request_body import RequestBody
-from llm_platform.unicode_text import Text
+from llm_platform.core.request_body import RequestBody
+from llm_platform.core.unicode_text import Text
 from models_registry.worker.protocol import MaxTokens, Temperature, TopP
 
 

@@ -21,8 +21,8 @@ from llm_platform.cache.response_cache import CachedAnswer, CacheSlot, cache_key
 from llm_platform.chat import conversations
 from llm_platform.chat.sampling import resolve_max_tokens, resolve_sampling
 from llm_platform.chat.schemas import ChatIn
-from llm_platform.errors import BadRequest, ServiceUnavailable
-from llm_platform.ids import new_hex_id
+from llm_platform.core.errors import BadRequest, ServiceUnavailable
+from llm_platform.core.ids import new_hex_id
 from llm_platform.ratelimit.meter import Ticket
 from llm_platform.state import PlatformState
 from models_registry.dispatch import Dispatcher, WorkerFailed

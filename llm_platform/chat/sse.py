@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pydantic import BaseModel
 
 from llm_platform.chat.service import model_failed
-from llm_platform.errors import error_body
+from llm_platform.core.errors import error_body
 
 DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

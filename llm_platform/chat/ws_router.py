@@ -34,10 +34,10 @@ from llm_platform.auth.service import authenticate
 from llm_platform.chat import service
 from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatIn
-from llm_platform.errors import Forbidden, PlatformError, Unauthorized, error_body
-from llm_platform.ids import new_hex_id
+from llm_platform.core.errors import Forbidden, PlatformError, Unauthorized, error_body
+from llm_platform.core.ids import new_hex_id
+from llm_platform.core.unicode_text import has_lone_surrogate
 from llm_platform.state import PlatformState
-from llm_platform.unicode_text import has_lone_surrogate
 from tenants import service as tenant_service
 from tenants.models import ApiKeyScope
 from tenants.ref import TenantRef

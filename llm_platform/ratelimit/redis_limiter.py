@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from llm_platform.core.redis_batch import ScriptBatcher
 from llm_platform.ratelimit.admission import WINDOW_MS, Decision, Periods, Scope, ScopeUsage
-from llm_platform.redis_batch import ScriptBatcher
 
 _ADMIT = """
 local t = redis.call('TIME')

@@ -20,9 +20,9 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from llm_platform.errors import error_body
-from llm_platform.middleware import RequestIdMiddleware
-from llm_platform.settings import Settings
+from llm_platform.core.errors import error_body
+from llm_platform.core.middleware import RequestIdMiddleware
+from llm_platform.core.settings import Settings
 from models_registry.engine.embedder import Embedder
 from models_registry.engine.engine import (
     Engine,

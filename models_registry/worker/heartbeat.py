@@ -11,7 +11,7 @@ from collections.abc import Callable
 import httpx
 from redis.asyncio import Redis
 
-from llm_platform.settings import Settings
+from llm_platform.core.settings import Settings
 from models_registry.worker.protocol import REGISTER_PATH
 from models_registry.worker.registry import RedisWorkerRegistry, WorkerInfo
 

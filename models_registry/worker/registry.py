@@ -17,7 +17,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from llm_platform.ids import new_hex_id
+from llm_platform.core.ids import new_hex_id
 
 logger = logging.getLogger(__name__)
 

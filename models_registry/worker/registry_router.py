@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from llm_platform.audit.context import audit_context
+from llm_platform.core.errors import Unauthorized
 from llm_platform.dependencies import SettingsDep, StateDep
-from llm_platform.errors import Unauthorized
 from models_registry.worker.protocol import REGISTER_PATH
 from models_registry.worker.registry import WorkerInfo
 

@@ -18,9 +18,9 @@ from llm_platform.audit.chain import AuditEntry
 from llm_platform.audit.models import AuditRecord
 from llm_platform.audit.service import prune
 from llm_platform.audit.writer import RETRY_S, AuditWriter
-from llm_platform.db import create_engine_for, create_session_factory
-from llm_platform.migrate import upgrade_to_head
-from llm_platform.settings import Settings
+from llm_platform.core.db import create_engine_for, create_session_factory
+from llm_platform.core.migrate import upgrade_to_head
+from llm_platform.core.settings import Settings
 
 
 def _entry(tenant_id: uuid.UUID, index: int, at: datetime | None = None) -> AuditEntry:

@@ -8,8 +8,8 @@ import pytest
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
-from llm_platform.errors import error_body
-from llm_platform.unicode_text import has_lone_surrogate, printable
+from llm_platform.core.errors import error_body
+from llm_platform.core.unicode_text import has_lone_surrogate, printable
 from tests.conftest import assert_error, bearer, register_model
 
 LONE = "a\ud800b"

@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from llm_platform.app import create_app
-from llm_platform.db import create_engine_for
-from llm_platform.settings import Settings
+from llm_platform.core.db import create_engine_for
+from llm_platform.core.settings import Settings
 from tests.conftest import TINY_MODEL, assert_error, bearer
 from tests.workers import ApiProcess, wait_registered, worker_env
 

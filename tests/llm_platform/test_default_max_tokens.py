@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm_platform.settings import Settings
+from llm_platform.core.settings import Settings
 from tests.conftest import TINY_CONTEXT, TINY_MODEL, bearer
 
 DEFAULT_MAX_TOKENS = 8

@@ -13,8 +13,8 @@ import httpx
 import psutil
 import pytest
 
-from llm_platform.db import run_in_session
-from llm_platform.settings import Settings
+from llm_platform.core.db import run_in_session
+from llm_platform.core.settings import Settings
 from llm_platform.workers import STABLE_AFTER_S, RestartBackoff
 from models_registry import service as catalogue
 from tests.conftest import TINY_CONTEXT

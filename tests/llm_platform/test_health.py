@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from llm_platform.app import create_app
-from llm_platform.settings import Settings
+from llm_platform.core.settings import Settings
 from tests.conftest import TINY_CONTEXT, TINY_MODEL, register_model
 from tests.workers import wait_registered
 

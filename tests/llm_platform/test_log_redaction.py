@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from llm_platform.logging_setup import RedactCredentials
+from llm_platform.core.logging_setup import RedactCredentials
 from tests.workers import ApiProcess, worker_env
 
 

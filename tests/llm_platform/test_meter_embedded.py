@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from llm_platform.auth.principal import Principal
-from llm_platform.migrate import upgrade_to_head
+from llm_platform.core.migrate import upgrade_to_head
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter, QuotaExceeded
 from tenants import service

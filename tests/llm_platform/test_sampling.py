@@ -12,7 +12,7 @@ from llm_platform.cache.response_cache import cache_key
 from llm_platform.chat.openai_protocol import ChatCompletionRequest
 from llm_platform.chat.sampling import ResolvedMaxTokens, resolve_max_tokens, resolve_sampling
 from llm_platform.chat.service import ChatTurn
-from llm_platform.errors import BadRequest
+from llm_platform.core.errors import BadRequest
 from models_registry.engine.params import RANGES, InvalidParameter, SamplingParams
 from models_registry.worker.protocol import (
     ChatMessage,

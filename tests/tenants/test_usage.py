@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from llm_platform.db import create_engine_for, create_session_factory
+from llm_platform.core.db import create_engine_for, create_session_factory
 from tenants.usage import UsageRecord, record_usage
 from tests.conftest import QUESTION, TINY_MODEL, assert_error, bearer, sse_chunks
 
@@ -105,7 +105,7 @@ def test_concurrent_increments_add_up(settings, tenant_a, db_engine):
     asyncio.run(hammer())
     from sqlalchemy import create_engine
 
-    from llm_platform.db import sync_database_url
+    from llm_platform.core.db import sync_database_url
 
     sync_engine = create_engine(sync_database_url(settings.resolved_database_url))
     with sync_engine.connect() as connection:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from llm_platform.db import create_engine_for, create_session_factory
-from llm_platform.errors import Conflict
+from llm_platform.core.db import create_engine_for, create_session_factory
+from llm_platform.core.errors import Conflict
 from tenants import service
 from tenants.models import UserRole
 from tests.conftest import PASSWORD, assert_error, assert_status, bearer

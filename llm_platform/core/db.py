@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from llm_platform.errors import PlatformError
-from llm_platform.settings import Settings
+from llm_platform.core.errors import PlatformError
+from llm_platform.core.settings import Settings
 
 # Named constraints make migrations reproducible and let Alembic alter them on SQLite (batch mode).
 NAMING_CONVENTION = {

@@ -8,8 +8,8 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from llm_platform.redis_batch import ScriptBatcher
-from llm_platform.redis_client import connect
+from llm_platform.core.redis_batch import ScriptBatcher
+from llm_platform.core.redis_client import connect
 
 COUNT = "return {ARGV[1], redis.call('INCRBY', KEYS[1], tonumber(ARGV[2]))}"
 FAILS_ON_NEGATIVE = "if tonumber(ARGV[1]) < 0 then return redis.error_reply('negative') end return ARGV[1]"

@@ -1,4 +1,4 @@
-"""Identifiers from llm_platform.ids: valid version 4 UUIDs, never repeated, even across a fork."""
+"""Identifiers from llm_platform.core.ids: valid version 4 UUIDs, never repeated, even across a fork."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import random
 import uuid
 
-from llm_platform.ids import new_hex_id, new_uuid
+from llm_platform.core.ids import new_hex_id, new_uuid
 
 
 def test_ids_are_version_4_uuids_and_unique():

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
-from llm_platform.db import sync_database_url
+from llm_platform.core.db import sync_database_url
 
 # `migrations` is installed beside `llm_platform` (in the checkout and in site-packages alike).
 _ROOT = Path(__file__).resolve().parent.parent

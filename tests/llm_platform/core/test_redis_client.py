@@ -6,7 +6,7 @@ import asyncio
 
 from redis.asyncio import Connection, SSLConnection, UnixDomainSocketConnection
 
-from llm_platform.redis_client import HiredisPackingConnection, connect
+from llm_platform.core.redis_client import HiredisPackingConnection, connect
 
 COMMANDS = [
     ("EVALSHA", "f" * 40, 2, "llmp:rl:{t}:req", "llmp:rl:{t}:tok", 60000, -1, 1.5, "lease-é"),

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from llm_platform.refreshing_cache import RefreshingCache
+from llm_platform.core.refreshing_cache import RefreshingCache
 
 TTL_S = 1.0  # wide windows: a busy CI machine must not push a step past its mark
 

@@ -9,7 +9,7 @@ from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.utils import HIREDIS_AVAILABLE
 
-from llm_platform.errors import ServiceUnavailable
+from llm_platform.core.errors import ServiceUnavailable
 
 
 class HiredisPackingConnection(Connection):

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from llm_platform.db import DATABASE_UNREACHABLE, describe_error
+from llm_platform.core.db import DATABASE_UNREACHABLE, describe_error
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

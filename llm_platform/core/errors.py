@@ -6,7 +6,7 @@ beyond the status code each error maps to.
 
 from __future__ import annotations
 
-from llm_platform.unicode_text import printable
+from llm_platform.core.unicode_text import printable
 
 
 class PlatformError(Exception):
@@ -98,7 +98,7 @@ class ServiceUnavailable(PlatformError):
 
 
 class DatabaseUnavailable(ServiceUnavailable):
-    """The database did not answer (llm_platform.db.DATABASE_UNREACHABLE, mapped by the one handler)."""
+    """The database did not answer (llm_platform.core.db.DATABASE_UNREACHABLE, mapped by the one handler)."""
 
     def __init__(self) -> None:
         super().__init__(

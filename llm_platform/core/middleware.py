@@ -16,8 +16,8 @@ from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_platform.errors import PayloadTooLarge, error_body
-from llm_platform.ids import new_hex_id
+from llm_platform.core.errors import PayloadTooLarge, error_body
+from llm_platform.core.ids import new_hex_id
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client-supplied id is echoed only when it is short and printable: it lands in logs and audit rows.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 
-from llm_platform.middleware import current_request_id
+from llm_platform.core.middleware import current_request_id
 
 REDACTED = "[REDACTED]"
 # A credential in a URL's query (`WS /{tenant}/ws/chat?token=...` puts one in uvicorn's request line),

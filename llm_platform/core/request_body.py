@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import MISSING, BaseModel, ConfigDict, Field, create_model, field_validator
 
-from llm_platform.unicode_text import refuse_unstorable
+from llm_platform.core.unicode_text import refuse_unstorable
 
 Fields = TypeVar("Fields", bound=BaseModel)
 
