@@ -13,7 +13,7 @@ from sqlalchemy import create_engine
 from llm_platform.core.db import sync_database_url
 
 # `migrations` is installed beside `llm_platform` (in the checkout and in site-packages alike).
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parents[2]  # llm_platform/core/migrate.py -> the root
 ALEMBIC_INI = _ROOT / "alembic.ini"
 MIGRATIONS_DIR = _ROOT / "migrations"
 
