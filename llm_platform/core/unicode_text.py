@@ -13,6 +13,7 @@ stored with each NUL replaced.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel
@@ -40,34 +41,34 @@ NOT_STORABLE = "must be valid Unicode text without NUL characters"
 
 def refuse_unstorable(value: Any) -> Any:
     """A request body's field: a string in it with a lone surrogate or a NUL is refused."""
-    if isinstance(value, str):
-        if "\x00" in value or has_lone_surrogate(value):
-            raise ValueError(NOT_STORABLE)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            refuse_unstorable(key)
-            refuse_unstorable(item)
-    elif isinstance(value, list | tuple | set | frozenset):
-        for item in value:
-            refuse_unstorable(item)
+    _refuse_strings(value, _unstorable, NOT_STORABLE)
     return value
+
+
+def _unstorable(text: str) -> bool:
+    return "\x00" in text or has_lone_surrogate(text)
 
 
 def _reject_within(value: Any) -> Any:
-    """Every string in a validated value: JSON values (keys included) and models."""
+    _refuse_strings(value, has_lone_surrogate, LONE_SURROGATE)
+    return value
+
+
+def _refuse_strings(value: Any, refused: Callable[[str], bool], reason: str) -> None:
+    """Raises ValueError(reason) if any string in `value` is `refused`: JSON values (keys included),
+    collections and models, however nested."""
     if isinstance(value, str):
-        if has_lone_surrogate(value):
-            raise ValueError(LONE_SURROGATE)
+        if refused(value):
+            raise ValueError(reason)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _reject_within(key)
-            _reject_within(item)
-    elif isinstance(value, list | tuple):
+            _refuse_strings(key, refused, reason)
+            _refuse_strings(item, refused, reason)
+    elif isinstance(value, list | tuple | set | frozenset):
         for item in value:
-            _reject_within(item)
+            _refuse_strings(item, refused, reason)
     elif isinstance(value, BaseModel):
-        _reject_within(value.__dict__)
-    return value
+        _refuse_strings(value.__dict__, refused, reason)
 
 
 # On the field, not inside a union's members: the error's location is then the field as the client
