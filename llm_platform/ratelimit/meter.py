@@ -29,9 +29,10 @@ from llm_platform.auth.principal import Principal
 from llm_platform.core.errors import RateLimited, ServiceUnavailable
 from llm_platform.core.ids import new_hex_id
 from llm_platform.core.redis_client import RedisBusy
-from llm_platform.ratelimit.admission import Decision, Limiter, Limits, Periods, Scope
+from llm_platform.ratelimit.admission import Decision, Limiter, Periods, Scope
 from llm_platform.ratelimit.headers import rate_limit_headers
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
+from tenants.limits import Limits
 from tenants.models import FailMode
 from tenants.policy import TenantPolicies
 from tenants.usage import tokens_used
