@@ -18,6 +18,7 @@ from llm_platform.chat.openai_router import router as openai_router
 from llm_platform.chat.openai_router import unsupported_router as openai_unsupported_router
 from llm_platform.chat.router import router as chat_router
 from llm_platform.chat.ws_router import router as ws_router
+from llm_platform.core.error_handlers import install_error_handlers
 from llm_platform.core.logging_setup import configure_logging
 from llm_platform.core.middleware import (
     REQUEST_ID_HEADER,
@@ -25,10 +26,9 @@ from llm_platform.core.middleware import (
     CORSMiddleware,
     RequestIdMiddleware,
 )
+from llm_platform.core.openapi_errors import complete_error_responses
 from llm_platform.core.settings import Settings
 from llm_platform.docs import install_docs
-from llm_platform.error_handlers import install_error_handlers
-from llm_platform.openapi import complete_error_responses
 from llm_platform.ratelimit.headers import RATE_LIMIT_HEADER_NAMES
 from llm_platform.state import PlatformState
 from models_registry.router import admin_router as models_admin_router

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from llm_platform.core.openapi_errors import errors
 from llm_platform.dependencies import CatalogueDep, PlatformAdminDep, SessionDep, TenantDep
-from llm_platform.openapi import errors
 from models_registry import service
 from models_registry.schemas import ModelCreate, ModelOut, ModelUpdate, TenantModelOut
 

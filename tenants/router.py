@@ -6,6 +6,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
+from llm_platform.core.openapi_errors import errors
 from llm_platform.dependencies import (
     AdminCachesDep,
     PasswordsDep,
@@ -15,7 +16,6 @@ from llm_platform.dependencies import (
     TenantAdminDep,
     TenantDep,
 )
-from llm_platform.openapi import errors
 from tenants import service
 from tenants.schemas import (
     ApiKeyCreate,

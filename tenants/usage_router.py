@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from llm_platform.core.openapi_errors import errors
 from llm_platform.dependencies import (
     PlatformAdminDep,
     PrincipalDep,
@@ -15,7 +16,6 @@ from llm_platform.dependencies import (
     TenantDep,
     UsageSyncedDep,
 )
-from llm_platform.openapi import errors
 from tenants import usage
 from tenants.schemas import UsageReport
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Form, Request, Response, status
 from llm_platform.audit.context import AuditContext, audit_context
 from llm_platform.auth import service
 from llm_platform.auth.schemas import PrincipalOut, RefreshRequest, TokenResponse
+from llm_platform.core.openapi_errors import errors
 from llm_platform.dependencies import ClientAddressDep, PrincipalDep, SessionDep, SettingsDep, StateDep
-from llm_platform.openapi import errors
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -30,8 +30,8 @@ from llm_platform.chat.openai_protocol import (
 from llm_platform.chat.sse import DONE, SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.core.errors import BadRequest, NotFound
 from llm_platform.core.middleware import current_request_id
+from llm_platform.core.openapi_errors import errors, streamed
 from llm_platform.dependencies import CredentialTenantDep, InferenceTenantDep, StateDep
-from llm_platform.openapi import errors, streamed
 from llm_platform.state import PlatformState
 from models_registry.service import CatalogueEntry
 from models_registry.worker.protocol import ChatMessage, WorkerEvent
