@@ -23,8 +23,8 @@ from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
 from models_registry.dispatch import Dispatcher
+from models_registry.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerRegistry
 from models_registry.service import Catalogue
-from models_registry.worker.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerRegistry
 from tenants.caches import AdminCaches
 from tenants.policy import TenantPolicies
 from tenants.usage_writer import UsageWriter

@@ -11,8 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from llm_platform.audit.context import audit_context
 from llm_platform.core.errors import Unauthorized
 from llm_platform.dependencies import SettingsDep, StateDep
-from models_registry.worker.protocol import REGISTER_PATH
-from models_registry.worker.registry import WorkerInfo
+from models_registry.worker.protocol import REGISTER_PATH, WorkerInfo
 
 router = APIRouter(prefix=REGISTER_PATH, include_in_schema=False)
 
