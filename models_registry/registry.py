@@ -3,7 +3,8 @@
 A worker entry expires a few heartbeats after the worker goes quiet, so a dead worker drops out by
 itself. With Redis, workers write their own entries (a key with a TTL; the entry and its keys are in
 models_registry.worker.protocol, shared with the workers) and every API replica reads them; in embedded
-mode the API keeps an in-process registry that workers report to over HTTP.
+mode the API keeps an in-process registry that workers report to over HTTP (WorkerRegistryDep hands it
+to that route).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from typing import Annotated, Protocol
 
+from fastapi import Depends
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
 
 from llm_platform.core.ids import new_hex_id
 from models_registry.worker.protocol import (
@@ -168,3 +171,10 @@ def _log_changes(before: list[WorkerInfo], after: list[WorkerInfo]) -> None:
     for worker in before:
         if worker.worker_id not in after_ids:
             _log_left(worker, "dropped out of the registry (stopped, or silent past its TTL)")
+
+
+async def get_worker_registry(connection: HTTPConnection) -> WorkerRegistry:
+    return connection.app.state.platform.registry
+
+
+WorkerRegistryDep = Annotated[WorkerRegistry, Depends(get_worker_registry)]
