@@ -9,7 +9,8 @@ that never await: FastAPI runs a plain `def` dependency in its thread pool, a th
 per request for nothing.
 
 The process's components (session factory, settings, key cache...) are read from
-`connection.app.state.platform`, where the app's lifespan keeps them (llm_platform.state names the fields).
+`connection.app.state.platform`, where the app's lifespan keeps them (the shell's PlatformState names the
+fields).
 """
 
 from __future__ import annotations
