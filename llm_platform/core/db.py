@@ -129,8 +129,8 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 
 async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
-    """A session of the process's factory for one request, closed when the response is done. Model calls
-    take none: they open one only when they must."""
+    """A session of the process's factory, for one request. Model calls take none: they open one only
+    when they must."""
     async with connection.app.state.platform.session_factory() as session:
         yield session
 
