@@ -33,10 +33,11 @@ from bench._support import BENCH_DATABASE_URL, BENCH_REDIS_URL, STUB_MODEL, Stac
 from llm_platform.auth.principal import Principal
 from llm_platform.core.db import create_engine_for, create_session_factory
 from llm_platform.core.settings import Settings
-from llm_platform.ratelimit.admission import Limits, Scope
+from llm_platform.ratelimit.admission import Scope
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter, periods_at
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
+from tenants.limits import Limits
 from tenants.policy import TenantPolicies
 
 

@@ -21,8 +21,14 @@ from fastapi import FastAPI, Header, HTTPException
 from fastapi.responses import StreamingResponse
 from redis.asyncio import Redis
 
-from models_registry.worker.protocol import GENERATE_PATH, HEALTH_PATH, GenerateRequest, WorkerEvent
-from models_registry.worker.registry import RedisWorkerRegistry, WorkerInfo
+from models_registry.registry import RedisWorkerRegistry
+from models_registry.worker.protocol import (
+    GENERATE_PATH,
+    HEALTH_PATH,
+    GenerateRequest,
+    WorkerEvent,
+    WorkerInfo,
+)
 
 HEARTBEAT_S, TTL_S = 1.0, 5.0
 _TEXT = WorkerEvent(text="ok", prompt_tokens=1, completion_tokens=1).model_dump_json(exclude_defaults=True)

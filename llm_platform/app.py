@@ -1,4 +1,5 @@
-"""The application factory: wires settings, state, middleware, error handlers and domain routers."""
+"""The application factory: wires settings, state, middleware, error handlers, chat's model endpoints and
+the admin and account routes (llm_platform.routes)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ from starlette_exporter import PrometheusMiddleware, handle_metrics
 
 from llm_platform import health
 from llm_platform.audit.middleware import AuditMiddleware
-from llm_platform.audit.router import router as audit_router
-from llm_platform.auth.router import router as auth_router
 from llm_platform.chat.conversations_router import router as conversations_router
 from llm_platform.chat.openai_router import router as openai_router
 from llm_platform.chat.openai_router import unsupported_router as openai_unsupported_router
 from llm_platform.chat.router import router as chat_router
 from llm_platform.chat.ws_router import router as ws_router
+from llm_platform.core.error_handlers import install_error_handlers
 from llm_platform.core.logging_setup import configure_logging
 from llm_platform.core.middleware import (
     REQUEST_ID_HEADER,
@@ -25,17 +25,18 @@ from llm_platform.core.middleware import (
     CORSMiddleware,
     RequestIdMiddleware,
 )
+from llm_platform.core.openapi_errors import complete_error_responses
 from llm_platform.core.settings import Settings
 from llm_platform.docs import install_docs
-from llm_platform.error_handlers import install_error_handlers
-from llm_platform.openapi import complete_error_responses
 from llm_platform.ratelimit.headers import RATE_LIMIT_HEADER_NAMES
+from llm_platform.routes.audit import router as audit_router
+from llm_platform.routes.auth import router as auth_router
+from llm_platform.routes.models import admin_router as models_admin_router
+from llm_platform.routes.models import tenant_router as models_tenant_router
+from llm_platform.routes.tenants import platform_router, tenant_admin_router
+from llm_platform.routes.usage import router as usage_router
+from llm_platform.routes.workers import router as worker_registry_router
 from llm_platform.state import PlatformState
-from models_registry.router import admin_router as models_admin_router
-from models_registry.router import tenant_router as models_tenant_router
-from models_registry.worker.registry_router import router as worker_registry_router
-from tenants.router import platform_router, tenant_admin_router
-from tenants.usage_router import router as usage_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

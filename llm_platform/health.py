@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from llm_platform.dependencies import StateDep
+from llm_platform.state import StateDep
 from models_registry.models import ModelBackend
 
 router = APIRouter(tags=["health"])

@@ -1,14 +1,22 @@
 """What one API process holds for its lifetime: settings, database, Redis, the login throttle, the
-hashing context, the worker registry, the dispatcher and the meter."""
+hashing context, the worker registry, the dispatcher, the meter, the caches and the writers.
+
+The app's lifespan builds it and keeps it at `app.state.platform`. Each component's FastAPI dependency,
+defined beside the component (SessionDep in llm_platform.core.db, CatalogueDep in models_registry.service,
+...), reads its field there by name, so that no domain imports this module: it imports every domain.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Annotated
 
+from fastapi import Depends
 from passlib.context import CryptContext
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 
 from llm_platform.audit.writer import AuditWriter
 from llm_platform.auth.key_cache import ApiKeyCache
@@ -23,8 +31,8 @@ from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
 from models_registry.dispatch import Dispatcher
+from models_registry.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerRegistry
 from models_registry.service import Catalogue
-from models_registry.worker.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerRegistry
 from tenants.caches import AdminCaches
 from tenants.policy import TenantPolicies
 from tenants.usage_writer import UsageWriter
@@ -111,3 +119,10 @@ class PlatformState:
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
+
+
+async def get_state(connection: HTTPConnection) -> PlatformState:
+    return connection.app.state.platform
+
+
+StateDep = Annotated[PlatformState, Depends(get_state)]  # for the app shell: a domain takes its components

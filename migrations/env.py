@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, pool
 
 from llm_platform.core.db import Base, sync_database_url
 from llm_platform.core.settings import Settings
-from llm_platform.models import import_all_models
+from llm_platform.tables import import_all_models
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

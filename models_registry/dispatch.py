@@ -23,6 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from llm_platform.core.errors import BadRequest, ServiceUnavailable
 from llm_platform.core.middleware import current_request_id
+from models_registry.registry import WorkerRegistry
 from models_registry.upstream import Upstream, generate_upstream
 from models_registry.worker.protocol import (
     EMBED_PATH,
@@ -31,8 +32,8 @@ from models_registry.worker.protocol import (
     EmbedResponse,
     GenerateRequest,
     WorkerEvent,
+    WorkerInfo,
 )
-from models_registry.worker.registry import WorkerInfo, WorkerRegistry
 
 logger = logging.getLogger(__name__)
 

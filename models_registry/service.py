@@ -1,4 +1,5 @@
-"""The model catalogue: registering models and deciding which a tenant may use. No HTTP here."""
+"""The model catalogue: registering models and deciding which a tenant may use. No HTTP here; CatalogueDep
+only hands a route this process's catalogue."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 
 from llm_platform.core.db import assign, save_unique, utcnow
 from llm_platform.core.errors import Conflict, NotFound, Unprocessable
@@ -161,3 +164,10 @@ class Catalogue:
             )
             for model in rows
         }
+
+
+async def get_catalogue(connection: HTTPConnection) -> Catalogue:
+    return connection.app.state.platform.catalogue
+
+
+CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]

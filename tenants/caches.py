@@ -9,13 +9,17 @@ Users are in no cache (an access token's user is read on every request): their c
 
 The caches are described by what the service needs of them (protocols) rather than by their classes: the
 API key cache belongs to auth, which imports this domain, and the tenant domain must not import it back.
+AdminCachesDep hands a route this process's caches.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 
 class ApiKeyForgetting(Protocol):
@@ -36,3 +40,10 @@ class AdminCaches:
 
     api_keys: ApiKeyForgetting
     policies: PolicyForgetting
+
+
+async def get_admin_caches(connection: HTTPConnection) -> AdminCaches:
+    return connection.app.state.platform.admin_caches
+
+
+AdminCachesDep = Annotated[AdminCaches, Depends(get_admin_caches)]

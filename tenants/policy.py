@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.core.refreshing_cache import RefreshingCache
-from llm_platform.ratelimit.admission import Limits
+from tenants.limits import Limits
 from tenants.models import FailMode, TenantLimits, TenantSettings
 from tenants.settings_defaults import SETTINGS_DEFAULTS
 

@@ -1,9 +1,9 @@
-"""Tenant domain logic: tenants, users, API keys and limits. Knows nothing of HTTP.
+"""Tenant domain logic: tenants, users (and ending their login sessions), API keys, limits and settings.
 
-Every function that touches a tenant's resource takes the tenant id and filters by it, so isolation
-does not depend on the caller remembering to. Every function that changes what the request path caches
-takes the caches to forget it in (`caches`, None for a caller that holds none: see tenants.caches) and
-forgets after its commit, so the next request sees the change whoever made it.
+Knows nothing of HTTP. Every function that touches a tenant's resource takes the tenant id and filters
+by it, so isolation does not depend on the caller remembering to. Every function that changes what the
+request path caches takes the caches to forget it in (`caches`, None for a caller that holds none: see
+tenants.caches) and forgets after its commit, so the next request sees the change whoever made it.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 
 from passlib.context import CryptContext
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from llm_platform.auth.security import generate_api_key
-from llm_platform.auth.service import revoke_user_sessions
 from llm_platform.core.db import assign, save_unique, utcnow
 from llm_platform.core.errors import BadRequest, Conflict, NotFound
 from tenants.caches import AdminCaches
+from tenants.credentials import generate_api_key
 from tenants.models import (
     ApiKey,
     ApiKeyScope,
+    RefreshToken,
     Tenant,
     TenantLimits,
     TenantSettings,
@@ -209,6 +209,16 @@ async def reset_password(
     await revoke_user_sessions(session, user.id)
     await session.commit()
     return user
+
+
+async def revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Revokes every refresh token of a user (on disable or password reset: the user's login
+    sessions end). The caller commits."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
 
 
 # --- API keys -------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 A request adds to a bucket (tenant, day, model, principal) and goes on; a background task upserts the
 buckets in one statement. Anything that reads the ledger in this process (usage reports, quota
 rebuilds) flushes first, so this process's own requests are always counted; other replicas' are at
-most FLUSH_S behind. Postgres unreachable: the sums stay in memory and are retried. What a crash of the
-process loses is at most FLUSH_S of usage; the rate limits themselves are kept in Redis, not here.
+most FLUSH_S behind (a usage report depends on UsageSyncedDep for that). Postgres unreachable: the sums
+stay in memory and are retried. What a crash of the process loses is at most FLUSH_S of usage; the rate
+limits themselves are kept in Redis, not here.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Annotated
 
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 
 from llm_platform.core.db import describe_error
 from tenants.usage import Bucket, Increment, add_usage
@@ -72,3 +76,14 @@ class UsageWriter:
             await asyncio.sleep(self._flush_s)
             with contextlib.suppress(Exception):  # logged by flush; retried next time
                 await asyncio.shield(self.flush())  # a cancel at shutdown must not cut a write in half
+
+
+async def sync_usage(connection: HTTPConnection) -> None:
+    """This process's pending usage increments are written before a report reads the ledger."""
+    writer: UsageWriter = connection.app.state.platform.usage
+    # A failure is logged by the writer; the report is then a moment behind, never an error.
+    with contextlib.suppress(Exception):
+        await writer.flush()
+
+
+UsageSyncedDep = Annotated[None, Depends(sync_usage)]

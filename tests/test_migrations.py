@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from llm_platform.core.db import Base, sync_database_url
 from llm_platform.core.migrate import downgrade_to_base, upgrade_to_head
-from llm_platform.models import import_all_models
+from llm_platform.tables import import_all_models
 
 EXPECTED_TABLES = {
     "audit_log",

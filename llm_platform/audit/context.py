@@ -1,18 +1,35 @@
 """What a request's audit row should say beyond what the middleware sees: who, which tenant, which
-model and how many tokens. Dependencies and handlers fill it in; the middleware writes the row."""
+model and how many tokens. Dependencies and handlers fill it in (authentication names the caller); the
+middleware writes the row."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from starlette.types import Scope
 
 from llm_platform.audit.chain import AuditEntry
-from llm_platform.auth.principal import Principal
 from llm_platform.core.ids import new_uuid
 from llm_platform.core.unicode_text import storable
+
+
+class Actor(Protocol):
+    """Who acted, as the audit row names them (llm_platform.auth.principal.Principal is one)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def tenant_id(self) -> uuid.UUID | None: ...
+
+    @property
+    def api_key_prefix(self) -> str | None: ...
 
 
 @dataclass
@@ -74,7 +91,7 @@ class AuditContext:
             response_text=storable(self.response_text) if self.response_text else None,
         )
 
-    def identify(self, principal: Principal) -> None:
+    def identify(self, principal: Actor) -> None:
         self.actor_kind, self.actor_id, self.key_prefix = (
             principal.kind,
             principal.id,

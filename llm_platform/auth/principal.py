@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from llm_platform.ratelimit.admission import Limits
+from tenants.limits import Limits
 from tenants.models import ApiKey, ApiKeyScope, Tenant, UserRole
 
 

@@ -1,9 +1,11 @@
-"""Credential primitives: password hashing, JWTs, API keys and refresh tokens. No I/O here."""
+"""Credential primitives: password hashing, JWT access tokens and refresh tokens. No I/O here.
+
+An API key's shape and the digests stored of keys and refresh tokens are the tenant domain's, which holds
+their rows (tenants.credentials).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -13,10 +15,8 @@ from jose import JWTError, jwt
 from passlib.context import CryptContext
 
 from llm_platform.core.settings import Settings
+from tenants.credentials import sha256_hex
 
-API_KEY_PREFIX_MARK = "sk-"
-_PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-_PREFIX_LENGTH = 12
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
 
 
@@ -27,40 +27,6 @@ def password_context(settings: Settings) -> CryptContext:
         argon2__rounds=settings.password_hash_time_cost,
         argon2__parallelism=1,
     )
-
-
-def sha256_hex(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def digests_equal(left: str, right: str) -> bool:
-    return hmac.compare_digest(left.encode(), right.encode())
-
-
-# --- API keys -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NewApiKey:
-    key: str  # shown to the creator exactly once
-    prefix: str  # stored and shown in listings, used to find the row
-    secret_hash: str  # SHA-256 of the whole key
-
-
-def generate_api_key() -> NewApiKey:
-    prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(_PREFIX_LENGTH))
-    key = f"{API_KEY_PREFIX_MARK}{prefix}_{secrets.token_urlsafe(32)}"
-    return NewApiKey(key=key, prefix=prefix, secret_hash=sha256_hex(key))
-
-
-def api_key_prefix(key: str) -> str | None:
-    """The lookup prefix of a well-formed key (`sk-<prefix>_<secret>`), else None."""
-    if not key.startswith(API_KEY_PREFIX_MARK):
-        return None
-    prefix, sep, secret = key[len(API_KEY_PREFIX_MARK) :].partition("_")
-    if not sep or len(prefix) != _PREFIX_LENGTH or not secret:
-        return None
-    return prefix
 
 
 # --- refresh tokens -------------------------------------------------------------------------------

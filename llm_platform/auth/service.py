@@ -13,19 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from llm_platform.auth.key_cache import ApiKeyCache, CachedKey, KeyRef
 from llm_platform.auth.principal import Principal
 from llm_platform.auth.security import (
-    API_KEY_PREFIX_MARK,
     InvalidToken,
-    api_key_prefix,
     decode_access_token,
-    digests_equal,
     generate_refresh_token,
     issue_access_token,
-    sha256_hex,
 )
 from llm_platform.auth.throttle import LoginThrottle
 from llm_platform.core.db import utcnow
 from llm_platform.core.errors import Forbidden, Unauthorized
 from llm_platform.core.settings import Settings
+from tenants.credentials import API_KEY_PREFIX_MARK, api_key_prefix, digests_equal, sha256_hex
 from tenants.models import ApiKey, RefreshToken, Tenant, TenantStatus, User
 
 # last_used_at is written at most this often per key, so a busy key does not cost a write per request.
@@ -142,15 +139,6 @@ async def logout(session: AsyncSession, refresh_token: str) -> None:
         raise Unauthorized("Invalid or expired refresh token")
     await _revoke_family(session, token.family_id)
     await session.commit()
-
-
-async def revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Revokes every refresh token of a user (on disable or password reset). The caller commits."""
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
 
 
 async def authenticate(

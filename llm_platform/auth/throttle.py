@@ -17,10 +17,11 @@ from redis.exceptions import RedisError
 
 from llm_platform.core.errors import RateLimited
 from llm_platform.core.settings import Settings
-from llm_platform.ratelimit.admission import Limiter, Limits, Scope
+from llm_platform.ratelimit.admission import Limiter, Scope
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import periods_at
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
+from tenants.limits import Limits
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from typing import Protocol
 from cachetools import TLRUCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
 
 from models_registry.worker.protocol import GenerateRequest
 from tenants.policy import CachePolicy
@@ -126,3 +127,9 @@ class CacheSlot:
 
     async def store(self, answer: CachedAnswer) -> None:
         await self.cache.put(self.key, answer, self.ttl_s, self.max_bytes)
+
+
+def asks_for_fresh_answer(connection: HTTPConnection) -> bool:
+    """`Cache-Control: no-cache` (or no-store) asks for a freshly generated answer, not a cached one."""
+    directives = connection.headers.get("cache-control", "").lower()
+    return "no-cache" in directives or "no-store" in directives

@@ -8,17 +8,17 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from llm_platform.audit.context import AuditContext, audit_context
-from llm_platform.auth.principal import Principal
-from llm_platform.chat import service
-from llm_platform.core.middleware import response_headers
-from llm_platform.dependencies import (
+from llm_platform.auth.dependencies import (
     TenantSlugPath,
-    asks_for_fresh_answer,
     authenticate_request,
     check_inference,
     credential_tenant,
     inference_tenant,
 )
+from llm_platform.auth.principal import Principal
+from llm_platform.cache.response_cache import asks_for_fresh_answer
+from llm_platform.chat import service
+from llm_platform.core.middleware import response_headers
 from llm_platform.state import PlatformState
 from tenants.ref import TenantRef
 
@@ -79,7 +79,7 @@ SECURITY: dict[str, object] = {"security": [{"HTTPBearer": []}, {"APIKeyHeader":
 async def _tenant_call(request: Request, tenant: TenantSlugPath) -> ModelCall:
     state: PlatformState = request.app.state.platform
     principal = check_inference(await authenticate_request(request))
-    return ModelCall.of(request, await inference_tenant(request, state, principal, tenant), principal, state)
+    return ModelCall.of(request, await inference_tenant(request, principal, tenant), principal, state)
 
 
 async def _credential_call(request: Request) -> ModelCall:

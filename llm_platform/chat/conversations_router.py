@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from llm_platform.auth.dependencies import InferenceDep, InferenceTenantDep
 from llm_platform.chat import conversations
 from llm_platform.chat.schemas import ConversationCreate, ConversationDetail, ConversationOut, StoredMessage
-from llm_platform.dependencies import InferenceDep, InferenceTenantDep, SessionDep
+from llm_platform.core.db import SessionDep
 
 router = APIRouter(prefix="/{tenant}/conversations", tags=["conversations"])
 

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
+from llm_platform.auth.dependencies import CredentialTenantDep, InferenceTenantDep
 from llm_platform.chat import service
 from llm_platform.chat.call import SECURITY, CredentialCallDep, ModelCall, TenantCallDep
 from llm_platform.chat.json_response import json_response
@@ -30,9 +31,8 @@ from llm_platform.chat.openai_protocol import (
 from llm_platform.chat.sse import DONE, SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.core.errors import BadRequest, NotFound
 from llm_platform.core.middleware import current_request_id
-from llm_platform.dependencies import CredentialTenantDep, InferenceTenantDep, StateDep
-from llm_platform.openapi import errors, streamed
-from llm_platform.state import PlatformState
+from llm_platform.core.openapi_errors import errors, streamed
+from llm_platform.state import PlatformState, StateDep
 from models_registry.service import CatalogueEntry
 from models_registry.worker.protocol import ChatMessage, WorkerEvent
 from tenants.ref import TenantRef

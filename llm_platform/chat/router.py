@@ -14,7 +14,7 @@ from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatChunk, ChatDone, ChatIn, ChatOut, HistoryMessage
 from llm_platform.chat.sse import SSE_HEADERS, STREAM_ERROR, closing, sse
 from llm_platform.core.middleware import current_request_id
-from llm_platform.openapi import errors, streamed
+from llm_platform.core.openapi_errors import errors, streamed
 from models_registry.worker.protocol import WorkerEvent
 
 router = APIRouter(tags=["chat"])

@@ -1,14 +1,16 @@
-"""Database: the declarative base, the engine and session factory, and the column types we share."""
+"""Database: the declarative base, the engine and session factory, the column types we share, and a
+request's session as a FastAPI dependency (SessionDep)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
+from fastapi import Depends
 from sqlalchemy import DateTime, Enum, MetaData, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
@@ -16,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+from starlette.requests import HTTPConnection
 
 from llm_platform.core.errors import PlatformError
 from llm_platform.core.settings import Settings
@@ -123,6 +126,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
+    """A session of the process's factory, for one request. Model calls take none: they open one only
+    when they must."""
+    async with connection.app.state.platform.session_factory() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 T = TypeVar("T")

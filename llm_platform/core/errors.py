@@ -1,6 +1,6 @@
 """Domain errors and the one JSON error shape (OpenAI's): {"error": {message, type, code, param}}.
 
-Services raise these; `llm_platform.error_handlers` turns them into responses. Nothing here knows HTTP
+Services raise these; `llm_platform.core.error_handlers` turns them into responses. Nothing here knows HTTP
 beyond the status code each error maps to.
 """
 

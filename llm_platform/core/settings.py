@@ -1,4 +1,5 @@
-"""The one settings class: every knob of the platform, read from `LLMP_*` environment variables."""
+"""The one settings class: every knob of the platform, read from `LLMP_*` environment variables; and the
+process's settings as a FastAPI dependency (SettingsDep)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
+from fastapi import Depends
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.requests import HTTPConnection
 
 MIN_JWT_SECRET_BYTES = 32
 
@@ -285,3 +288,10 @@ def settings_help() -> str:
         shown = "unset" if default is None else str(default)
         lines.append(f"LLMP_{name.upper()} (default: {shown}): {field.description}")
     return "\n".join(lines)
+
+
+async def get_settings(connection: HTTPConnection) -> Settings:
+    return connection.app.state.platform.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]

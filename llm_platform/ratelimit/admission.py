@@ -5,31 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from tenants.limits import Limits
+
 WINDOW_MS = 60_000  # requests and tokens are limited per sliding minute
-
-
-@dataclass(frozen=True)
-class Limits:
-    """None means unlimited."""
-
-    requests_per_minute: int | None = None
-    tokens_per_minute: int | None = None
-    concurrent_requests: int | None = None
-    monthly_tokens: int | None = None
-    daily_tokens: int | None = None
-
-    @classmethod
-    def of(cls, row: object | None) -> Limits:
-        """From a row with the limit columns (tenants.models.LimitColumns); None: unlimited."""
-        if row is None:
-            return cls()
-        return cls(
-            requests_per_minute=getattr(row, "requests_per_minute", None),
-            tokens_per_minute=getattr(row, "tokens_per_minute", None),
-            concurrent_requests=getattr(row, "concurrent_requests", None),
-            monthly_tokens=getattr(row, "monthly_token_quota", None),
-            daily_tokens=getattr(row, "daily_token_quota", None),
-        )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from llm_platform.ratelimit.admission import WINDOW_MS, Decision, Limits, Scope, ScopeUsage
+from llm_platform.ratelimit.admission import WINDOW_MS, Decision, Scope, ScopeUsage
+from tenants.limits import Limits
 
 _DIMENSIONS: tuple[
     tuple[str, Callable[[Limits], int | None], Callable[[ScopeUsage], tuple[int, int]]], ...

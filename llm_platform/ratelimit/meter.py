@@ -20,18 +20,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from llm_platform.auth.principal import Principal
 from llm_platform.core.errors import RateLimited, ServiceUnavailable
 from llm_platform.core.ids import new_hex_id
 from llm_platform.core.redis_client import RedisBusy
-from llm_platform.ratelimit.admission import Decision, Limiter, Limits, Periods, Scope
+from llm_platform.ratelimit.admission import Decision, Limiter, Periods, Scope
 from llm_platform.ratelimit.headers import rate_limit_headers
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
+from tenants.limits import Limits
 from tenants.models import FailMode
 from tenants.policy import TenantPolicies
 from tenants.usage import tokens_used
@@ -53,6 +54,20 @@ _SETTLING: set[asyncio.Task[None]] = set()  # settlements retried in the backgro
 class QuotaExceeded(RateLimited):
     error_type = "insufficient_quota"
     code = "insufficient_quota"
+
+
+class Caller(Protocol):
+    """Whom a request is metered as (llm_platform.auth.principal.Principal is one): an API key (kind
+    `api_key`) is counted under its own limits too, on top of its tenant's."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def key_limits(self) -> Limits | None: ...
 
 
 @dataclass
@@ -135,7 +150,7 @@ class Meter:
         self._ledger_sync = ledger_sync  # writes this process's pending usage before a counter is rebuilt
         self._redis_down_until = 0.0
 
-    async def admit(self, tenant_id: uuid.UUID, principal: Principal, reserve_tokens: int) -> Ticket:
+    async def admit(self, tenant_id: uuid.UUID, principal: Caller, reserve_tokens: int) -> Ticket:
         """Admits the request against its tenant's and API key's limits, or raises RateLimited /
         QuotaExceeded (429) or ServiceUnavailable (503: a fail-closed tenant while Redis is down, or
         RedisBusy when no pooled connection freed up in time)."""
@@ -199,7 +214,7 @@ class Meter:
 
 
 def _scopes(
-    tenant_id: uuid.UUID, tenant_limits: Limits, principal: Principal
+    tenant_id: uuid.UUID, tenant_limits: Limits, principal: Caller
 ) -> tuple[list[Scope], list[tuple[uuid.UUID, uuid.UUID | None]]]:
     """The tenant's scope, and the API key's when the caller used one (its limits can only be tighter:
     a request must pass both). Each with whose usage rebuilds its quota counters."""

@@ -12,8 +12,7 @@ import httpx
 from redis.asyncio import Redis
 
 from llm_platform.core.settings import Settings
-from models_registry.worker.protocol import REGISTER_PATH
-from models_registry.worker.registry import RedisWorkerRegistry, WorkerInfo
+from models_registry.worker.protocol import REGISTER_PATH, WorkerInfo, remove_worker_entry, write_worker_entry
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ class HeartbeatSender:
                 await self._task
         with contextlib.suppress(Exception):  # leaving early is a courtesy; the TTL does it anyway
             if self._redis:
-                await RedisWorkerRegistry(self._redis, self._settings.worker_ttl_s).remove(self._worker_id)
+                await remove_worker_entry(self._redis, self._worker_id)
             elif self._http:
                 await self._http.delete(f"{REGISTER_PATH}/{self._worker_id}")
         if self._redis:
@@ -86,7 +85,7 @@ class HeartbeatSender:
     async def _beat(self) -> None:
         info = self._info()
         if self._redis:
-            await RedisWorkerRegistry(self._redis, self._settings.worker_ttl_s).heartbeat(info)
+            await write_worker_entry(self._redis, info, self._settings.worker_ttl_s)
         elif self._http:
             response = await self._http.post(
                 REGISTER_PATH, content=info.to_json(), headers={"Content-Type": "application/json"}

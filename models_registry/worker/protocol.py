@@ -1,10 +1,15 @@
-"""The internal API between the API layer and model workers (JSON in, NDJSON events out)."""
+"""What the API process and the model workers agree on: the workers' HTTP API (JSON in, NDJSON events out)
+and a worker's entry in the worker registry, which the worker writes (to Redis, or to the API's embedded
+registry at REGISTER_PATH) and the API reads (models_registry.registry)."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
+from redis.asyncio import Redis
 
 from models_registry.engine.params import RANGES, SamplingParams
 
@@ -13,6 +18,10 @@ EMBED_PATH = "/internal/embed"
 HEALTH_PATH = "/internal/health"
 METRICS_PATH = "/internal/metrics"
 REGISTER_PATH = "/internal/workers"
+# With Redis, each worker's entry is a key with a TTL (a dead worker drops out by itself), listed in an
+# index set so that readers find them without a SCAN.
+WORKER_KEY_PREFIX = "llmp:workers:"
+WORKER_INDEX_KEY = "llmp:worker-index"
 
 
 def _within(name: str, kind: type) -> Any:
@@ -102,3 +111,40 @@ class EmbedRequest(BaseModel):
 class EmbedResponse(BaseModel):
     embeddings: list[list[float]]
     prompt_tokens: int
+
+
+# --- the worker registry ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    worker_id: str
+    url: str
+    models: tuple[str, ...]
+    capacity: int
+    load: int  # running + waiting sequences at the last heartbeat
+    heartbeat_at: float  # unix time
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> WorkerInfo:
+        data = json.loads(raw)
+        data["models"] = tuple(data["models"])
+        return cls(**data)
+
+
+async def write_worker_entry(redis: Redis, worker: WorkerInfo, ttl_s: float) -> None:
+    """A worker's heartbeat with Redis: its entry, alive for ttl_s unless renewed."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(WORKER_KEY_PREFIX + worker.worker_id, worker.to_json(), px=int(ttl_s * 1000))
+        pipe.sadd(WORKER_INDEX_KEY, worker.worker_id)
+        await pipe.execute()
+
+
+async def remove_worker_entry(redis: Redis, worker_id: str) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.delete(WORKER_KEY_PREFIX + worker_id)
+        pipe.srem(WORKER_INDEX_KEY, worker_id)
+        await pipe.execute()

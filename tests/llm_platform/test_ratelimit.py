@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from llm_platform.auth.principal import Principal
 from llm_platform.core.errors import RateLimited
 from llm_platform.core.redis_client import RedisBusy, connect
-from llm_platform.ratelimit.admission import Limits, Periods, Scope
+from llm_platform.ratelimit.admission import Periods, Scope
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
+from tenants.limits import Limits
 from tenants.policy import TenantPolicies
 
 DEGRADED_SAMPLE = "llmp_rate_limits_degraded_total"

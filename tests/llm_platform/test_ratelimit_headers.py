@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from llm_platform.ratelimit.admission import Decision, Limits, Scope, ScopeUsage
+from llm_platform.ratelimit.admission import Decision, Scope, ScopeUsage
 from llm_platform.ratelimit.headers import duration, rate_limit_headers
+from tenants.limits import Limits
 
 
 def test_durations_read_like_openais():

@@ -14,8 +14,8 @@ from fastapi.responses import StreamingResponse
 from redis.asyncio import Redis
 
 from models_registry.dispatch import Dispatcher, ModelUnavailable
-from models_registry.worker.protocol import EMBED_PATH, GENERATE_PATH, EmbedRequest, WorkerEvent
-from models_registry.worker.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerInfo
+from models_registry.registry import InProcessWorkerRegistry, RedisWorkerRegistry
+from models_registry.worker.protocol import EMBED_PATH, GENERATE_PATH, EmbedRequest, WorkerEvent, WorkerInfo
 from tests.conftest import assert_error, bearer, register_model
 from tests.workers import free_port
 

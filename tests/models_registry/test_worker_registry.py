@@ -11,13 +11,14 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from models_registry.worker.registry import InProcessWorkerRegistry, RedisWorkerRegistry, WorkerInfo
+from models_registry.registry import InProcessWorkerRegistry, RedisWorkerRegistry
+from models_registry.worker.protocol import WorkerInfo
 
 
 @pytest.fixture
 def registry_log(caplog) -> Iterator[pytest.LogCaptureFixture]:  # type: ignore[no-untyped-def]
     """The registry's log lines (the app's logging setup stops them from reaching the root logger)."""
-    logger = logging.getLogger("models_registry.worker.registry")
+    logger = logging.getLogger("models_registry.registry")
     level, propagate = logger.level, logger.propagate
     logger.addHandler(caplog.handler)
     logger.setLevel(logging.INFO)

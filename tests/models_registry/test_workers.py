@@ -12,7 +12,8 @@ from sqlalchemy import text
 
 from llm_platform.app import create_app
 from llm_platform.core.redis_client import connect as connect_redis
-from models_registry.worker.registry import RedisWorkerRegistry, WorkerInfo
+from models_registry.registry import RedisWorkerRegistry
+from models_registry.worker.protocol import WorkerInfo
 from tests.conftest import TINY_MODEL, assert_error, bearer, register_model
 from tests.workers import TTL_S, WORKER_SECRET, WorkerProcess, wait_registered, worker_env
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from llm_platform.error_handlers import validation_error_status
+from llm_platform.core.error_handlers import validation_error_status
 
 REF_PREFIX = "#/components/schemas/"
 

@@ -1,4 +1,5 @@
-"""Usage reports: a tenant's admins see the tenant's, any member sees their own, platform admins all."""
+"""Usage reports (`/admin/usage`, `/{tenant}/admin/usage`, `/{tenant}/usage`): a tenant's admins see the
+tenant's, any member sees their own, platform admins all."""
 
 from __future__ import annotations
 
@@ -7,17 +8,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from llm_platform.dependencies import (
-    PlatformAdminDep,
-    PrincipalDep,
-    SessionDep,
-    TenantAdminDep,
-    TenantDep,
-    UsageSyncedDep,
-)
-from llm_platform.openapi import errors
+from llm_platform.auth.dependencies import PlatformAdminDep, PrincipalDep, TenantAdminDep, TenantDep
+from llm_platform.core.db import SessionDep
+from llm_platform.core.openapi_errors import errors
 from tenants import usage
 from tenants.schemas import UsageReport
+from tenants.usage_writer import UsageSyncedDep
 
 router = APIRouter(tags=["usage"])  # /admin/usage is declared first: /{tenant}/usage would match it
 

@@ -1,74 +1,36 @@
-"""FastAPI dependencies, typed once with Annotated so routers read like sentences.
+"""Auth's FastAPI dependencies, typed once with Annotated so routes read like sentences: who is calling
+(the principal of a credential), the role or scope a route needs, the tenant a route names and whether the
+caller may act in it, and the components a login needs.
 
-Even those that never await are `async def`: FastAPI runs a plain `def` dependency in its thread pool,
-a thread hop per dependency per request (~5% of a chat request's CPU) for nothing.
+The model endpoints (llm_platform/chat) call authenticate_request, check_inference, inference_tenant and
+credential_tenant directly, one dependency of theirs instead of a tree of these: FastAPI solves each
+dependency of a tree at a cost, on the hottest path. Every dependency here is `async def`, even those
+that never await: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per dependency
+per request for nothing.
+
+The process's components (session factory, settings, key cache...) are read from
+`connection.app.state.platform`, where the app's lifespan keeps them (the shell's PlatformState names the
+fields).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from passlib.context import CryptContext
-from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from llm_platform.audit.context import audit_context
 from llm_platform.auth import service as auth_service
 from llm_platform.auth.principal import Principal
+from llm_platform.auth.throttle import LoginThrottle
+from llm_platform.core.db import SessionDep
 from llm_platform.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from llm_platform.core.settings import Settings
-from llm_platform.state import PlatformState
-from models_registry.service import Catalogue
 from tenants import service as tenant_service
-from tenants.caches import AdminCaches
 from tenants.models import ApiKeyScope, Tenant
 from tenants.ref import TenantRef
-
-
-async def get_state(request: Request) -> PlatformState:
-    return request.app.state.platform
-
-
-StateDep = Annotated[PlatformState, Depends(get_state)]
-
-
-async def get_settings(state: StateDep) -> Settings:
-    return state.settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-async def get_passwords(state: StateDep) -> CryptContext:
-    return state.passwords
-
-
-PasswordsDep = Annotated[CryptContext, Depends(get_passwords)]
-
-
-async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    async with state.session_factory() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-
-
-async def get_admin_caches(state: StateDep) -> AdminCaches:
-    return state.admin_caches
-
-
-AdminCachesDep = Annotated[AdminCaches, Depends(get_admin_caches)]
-
-
-async def get_catalogue(state: StateDep) -> Catalogue:
-    return state.catalogue
-
-
-CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from /auth/token, or an API key `sk-...`")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key `sk-...`")
@@ -76,27 +38,27 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 
 async def get_principal(
     request: Request,
-    state: StateDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> Principal:
     """Authenticates the caller from `Authorization: Bearer` (JWT or API key) or `X-API-Key`."""
-    return await _authenticated(request, state, bearer.credentials if bearer else api_key)
+    return await _authenticated(request, bearer.credentials if bearer else api_key)
 
 
 async def authenticate_request(request: Request) -> Principal:
     """get_principal for the model endpoints, called directly rather than as a tree of dependencies
-    (the same security schemes read the headers): see llm_platform/chat/call.py."""
+    (the same security schemes read the headers)."""
     bearer = await _bearer(request)
     credential = bearer.credentials if bearer else await _api_key_header(request)
-    return await _authenticated(request, request.app.state.platform, credential)
+    return await _authenticated(request, credential)
 
 
-async def _authenticated(request: Request, state: PlatformState, credential: str | None) -> Principal:
+async def _authenticated(request: Request, credential: str | None) -> Principal:
     if not credential:
         raise Unauthorized("Missing credentials: send `Authorization: Bearer <token or key>` or `X-API-Key`")
+    platform = request.app.state.platform
     principal = await auth_service.authenticate(
-        state.session_factory, state.settings, credential, state.key_cache
+        platform.session_factory, platform.settings, credential, platform.key_cache
     )
     audit_context(request.scope).identify(principal)
     return principal
@@ -178,53 +140,42 @@ CredentialTenantDep = Annotated[TenantRef, Depends(get_credential_tenant)]
 
 
 async def get_inference_tenant(
-    request: Request, state: StateDep, principal: InferenceDep, tenant: TenantSlugPath
+    request: Request, principal: InferenceDep, tenant: TenantSlugPath
 ) -> TenantRef:
-    return await inference_tenant(request, state, principal, tenant)
+    return await inference_tenant(request, principal, tenant)
 
 
-async def inference_tenant(
-    request: Request, state: PlatformState, principal: Principal, slug: str
-) -> TenantRef:
+async def inference_tenant(connection: HTTPConnection, principal: Principal, slug: str) -> TenantRef:
     """The tenant named in the path, for model calls and conversations: the caller's own (taken from
     its credential, no query: this is the hot path), or any tenant for a platform admin. Another
     tenant's answers 404 exactly as a missing one does."""
     if principal.tenant_id is not None and principal.tenant_slug == slug:
         found = TenantRef(principal.tenant_id, slug)
-    elif principal.is_platform_admin and (row := await _find_tenant(state, slug)):
+    elif principal.is_platform_admin and (row := await _find_tenant(connection, slug)):
         found = TenantRef.of(row)
     else:
         raise NotFound("Not found")
-    audit_context(request.scope).tenant_id = found.id
+    audit_context(connection.scope).tenant_id = found.id
     return found
 
 
 InferenceTenantDep = Annotated[TenantRef, Depends(get_inference_tenant)]
 
 
-async def _find_tenant(state: PlatformState, slug: str) -> Tenant | None:
-    async with state.session_factory() as session:
+async def _find_tenant(connection: HTTPConnection, slug: str) -> Tenant | None:
+    async with connection.app.state.platform.session_factory() as session:
         return await tenant_service.find_tenant(session, slug)
 
 
-async def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+async def get_passwords(connection: HTTPConnection) -> CryptContext:
+    return connection.app.state.platform.passwords
 
 
-ClientAddressDep = Annotated[str, Depends(client_address)]
+PasswordsDep = Annotated[CryptContext, Depends(get_passwords)]
 
 
-def asks_for_fresh_answer(request: Request) -> bool:
-    """`Cache-Control: no-cache` (or no-store) asks for a freshly generated answer, not a cached one."""
-    directives = request.headers.get("cache-control", "").lower()
-    return "no-cache" in directives or "no-store" in directives
+async def get_login_throttle(connection: HTTPConnection) -> LoginThrottle:
+    return connection.app.state.platform.login_throttle
 
 
-async def sync_usage(state: StateDep) -> None:
-    """This process's pending usage increments are written before a report reads the ledger."""
-    # A failure is logged by the writer; the report is then a moment behind, never an error.
-    with contextlib.suppress(Exception):
-        await state.usage.flush()
-
-
-UsageSyncedDep = Annotated[None, Depends(sync_usage)]
+LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]

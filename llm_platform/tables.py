@@ -1,4 +1,5 @@
-"""Where Alembic and the tests find every domain's SQLAlchemy models."""
+"""Every table of the platform in one metadata: import_all_models imports each domain's SQLAlchemy
+models, for Alembic (migrations/env.py) and the tests that compare the migrations with the models."""
 
 from __future__ import annotations
 

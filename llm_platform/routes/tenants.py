@@ -1,4 +1,5 @@
-"""Admin API of the tenant domain: platform admins manage tenants; tenant admins manage their tenant."""
+"""`/admin/tenants` and `/{tenant}/admin/...`: platform admins manage tenants and their limits; tenant admins
+manage their tenant's users, API keys and settings."""
 
 from __future__ import annotations
 
@@ -6,17 +7,12 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from llm_platform.dependencies import (
-    AdminCachesDep,
-    PasswordsDep,
-    PlatformAdminDep,
-    SessionDep,
-    SettingsDep,
-    TenantAdminDep,
-    TenantDep,
-)
-from llm_platform.openapi import errors
+from llm_platform.auth.dependencies import PasswordsDep, PlatformAdminDep, TenantAdminDep, TenantDep
+from llm_platform.core.db import SessionDep
+from llm_platform.core.openapi_errors import errors
+from llm_platform.core.settings import SettingsDep
 from tenants import service
+from tenants.caches import AdminCachesDep
 from tenants.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,

@@ -1,28 +1,35 @@
-"""The live worker registry: who serves which model, how loaded, last heard from when.
+"""The API process's view of the live workers: who serves which model, how loaded, last heard from when.
 
 A worker entry expires a few heartbeats after the worker goes quiet, so a dead worker drops out by
-itself. With Redis, workers write their own entries (a key with a TTL) and every API replica reads
-them; in embedded mode the API keeps an in-process registry that workers report to over HTTP.
+itself. With Redis, workers write their own entries (a key with a TTL; the entry and its keys are in
+models_registry.worker.protocol, shared with the workers) and every API replica reads them; in embedded
+mode the API keeps an in-process registry that workers report to over HTTP (WorkerRegistryDep hands it
+to that route).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Annotated, Protocol
 
+from fastapi import Depends
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
 
 from llm_platform.core.ids import new_hex_id
+from models_registry.worker.protocol import (
+    WORKER_INDEX_KEY,
+    WORKER_KEY_PREFIX,
+    WorkerInfo,
+    remove_worker_entry,
+    write_worker_entry,
+)
 
 logger = logging.getLogger(__name__)
 
-_KEY_PREFIX = "llmp:workers:"
-_INDEX_KEY = "llmp:worker-index"
 # Written by the first reader to find it missing, with a value of its own: a reader that finds another
 # value than it last saw knows Redis lost its data (a restart without persistence, a FLUSHDB).
 _EPOCH_KEY = "llmp:worker-epoch"
@@ -40,25 +47,6 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return live
 """
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    worker_id: str
-    url: str
-    models: tuple[str, ...]
-    capacity: int
-    load: int  # running + waiting sequences at the last heartbeat
-    heartbeat_at: float  # unix time
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> WorkerInfo:
-        data = json.loads(raw)
-        data["models"] = tuple(data["models"])
-        return cls(**data)
 
 
 class WorkerRegistry(Protocol):
@@ -110,7 +98,6 @@ class RedisWorkerRegistry:
     def __init__(self, redis: Redis, ttl_s: float, fresh_s: float = 0.25) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
-        self._ttl_ms = int(ttl_s * 1000)
         self._fresh_s = fresh_s
         self._read = redis.register_script(_READ_LIVE)
         self._last_seen: list[WorkerInfo] = []
@@ -121,16 +108,10 @@ class RedisWorkerRegistry:
         self._reading: asyncio.Task[None] | None = None  # the read under way, shared by its callers
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(_KEY_PREFIX + worker.worker_id, worker.to_json(), px=self._ttl_ms)
-            pipe.sadd(_INDEX_KEY, worker.worker_id)
-            await pipe.execute()
+        await write_worker_entry(self._redis, worker, self._ttl_s)
 
     async def remove(self, worker_id: str) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(_KEY_PREFIX + worker_id)
-            pipe.srem(_INDEX_KEY, worker_id)
-            await pipe.execute()
+        await remove_worker_entry(self._redis, worker_id)
 
     async def live_workers(self, model: str | None = None) -> list[WorkerInfo]:
         if time.monotonic() - self._read_at >= self._fresh_s:
@@ -144,7 +125,7 @@ class RedisWorkerRegistry:
 
     async def _read_workers(self) -> None:
         try:
-            epoch, *raws = await self._read([_INDEX_KEY, _EPOCH_KEY], [_KEY_PREFIX, new_hex_id()])
+            epoch, *raws = await self._read([WORKER_INDEX_KEY, _EPOCH_KEY], [WORKER_KEY_PREFIX, new_hex_id()])
         except (RedisError, OSError) as exc:
             # Workers outlive a Redis outage; the last list we read keeps requests flowing (a worker that
             # died meanwhile fails its request, which dispatch retries elsewhere).
@@ -190,3 +171,10 @@ def _log_changes(before: list[WorkerInfo], after: list[WorkerInfo]) -> None:
     for worker in before:
         if worker.worker_id not in after_ids:
             _log_left(worker, "dropped out of the registry (stopped, or silent past its TTL)")
+
+
+async def get_worker_registry(connection: HTTPConnection) -> WorkerRegistry:
+    return connection.app.state.platform.registry
+
+
+WorkerRegistryDep = Annotated[WorkerRegistry, Depends(get_worker_registry)]

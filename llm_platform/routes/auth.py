@@ -1,18 +1,27 @@
-"""Login (OAuth2 password flow), refresh, logout, and `GET /auth/me`."""
+"""`/auth`: login (OAuth2 password flow), refresh, logout, and `GET /auth/me`."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 
 from llm_platform.audit.context import AuditContext, audit_context
 from llm_platform.auth import service
+from llm_platform.auth.dependencies import LoginThrottleDep, PasswordsDep, PrincipalDep
 from llm_platform.auth.schemas import PrincipalOut, RefreshRequest, TokenResponse
-from llm_platform.dependencies import ClientAddressDep, PrincipalDep, SessionDep, SettingsDep, StateDep
-from llm_platform.openapi import errors
+from llm_platform.core.db import SessionDep
+from llm_platform.core.openapi_errors import errors
+from llm_platform.core.settings import SettingsDep
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+async def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddressDep = Annotated[str, Depends(client_address)]
 
 
 @router.post("/token", responses=errors(401, 403, 429, 503))  # 429: login throttling
@@ -20,7 +29,9 @@ async def issue_token(
     username: Annotated[str, Form(description="The user's email", max_length=320)],
     password: Annotated[str, Form(max_length=1024)],
     session: SessionDep,
-    state: StateDep,
+    settings: SettingsDep,
+    passwords: PasswordsDep,
+    throttle: LoginThrottleDep,
     address: ClientAddressDep,
     request: Request,
     tenant: Annotated[
@@ -32,9 +43,9 @@ async def issue_token(
     audit.resource = f"account {tenant or '-'}:{username.strip().lower()}"  # failures too: whose login
     pair = await service.login(
         session,
-        state.settings,
-        state.passwords,
-        state.login_throttle,
+        settings,
+        passwords,
+        throttle,
         tenant_slug=tenant,
         email=username,
         password=password,

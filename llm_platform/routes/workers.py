@@ -1,5 +1,5 @@
-"""Where workers report in embedded mode (no Redis): the API's in-process registry, behind the worker
-secret."""
+"""`/internal/workers`: where workers report in embedded mode (no Redis), the API's in-process registry,
+behind the worker secret."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Request, Response, status
 
 from llm_platform.audit.context import audit_context
 from llm_platform.core.errors import Unauthorized
-from llm_platform.dependencies import SettingsDep, StateDep
-from models_registry.worker.protocol import REGISTER_PATH
-from models_registry.worker.registry import WorkerInfo
+from llm_platform.core.settings import SettingsDep
+from models_registry.registry import WorkerRegistryDep
+from models_registry.worker.protocol import REGISTER_PATH, WorkerInfo
 
 router = APIRouter(prefix=REGISTER_PATH, include_in_schema=False)
 
@@ -30,12 +30,12 @@ WorkerAuth = Annotated[None, Depends(_worker_secret)]
 
 
 @router.post("", status_code=status.HTTP_204_NO_CONTENT)
-async def heartbeat(request: Request, state: StateDep, _: WorkerAuth) -> Response:
-    await state.registry.heartbeat(WorkerInfo.from_json(await request.body()))
+async def heartbeat(request: Request, registry: WorkerRegistryDep, _: WorkerAuth) -> Response:
+    await registry.heartbeat(WorkerInfo.from_json(await request.body()))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.delete("/{worker_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def deregister(worker_id: str, state: StateDep, _: WorkerAuth) -> Response:
-    await state.registry.remove(worker_id)
+async def deregister(worker_id: str, registry: WorkerRegistryDep, _: WorkerAuth) -> Response:
+    await registry.remove(worker_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,13 +1,16 @@
-"""Catalogue API: platform admins manage models; a tenant's members list what they may use."""
+"""The catalogue's routes: platform admins manage models (`/admin/models`); a tenant's members list what
+they may use (`/{tenant}/models`)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from llm_platform.dependencies import CatalogueDep, PlatformAdminDep, SessionDep, TenantDep
-from llm_platform.openapi import errors
+from llm_platform.auth.dependencies import PlatformAdminDep, TenantDep
+from llm_platform.core.db import SessionDep
+from llm_platform.core.openapi_errors import errors
 from models_registry import service
 from models_registry.schemas import ModelCreate, ModelOut, ModelUpdate, TenantModelOut
+from models_registry.service import CatalogueDep
 
 admin_router = APIRouter(prefix="/admin/models", tags=["models (platform admin)"])
 tenant_router = APIRouter(prefix="/{tenant}", tags=["models"])

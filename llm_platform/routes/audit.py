@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llm_platform.audit import chain, service
 from llm_platform.audit.models import PLATFORM_CHAIN
 from llm_platform.audit.schemas import AuditPage, AuditRecordOut, VerificationOut
+from llm_platform.auth.dependencies import PlatformAdminDep, TenantAdminDep, TenantDep
+from llm_platform.core.db import SessionDep
 from llm_platform.core.errors import NotFound
-from llm_platform.dependencies import PlatformAdminDep, SessionDep, TenantAdminDep, TenantDep
-from llm_platform.openapi import errors
+from llm_platform.core.openapi_errors import errors
 from tenants import service as tenant_service
 
 router = APIRouter(tags=["audit"])
