@@ -28,9 +28,13 @@ class Answer:
     cache: str  # "hit" or "miss"
 
 
-def _openai(platform, tenant: TenantCtx, key: str) -> Answer:  # type: ignore[no-untyped-def]
+def _openai_response(platform, key: str):  # type: ignore[no-untyped-def]
     body = {"model": TINY_MODEL, "messages": QUESTION, "max_tokens": MAX_TOKENS, "temperature": 0}
-    response = assert_status(platform.client.post("/v1/chat/completions", json=body, headers=bearer(key)))
+    return assert_status(platform.client.post("/v1/chat/completions", json=body, headers=bearer(key)))
+
+
+def _openai(platform, tenant: TenantCtx, key: str) -> Answer:  # type: ignore[no-untyped-def]
+    response = _openai_response(platform, key)
     [choice] = response.json()["choices"]
     return Answer(
         choice["message"]["content"],
@@ -113,11 +117,6 @@ def test_a_repeat_is_a_cache_hit_billed_limited_and_audited_alike_on_every_door(
     assert (
         int(probe.headers["x-ratelimit-remaining-tokens"]) == TOKENS_PER_MINUTE - first.usage["total_tokens"]
     )
-
-
-def _openai_response(platform, key: str):  # type: ignore[no-untyped-def]
-    body = {"model": TINY_MODEL, "messages": QUESTION, "max_tokens": MAX_TOKENS, "temperature": 0}
-    return assert_status(platform.client.post("/v1/chat/completions", json=body, headers=bearer(key)))
 
 
 def test_the_same_request_is_the_same_turn_through_every_door(served):
