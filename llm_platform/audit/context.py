@@ -1,9 +1,10 @@
-"""What a request's audit row should say beyond what the middleware sees: who, which tenant, which
-model and how many tokens. Dependencies and handlers fill it in (authentication names the caller); the
-middleware writes the row."""
+"""What an action's audit row should say beyond what the connection shows: who, which tenant, which
+model and how many tokens. Dependencies and handlers fill it in; `record_action` writes the row, for
+an HTTP request (the middleware) and a WebSocket's chat turn alike."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +13,9 @@ from typing import Protocol
 from starlette.types import Scope
 
 from llm_platform.audit.chain import AuditEntry
+from llm_platform.audit.writer import AuditWriter
 from llm_platform.core.ids import new_uuid
+from llm_platform.core.middleware import header
 from llm_platform.core.unicode_text import storable
 
 
@@ -112,3 +115,38 @@ class AuditContext:
 def audit_context(scope: Scope) -> AuditContext:
     """This request's context (a detached one where nothing audits the request, e.g. GETs)."""
     return scope.setdefault("state", {}).setdefault("audit", AuditContext())
+
+
+def record_action(
+    writer: AuditWriter,
+    scope: Scope,
+    context: AuditContext,
+    *,
+    action: str,
+    status: int,
+    at: datetime,
+    started: float,
+    request_id: str | None,
+    request_sha256: str | None,
+    response_sha256: str | None,
+) -> None:
+    """Queues the row of one action on a connection (an HTTP request, or a chat turn on a WebSocket):
+    who and what from `context`, the path, client and user agent from the connection's `scope`, the
+    latency since `started` (a perf_counter reading)."""
+    if not context.audited:
+        return
+    client = scope.get("client")
+    writer.record(
+        context.entry(
+            at=at,
+            action=action,
+            resource=scope["path"],
+            status=status,
+            latency_ms=round((time.perf_counter() - started) * 1000),
+            client_address=client[0] if client else None,
+            user_agent=header(scope, b"user-agent") or None,
+            request_id=request_id,
+            request_sha256=request_sha256,
+            response_sha256=response_sha256,
+        )
+    )

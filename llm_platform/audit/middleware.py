@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_platform.audit.context import AuditContext
-from llm_platform.core.middleware import header
+from llm_platform.audit.context import AuditContext, record_action
 
 _READS = {"GET", "HEAD", "OPTIONS"}
 _PASSWORD_BODIES = {"issue_token", "create_user", "reset_password"}  # route names
@@ -53,20 +52,17 @@ class AuditMiddleware:
         finally:
             route = scope.get("route")
             writer = getattr(getattr(scope["app"].state, "platform", None), "audit", None)
-            if route is not None and writer is not None and context.audited:
+            if route is not None and writer is not None:
                 name = getattr(route, "name", None) or "unknown"
-                client = scope.get("client")
-                writer.record(
-                    context.entry(
-                        at=at,
-                        action=name,
-                        resource=scope["path"],
-                        status=status,
-                        latency_ms=round((time.perf_counter() - started) * 1000),
-                        client_address=client[0] if client else None,
-                        user_agent=header(scope, b"user-agent") or None,
-                        request_id=scope["state"].get("request_id"),
-                        request_sha256=None if name in _PASSWORD_BODIES else request_hash.hexdigest(),
-                        response_sha256=response_hash.hexdigest(),
-                    )
+                record_action(
+                    writer,
+                    scope,
+                    context,
+                    action=name,
+                    status=status,
+                    at=at,
+                    started=started,
+                    request_id=scope["state"].get("request_id"),
+                    request_sha256=None if name in _PASSWORD_BODIES else request_hash.hexdigest(),
+                    response_sha256=response_hash.hexdigest(),
                 )

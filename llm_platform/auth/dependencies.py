@@ -42,25 +42,27 @@ async def get_principal(
     api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> Principal:
     """Authenticates the caller from `Authorization: Bearer` (JWT or API key) or `X-API-Key`."""
-    return await _authenticated(request, bearer.credentials if bearer else api_key)
+    return await authenticate_credential(request, bearer.credentials if bearer else api_key)
 
 
 async def authenticate_request(request: Request) -> Principal:
     """get_principal for the model endpoints, called directly rather than as a tree of dependencies
-    (the same security schemes read the headers)."""
+    (the same security schemes read the headers): see llm_platform/chat/dependencies.py."""
     bearer = await _bearer(request)
     credential = bearer.credentials if bearer else await _api_key_header(request)
-    return await _authenticated(request, credential)
+    return await authenticate_credential(request, credential)
 
 
-async def _authenticated(request: Request, credential: str | None) -> Principal:
+async def authenticate_credential(connection: HTTPConnection, credential: str | None) -> Principal:
+    """The principal a JWT or API key stands for, named as the actor of the connection's audit row.
+    Whatever carried the credential: a header, or a WebSocket's token."""
     if not credential:
         raise Unauthorized("Missing credentials: send `Authorization: Bearer <token or key>` or `X-API-Key`")
-    platform = request.app.state.platform
+    platform = connection.app.state.platform
     principal = await auth_service.authenticate(
         platform.session_factory, platform.settings, credential, platform.key_cache
     )
-    audit_context(request.scope).identify(principal)
+    audit_context(connection.scope).identify(principal)
     return principal
 
 
@@ -146,9 +148,9 @@ async def get_inference_tenant(
 
 
 async def inference_tenant(connection: HTTPConnection, principal: Principal, slug: str) -> TenantRef:
-    """The tenant named in the path, for model calls and conversations: the caller's own (taken from
-    its credential, no query: this is the hot path), or any tenant for a platform admin. Another
-    tenant's answers 404 exactly as a missing one does."""
+    """The tenant named in the path, for model calls (over HTTP or a WebSocket) and conversations: the
+    caller's own (taken from its credential, no query: this is the hot path), or any tenant for a
+    platform admin. Another tenant's answers 404 exactly as a missing one does."""
     if principal.tenant_id is not None and principal.tenant_slug == slug:
         found = TenantRef(principal.tenant_id, slug)
     elif principal.is_platform_admin and (row := await _find_tenant(connection, slug)):

@@ -1,11 +1,13 @@
-"""Conversations: history kept server-side, visible only to the principal that made it."""
+"""Conversations: history kept server-side, visible only to the principal that made it; and the store a
+chat turn recalls a conversation from and remembers its turn in."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.auth.principal import Principal
 from llm_platform.chat.models import Conversation, ConversationMessage
@@ -117,3 +119,37 @@ async def append_turn(
             )
     conversation.updated_at = utcnow()
     await session.commit()
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Where a turn is remembered: its conversation, and what the caller said in this turn."""
+
+    conversation_id: uuid.UUID
+    new_messages: list[ChatMessage]
+
+
+class ConversationStore:
+    """Conversations as a chat turn uses them, each call in a session of its own: a turn needs none
+    unless it names a conversation, and a stream outlives its request's session."""
+
+    __slots__ = ("_sessions",)
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def recall(
+        self,
+        tenant_id: uuid.UUID,
+        principal: Principal,
+        conversation_id: str,
+        new_messages: list[ChatMessage],
+    ) -> tuple[list[ChatMessage], Memory]:
+        """The caller's conversation's stored messages, and where to remember this turn."""
+        async with self._sessions() as session:
+            conversation = await get_conversation(session, tenant_id, principal, conversation_id)
+            return await history(session, conversation), Memory(conversation.id, new_messages)
+
+    async def remember(self, memory: Memory, answer: str, model: str) -> None:
+        async with self._sessions() as session:
+            await append_turn(session, memory.conversation_id, memory.new_messages, answer, model)

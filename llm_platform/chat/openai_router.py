@@ -1,5 +1,6 @@
-"""OpenAI-compatible endpoints: /v1/chat/completions and /v1/models (also under /{tenant}/v1/...), and a
-clear 404 for OpenAI's endpoints we do not serve."""
+"""The OpenAI front door: /v1/chat/completions and /v1/models (also under /{tenant}/v1/...), and a clear
+404 for OpenAI's endpoints we do not serve. Chat completions translate the OpenAI protocol
+(openai_protocol.py) to the one chat turn (turn.py) and its answer back, whole or as SSE chunks."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from llm_platform.auth.dependencies import CredentialTenantDep, InferenceTenantDep
-from llm_platform.chat import service
-from llm_platform.chat.call import SECURITY, CredentialCallDep, ModelCall, TenantCallDep
+from llm_platform.chat.dependencies import SECURITY, CredentialCallDep, ModelCall, TenantCallDep
 from llm_platform.chat.json_response import json_response
 from llm_platform.chat.openai_protocol import (
     AssistantMessage,
@@ -28,12 +28,13 @@ from llm_platform.chat.openai_protocol import (
     ModelList,
     usage_of,
 )
+from llm_platform.chat.sampling import AskedSampling
 from llm_platform.chat.sse import DONE, SSE_HEADERS, STREAM_ERROR, closing, sse
+from llm_platform.chat.stream import complete, resume
+from llm_platform.chat.turn import Turn, TurnRequest
 from llm_platform.core.errors import BadRequest, NotFound
-from llm_platform.core.middleware import current_request_id
 from llm_platform.core.openapi_errors import errors, streamed
-from llm_platform.state import PlatformState, StateDep
-from models_registry.service import CatalogueEntry
+from models_registry.service import Catalogue, CatalogueDep, CatalogueEntry
 from models_registry.worker.protocol import ChatMessage, WorkerEvent
 from tenants.ref import TenantRef
 
@@ -61,33 +62,33 @@ async def tenant_chat_completions(body: ChatCompletionRequest, call: TenantCallD
 
 
 @router.get("/v1/models", responses=errors(400))  # 400: a platform admin names no tenant here
-async def list_models(tenant: CredentialTenantDep, state: StateDep) -> ModelList:
-    return await _model_list(state, tenant)
+async def list_models(tenant: CredentialTenantDep, catalogue: CatalogueDep) -> ModelList:
+    return await _model_list(catalogue, tenant)
 
 
 @router.get("/{tenant}/v1/models")
-async def list_tenant_models(tenant: InferenceTenantDep, state: StateDep) -> ModelList:
-    return await _model_list(state, tenant)
+async def list_tenant_models(tenant: InferenceTenantDep, catalogue: CatalogueDep) -> ModelList:
+    return await _model_list(catalogue, tenant)
 
 
 @router.get("/v1/models/{model:path}")
-async def retrieve_model(model: str, tenant: CredentialTenantDep, state: StateDep) -> ModelCard:
-    return await _model_card(state, tenant, model)
+async def retrieve_model(model: str, tenant: CredentialTenantDep, catalogue: CatalogueDep) -> ModelCard:
+    return await _model_card(catalogue, tenant, model)
 
 
 @router.get("/{tenant}/v1/models/{model:path}")
-async def retrieve_tenant_model(model: str, tenant: InferenceTenantDep, state: StateDep) -> ModelCard:
-    return await _model_card(state, tenant, model)
+async def retrieve_tenant_model(model: str, tenant: InferenceTenantDep, catalogue: CatalogueDep) -> ModelCard:
+    return await _model_card(catalogue, tenant, model)
 
 
-async def _model_list(state: PlatformState, tenant: TenantRef) -> ModelList:
-    models = await state.catalogue.models_for(tenant.id)
+async def _model_list(catalogue: Catalogue, tenant: TenantRef) -> ModelList:
+    models = await catalogue.models_for(tenant.id)
     return ModelList(data=[_card(m) for m in models])
 
 
-async def _model_card(state: PlatformState, tenant: TenantRef, name: str) -> ModelCard:
+async def _model_card(catalogue: Catalogue, tenant: TenantRef, name: str) -> ModelCard:
     """The model, if the tenant may use it (else 404 model_not_found, as for a chat call)."""
-    return _card(await state.catalogue.model_for(tenant.id, name))
+    return _card(await catalogue.model_for(tenant.id, name))
 
 
 def _card(model: CatalogueEntry) -> ModelCard:
@@ -102,44 +103,13 @@ async def _chat_completions(body: ChatCompletionRequest, call: ModelCall) -> Res
             code="unsupported_parameter",
             param=refused[0],
         )
-    new_messages = [
-        ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text())
-        for m in body.messages
-    ]
-    stored, memory = await service.recall(
-        call.state.session_factory, call.tenant, call.principal, body.conversation_id, new_messages
-    )
-    turn = service.ChatTurn(
-        model=body.model,
-        messages=stored + new_messages,
-        max_tokens=body.requested_max_tokens(),
-        temperature=body.temperature,
-        top_p=body.top_p,
-        top_k=body.top_k,
-        seed=body.seed,
-        stop=body.stop_strings(),
-        presence_penalty=body.presence_penalty,
-        frequency_penalty=body.frequency_penalty,
-        repetition_penalty=body.repetition_penalty,
-        ignore_eos=body.ignore_eos,
-    )
-    completion_id = service.new_message_id()
-    request_id = f"{current_request_id()}:{completion_id}"
-    generate = await service.prepare(
-        call.state.catalogue,
-        call.tenant,
-        turn,
-        request_id,
-        default_max_tokens=call.state.settings.default_max_tokens,
-    )
-    started = await call.start(generate, memory)
-    events = started.events
+    turn = await call.start(_turn_request(body))
     if not body.stream:
-        result = await service.complete(events)
+        result = await complete(turn.events)
         return json_response(
             ChatCompletion(
-                id=completion_id,
-                model=generate.model,
+                id=turn.message_id,
+                model=turn.model,
                 choices=[
                     Choice(message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)
                 ],
@@ -147,30 +117,48 @@ async def _chat_completions(body: ChatCompletionRequest, call: ModelCall) -> Res
             )
         )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    first = await anext(events)  # errors before the first token still get a proper status code
-    frames = _openai_frames(first, events, completion_id, generate, include_usage)
+    first = await anext(turn.events)  # errors before the first token still get a proper status code
+    frames = _openai_frames(first, turn, include_usage)
     return StreamingResponse(closing(frames), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def _openai_frames(
-    first: WorkerEvent,
-    events: AsyncIterator[WorkerEvent],
-    completion_id: str,
-    generate: service.Generation,
-    include_usage: bool,
-) -> AsyncIterator[bytes]:
+def _turn_request(body: ChatCompletionRequest) -> TurnRequest:
+    return TurnRequest(
+        model=body.model,
+        new_messages=[
+            ChatMessage(role="system" if m.role == "developer" else m.role, content=m.text())
+            for m in body.messages
+        ],
+        sampling=AskedSampling(
+            max_tokens=body.requested_max_tokens(),
+            temperature=body.temperature,
+            top_p=body.top_p,
+            top_k=body.top_k,
+            seed=body.seed,
+            stop=body.stop_strings(),
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+            repetition_penalty=body.repetition_penalty,
+            ignore_eos=body.ignore_eos,
+        ),
+        conversation_id=body.conversation_id,
+    )
+
+
+async def _openai_frames(first: WorkerEvent, turn: Turn, include_usage: bool) -> AsyncIterator[bytes]:
     created = int(time.time())
+    events = turn.events
 
     def chunk(choices: list[ChunkChoice], **extra: object) -> bytes:
         return sse(
             ChatCompletionChunk(
-                id=completion_id, created=created, model=generate.model, choices=choices, **extra
+                id=turn.message_id, created=created, model=turn.model, choices=choices, **extra
             )
         )  # type: ignore[arg-type]
 
     try:
         yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
-        async for event in service.resume(first, events):
+        async for event in resume(first, events):
             if not event.finished:
                 yield chunk([ChunkChoice(delta=Delta(content=event.text))])
             elif event.finish_reason == "error":

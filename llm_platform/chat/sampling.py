@@ -5,11 +5,28 @@ key and the worker all see the same one."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from llm_platform.core.errors import BadRequest
 from models_registry.engine.params import SamplingParams
 from models_registry.worker.protocol import SAMPLING_DEFAULTS
+
+
+@dataclass
+class AskedSampling:
+    """The sampling parameters a caller asked for: None where it set none (resolved below)."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    ignore_eos: bool | None = None
+
 
 # Resolved one way (below); max_tokens and stop have rules of their own.
 SAMPLED = tuple(f.name for f in fields(SamplingParams) if f.name not in ("max_tokens", "stop"))

@@ -1,4 +1,5 @@
-"""Wire shapes of the tenant's simple chat API (`POST /{tenant}/chat`)."""
+"""Wire shapes of the tenant's simple chat API (`POST /{tenant}/chat`; the WebSocket's chat frames too),
+the turn a `ChatIn` asks for, and the shapes of stored conversations."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_platform.chat.openai_protocol import Usage
+from llm_platform.chat.sampling import AskedSampling
+from llm_platform.chat.turn import TurnRequest
 from llm_platform.core.request_body import RequestBody
 from llm_platform.core.unicode_text import Text
-from models_registry.worker.protocol import MaxTokens, Temperature, TopP
+from models_registry.worker.protocol import ChatMessage, MaxTokens, Temperature, TopP
 
 
 class HistoryMessage(BaseModel):
@@ -31,6 +34,24 @@ class ChatIn(BaseModel):
     ignore_eos: bool = False
     conversation_id: Text | None = Field(
         default=None, description="Keep the history server-side: its stored messages replace `history`"
+    )
+
+
+def turn_request(body: ChatIn) -> TurnRequest:
+    """The simple form as a turn: the prompt is this turn's message; `system` goes first and is never
+    remembered; a stored conversation's history replaces the body's."""
+    return TurnRequest(
+        model=body.model or None,  # none (or empty): the platform's default chat model
+        new_messages=[ChatMessage(role="user", content=body.prompt)],
+        sampling=AskedSampling(
+            max_tokens=body.max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            ignore_eos=body.ignore_eos,
+        ),
+        system=[ChatMessage(role="system", content=body.system)] if body.system else [],
+        history=[ChatMessage(role=m.role, content=m.content) for m in body.history],
+        conversation_id=body.conversation_id,
     )
 
 

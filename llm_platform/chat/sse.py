@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
 
-from llm_platform.chat.service import model_failed
+from llm_platform.chat.settle import model_failed
 from llm_platform.core.errors import error_body
 
 DONE = b"data: [DONE]\n\n"

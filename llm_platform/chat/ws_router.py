@@ -19,34 +19,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
-import logging
 import time
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from llm_platform.audit.context import AuditContext
+from llm_platform.audit.context import audit_context, record_action
+from llm_platform.audit.writer import AuditWriter
+from llm_platform.auth.dependencies import authenticate_credential, check_inference, inference_tenant
 from llm_platform.auth.principal import Principal
-from llm_platform.auth.service import authenticate
-from llm_platform.chat import service
+from llm_platform.chat.dependencies import AuditWriterDep, ChatTurnsDep
 from llm_platform.chat.openai_protocol import usage_of
-from llm_platform.chat.schemas import ChatIn
-from llm_platform.core.errors import Forbidden, PlatformError, Unauthorized, error_body
+from llm_platform.chat.schemas import ChatIn, turn_request
+from llm_platform.chat.settle import model_failed
+from llm_platform.chat.turn import Caller, ChatTurns
+from llm_platform.core.errors import Forbidden, NotFound, PlatformError, Unauthorized, error_body
 from llm_platform.core.ids import new_hex_id
 from llm_platform.core.unicode_text import has_lone_surrogate
-from llm_platform.state import PlatformState
-from tenants import service as tenant_service
-from tenants.models import ApiKeyScope
 from tenants.ref import TenantRef
 
 router = APIRouter()
-logger = logging.getLogger(__name__)
 
 AUTH_TIMEOUT_S = 10.0
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_AUTH_TIMEOUT = 4401, 4403, 4404, 4408
+# The refusals of HTTP's authentication, as close codes (the close reason is the HTTP error's message).
+_CLOSE_CODES = {
+    Unauthorized.status_code: CLOSE_UNAUTHORIZED,
+    Forbidden.status_code: CLOSE_FORBIDDEN,
+    NotFound.status_code: CLOSE_NOT_FOUND,
+}
 
 
 class _Closed(Exception):
@@ -56,12 +61,12 @@ class _Closed(Exception):
 
 
 @router.websocket("/{tenant}/ws/chat")
-async def ws_chat(websocket: WebSocket, tenant: str) -> None:
-    state: PlatformState = websocket.app.state.platform
+async def ws_chat(websocket: WebSocket, tenant: str, turns: ChatTurnsDep, audit: AuditWriterDep) -> None:
     await websocket.accept()
     try:
-        principal, tenant_row = await _authenticate(websocket, state, tenant)
-        await websocket.send_json({"type": "ready", "tenant": tenant_row.slug, "principal": principal.kind})
+        principal, tenant_ref = await _authenticate(websocket, tenant)
+        await websocket.send_json({"type": "ready", "tenant": tenant_ref.slug, "principal": principal.kind})
+        socket = _Socket(websocket, turns, audit, tenant_ref, principal)
         pending: _Frame | None = None  # received while the last turn was closing: the next message
         while True:
             frame = pending if pending is not None else await _receive_frame(websocket)
@@ -74,45 +79,51 @@ async def ws_chat(websocket: WebSocket, tenant: str) -> None:
                     websocket, f"Unknown message type {message.get('type')!r}", "invalid_request", "type"
                 )
                 continue
-            pending = await _one_turn(websocket, state, tenant_row, principal, message)
+            pending = await _one_turn(socket, message)
     except _Closed as closed:
         await websocket.close(code=closed.code, reason=closed.reason)
     except WebSocketDisconnect:
         pass
 
 
-async def _authenticate(
-    websocket: WebSocket, state: PlatformState, tenant_slug: str
-) -> tuple[Principal, TenantRef]:
-    credential = websocket.query_params.get("token")
-    if not credential:
-        try:
-            frame = await asyncio.wait_for(_receive_frame(websocket), AUTH_TIMEOUT_S)
-            first = json.loads(frame) if isinstance(frame, str) else None
-        except TimeoutError as exc:
-            raise _Closed(CLOSE_AUTH_TIMEOUT, "no credentials") from exc
-        except json.JSONDecodeError as exc:
-            raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first") from exc
-        credential = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
-        if not isinstance(credential, str) or not credential:
-            raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first")
-        if has_lone_surrogate(credential):  # no credential is; and it could not even be hashed
-            raise _Closed(CLOSE_UNAUTHORIZED, "Invalid or missing credentials")
+async def _authenticate(websocket: WebSocket, tenant_slug: str) -> tuple[Principal, TenantRef]:
+    """As HTTP authenticates a model call (the same functions): the credential, then the inference
+    scope, then the tenant; each refusal closes the socket with the code of its HTTP status."""
+    credential = websocket.query_params.get("token") or await _credential_frame(websocket)
     try:
-        principal = await authenticate(state.session_factory, state.settings, credential, state.key_cache)
-    except Unauthorized as exc:
-        raise _Closed(CLOSE_UNAUTHORIZED, exc.message) from exc
-    except Forbidden as exc:
-        raise _Closed(CLOSE_FORBIDDEN, exc.message) from exc
-    if not principal.is_platform_admin and principal.tenant_slug != tenant_slug:
-        raise _Closed(CLOSE_NOT_FOUND, "not found")
-    async with state.session_factory() as session:
-        tenant = await tenant_service.find_tenant(session, tenant_slug)
-        if tenant is None:
-            raise _Closed(CLOSE_NOT_FOUND, "not found")
-        if principal.kind == "api_key" and ApiKeyScope.inference.value not in principal.scopes:
-            raise _Closed(CLOSE_FORBIDDEN, "this API key lacks the inference scope")
-    return principal, TenantRef.of(tenant)
+        principal = check_inference(await authenticate_credential(websocket, credential))
+        tenant = await inference_tenant(websocket, principal, tenant_slug)
+    except (Unauthorized, Forbidden, NotFound) as exc:
+        raise _Closed(_CLOSE_CODES[exc.status_code], exc.message) from exc
+    return principal, tenant
+
+
+async def _credential_frame(websocket: WebSocket) -> str:
+    """The token of a first `{"type": "auth", "token": ...}` frame."""
+    try:
+        frame = await asyncio.wait_for(_receive_frame(websocket), AUTH_TIMEOUT_S)
+        first = json.loads(frame) if isinstance(frame, str) else None
+    except TimeoutError as exc:
+        raise _Closed(CLOSE_AUTH_TIMEOUT, "no credentials") from exc
+    except json.JSONDecodeError as exc:
+        raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first") from exc
+    credential = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
+    if not isinstance(credential, str) or not credential:
+        raise _Closed(CLOSE_UNAUTHORIZED, "send {type: auth, token} first")
+    if has_lone_surrogate(credential):  # no credential is; and it could not even be hashed
+        raise _Closed(CLOSE_UNAUTHORIZED, "Invalid or missing credentials")
+    return credential
+
+
+@dataclasses.dataclass(frozen=True)
+class _Socket:
+    """An authenticated socket: whose it is, and where its turns go and are audited."""
+
+    websocket: WebSocket
+    turns: ChatTurns
+    audit: AuditWriter
+    tenant: TenantRef
+    principal: Principal
 
 
 _Frame = str | bytes  # a text frame, or a binary one
@@ -143,11 +154,10 @@ async def _parse(websocket: WebSocket, frame: _Frame) -> dict | None:
     return message
 
 
-async def _one_turn(
-    websocket: WebSocket, state: PlatformState, tenant: TenantRef, principal: Principal, message: dict
-) -> _Frame | None:
+async def _one_turn(socket: _Socket, message: dict) -> _Frame | None:
     """Streams one answer while listening for `cancel` (or the client leaving). Returns the frame that
     arrived once the answer had ended but before the turn finished closing: the client's next message."""
+    websocket = socket.websocket
     try:
         body = ChatIn.model_validate({k: v for k, v in message.items() if k != "type"} | {"stream": True})
     except ValidationError as exc:
@@ -157,16 +167,16 @@ async def _one_turn(
         return None
     # Set just before the turn's last frame (done or error) goes out: from then on the client may speak.
     answered = asyncio.Event()
-    turn = asyncio.create_task(_stream_answer(websocket, state, tenant, principal, body, answered))
+    answering = asyncio.create_task(_audited_turn(socket, body, answered))
     next_frame: _Frame | None = None
-    while not turn.done():
+    while not answering.done():
         listener = asyncio.create_task(_receive_frame(websocket))
-        done, _ = await asyncio.wait({turn, listener}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({answering, listener}, return_when=asyncio.FIRST_COMPLETED)
         if listener in done:
             try:
                 frame = listener.result()
             except WebSocketDisconnect:
-                turn.cancel()
+                answering.cancel()
                 raise
             if answered.is_set():
                 next_frame = frame
@@ -174,7 +184,7 @@ async def _one_turn(
             if isinstance(frame, bytes):
                 await _parse(websocket, frame)  # answered as a bad frame; the answer goes on
             elif _is_cancel(frame):
-                turn.cancel()
+                answering.cancel()
             else:
                 await _send_error(websocket, "One answer at a time: wait for `done` or send a cancel", "busy")
         else:
@@ -182,8 +192,8 @@ async def _one_turn(
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
                 await listener
     with contextlib.suppress(asyncio.CancelledError):
-        await turn
-    if turn.cancelled():
+        await answering
+    if answering.cancelled():
         await websocket.send_json({"type": "done", "finish_reason": "cancelled"})
     return next_frame
 
@@ -196,21 +206,16 @@ def _is_cancel(frame: str) -> bool:
     return isinstance(message, dict) and message.get("type") == "cancel"
 
 
-async def _stream_answer(
-    websocket: WebSocket,
-    state: PlatformState,
-    tenant: TenantRef,
-    principal: Principal,
-    body: ChatIn,
-    answered: asyncio.Event,
-) -> None:
-    """One turn, audited like an HTTP request (status 200, or the status its error would have had)."""
-    audit = AuditContext(tenant_id=tenant.id)
-    audit.identify(principal)
+async def _audited_turn(socket: _Socket, body: ChatIn, answered: asyncio.Event) -> None:
+    """One turn, audited as HTTP audits a request (the same row, written the same way): status 200, or
+    the status its error would have had; 499 when the client cancelled it."""
+    websocket = socket.websocket
+    # A row per turn, by the socket's caller: the actor and tenant authentication named for the socket.
+    audit = dataclasses.replace(audit_context(websocket.scope))
+    caller = Caller(socket.tenant, socket.principal, audit, new_hex_id())
     at, started, status = datetime.now(UTC), time.perf_counter(), 200
-    request_id = new_hex_id()
     try:
-        await _turn(websocket, state, tenant, principal, body, audit, request_id, answered)
+        await _turn(socket, caller, body, answered)
     except PlatformError as exc:
         status = exc.status_code
         answered.set()
@@ -219,63 +224,42 @@ async def _stream_answer(
         status = 499  # the client cancelled the answer
         raise
     finally:
-        client = websocket.client
-        state.audit.record(
-            audit.entry(
-                at=at,
-                action="ws_chat",
-                resource=websocket.url.path,
-                status=status,
-                latency_ms=round((time.perf_counter() - started) * 1000),
-                client_address=client.host if client else None,
-                user_agent=websocket.headers.get("user-agent"),
-                request_id=request_id,
-                request_sha256=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
-                response_sha256=None,
-            )
+        record_action(
+            socket.audit,
+            websocket.scope,
+            audit,
+            action="ws_chat",
+            status=status,
+            at=at,
+            started=started,
+            request_id=caller.request_id,
+            request_sha256=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
+            response_sha256=None,
         )
 
 
-async def _turn(
-    websocket: WebSocket,
-    state: PlatformState,
-    tenant: TenantRef,
-    principal: Principal,
-    body: ChatIn,
-    audit: AuditContext,
-    request_id: str,
-    answered: asyncio.Event,
-) -> None:
-    prepared = await service.prepare_simple(
-        state.catalogue,
-        state.session_factory,
-        tenant,
-        principal,
-        body,
-        state.settings.default_chat_model,
-        request_id,
-        default_max_tokens=state.settings.default_max_tokens,
-    )
-    started = await service.start(state, tenant, principal, prepared.generate, prepared.memory, audit=audit)
-    events = started.events
+async def _turn(socket: _Socket, caller: Caller, body: ChatIn, answered: asyncio.Event) -> None:
+    websocket = socket.websocket
+    turn = await socket.turns.start(caller, turn_request(body))
+    events = turn.events
     try:
         async for event in events:
             if not event.finished:
                 await websocket.send_json(
-                    {"type": "chunk", "text": event.text, "message_id": prepared.message_id}
+                    {"type": "chunk", "text": event.text, "message_id": turn.message_id}
                 )
             elif event.finish_reason == "error":
-                raise service.model_failed()
+                raise model_failed()
             else:
                 answered.set()
                 await websocket.send_json(
                     {
                         "type": "done",
-                        "message_id": prepared.message_id,
+                        "message_id": turn.message_id,
                         "finish_reason": event.finish_reason,
                         "usage": usage_of(event.prompt_tokens, event.completion_tokens).model_dump(),
-                        "model": prepared.generate.model,
-                        "cached": started.cache_hit,
+                        "model": turn.model,
+                        "cached": turn.cache_hit,
                     }
                 )
     finally:

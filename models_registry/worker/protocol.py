@@ -48,8 +48,9 @@ class ChatMessage(BaseModel):
 
 
 class GenerateParams(BaseModel):
-    # Resolved by the API (llm_platform/chat/sampling.py), so it and the worker agree on the budget it
-    # reserved tokens for. None: as many as fit (only from a caller other than the API).
+    # Decided once by the API's chat turn (llm_platform/chat/generation.py), so the worker generates the
+    # budget the API reserved tokens for. None: as many as fit, for callers that reach a worker directly
+    # (benchmarks, tests): they have no platform default to apply, and the API always sends one.
     max_tokens: int | None = None
     # True: max_tokens is the platform's default, not asked for; the worker shortens it to the room the
     # prompt leaves (only the worker counts the prompt's tokens), where an asked one is refused if too long.

@@ -10,8 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from llm_platform.cache.response_cache import cache_key
 from llm_platform.chat.openai_protocol import ChatCompletionRequest
-from llm_platform.chat.sampling import ResolvedMaxTokens, resolve_max_tokens, resolve_sampling
-from llm_platform.chat.service import ChatTurn
+from llm_platform.chat.sampling import AskedSampling, ResolvedMaxTokens, resolve_max_tokens, resolve_sampling
 from llm_platform.core.errors import BadRequest
 from models_registry.engine.params import RANGES, InvalidParameter, SamplingParams
 from models_registry.worker.protocol import (
@@ -173,7 +172,7 @@ def test_the_openapi_document_shows_the_ranges_as_before():
 
 
 def test_each_parameter_is_the_requests_else_the_models_else_the_engines():
-    asked = ChatTurn(model="m", messages=[], temperature=0.0, top_p=None, seed=None)
+    asked = AskedSampling(temperature=0.0, top_p=None, seed=None)
     resolved = resolve_sampling(asked, {"temperature": 0.5, "top_p": 0.9})
     assert resolved == {
         "temperature": 0.0,  # asked: 0 is a value, not "unset"

@@ -9,8 +9,8 @@ import time
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from llm_platform.chat import service
-from tests.conftest import TINY_MODEL, assert_status
+from llm_platform.chat.turn import ChatTurns
+from tests.conftest import TINY_MODEL, assert_error, assert_status, bearer
 from tests.workers import wait_registered
 
 
@@ -141,10 +141,37 @@ def test_rate_limits_hold_over_a_websocket_too(platform, tenant_a, key):
         assert ws.receive_json()["error"]["param"] == "prompt"
 
 
+def test_the_scope_is_checked_before_the_tenant_as_over_http(platform, tenant_a, tenant_b):
+    # A key that may not chat learns nothing of other tenants: refused for its scope on either door.
+    admin_only = platform.create_key(tenant_a, scopes=["admin"])["key"]
+    over_http = platform.client.post(
+        f"/{tenant_b.slug}/chat", json={"prompt": "Hi"}, headers=bearer(admin_only)
+    )
+    assert_error(over_http, 403, "missing_scope")
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        platform.client.websocket_connect(f"/{tenant_b.slug}/ws/chat?token={admin_only}") as ws,
+    ):
+        ws.receive_json()
+    assert closed.value.code == 4403
+
+
+def test_a_platform_admin_chats_for_any_tenant_that_exists(platform, tenant_a):
+    token = platform.admin_headers["Authorization"].removeprefix("Bearer ")
+    with platform.client.websocket_connect(f"/{tenant_a.slug}/ws/chat?token={token}") as ws:
+        assert ws.receive_json() == {"type": "ready", "tenant": tenant_a.slug, "principal": "user"}
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        platform.client.websocket_connect(f"/no-such-tenant/ws/chat?token={token}") as ws,
+    ):
+        ws.receive_json()
+    assert closed.value.code == 4404
+
+
 @pytest.fixture
 def slow_to_close(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A turn keeps closing (its stream, its audit row) a while after `done` went out, as under load."""
-    start = service.start
+    start = ChatTurns.start
 
     async def slowly_closed(events):  # type: ignore[no-untyped-def]
         try:
@@ -158,7 +185,7 @@ def slow_to_close(monkeypatch) -> None:  # type: ignore[no-untyped-def]
         started = await start(*args, **kwargs)
         return dataclasses.replace(started, events=slowly_closed(started.events))
 
-    monkeypatch.setattr(service, "start", start_slow)
+    monkeypatch.setattr(ChatTurns, "start", start_slow)
 
 
 def test_a_message_sent_the_instant_done_arrives_is_answered(platform, tenant_a, key, slow_to_close):
