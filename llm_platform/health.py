@@ -11,7 +11,6 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from llm_platform.state import StateDep
-from models_registry.models import ModelBackend
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ async def readyz(state: StateDep) -> JSONResponse:
             missing = [
                 entry.name
                 for entry in await state.catalogue.enabled_models()
-                if entry.backend is ModelBackend.hf and entry.name not in served
+                if entry.served_by_workers and entry.name not in served
             ]
             checks["workers"] = "missing" if missing else "ok"
         except Exception:

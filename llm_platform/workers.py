@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.core.db import run_in_session
 from llm_platform.core.settings import Settings
-from models_registry.models import Model, ModelBackend
+from models_registry.service import load_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +30,9 @@ STOP_TIMEOUT_S = 15.0
 def served_models(settings: Settings) -> list[str]:
     """Enabled models our workers serve (backend hf: bundled, a local directory or a cached hub id)."""
 
-    async def names(session) -> list[str]:  # type: ignore[no-untyped-def]
-        rows = await session.scalars(
-            select(Model.name)
-            .where(Model.enabled.is_(True), Model.backend == ModelBackend.hf)
-            .order_by(Model.name)
-        )
-        return list(rows)
+    async def names(session: AsyncSession) -> list[str]:
+        enabled = await load_enabled(session)
+        return sorted(name for name, entry in enabled.items() if entry.served_by_workers)
 
     return run_in_session(settings, names)
 

@@ -106,6 +106,11 @@ class CatalogueEntry:
     default_params: dict[str, object]
     created_at: datetime
 
+    @property
+    def served_by_workers(self) -> bool:
+        """Served by a worker of ours (transformers), not an upstream server: a worker must be running."""
+        return self.backend is ModelBackend.hf
+
 
 class Catalogue:
     """The enabled models, cached per process for a second, and which a tenant may use.
@@ -150,20 +155,26 @@ class Catalogue:
 
     async def _load(self, _: None) -> dict[str, CatalogueEntry]:
         async with self._sessions() as session:
-            rows = (await session.scalars(select(Model).where(Model.enabled.is_(True)))).all()
-        return {
-            model.name: CatalogueEntry(
-                model.name,
-                model.kind,
-                model.backend,
-                model.source,
-                model.base_url,
-                model.context_length,
-                dict(model.default_params or {}),
-                model.created_at,
-            )
-            for model in rows
-        }
+            return await load_enabled(session)
+
+
+async def load_enabled(session: AsyncSession) -> dict[str, CatalogueEntry]:
+    """The enabled models by name: what the catalogue caches, and what `llmp serve` starts workers for
+    (those `served_by_workers`)."""
+    rows = (await session.scalars(select(Model).where(Model.enabled.is_(True)))).all()
+    return {
+        model.name: CatalogueEntry(
+            model.name,
+            model.kind,
+            model.backend,
+            model.source,
+            model.base_url,
+            model.context_length,
+            dict(model.default_params or {}),
+            model.created_at,
+        )
+        for model in rows
+    }
 
 
 async def get_catalogue(connection: HTTPConnection) -> Catalogue:
