@@ -70,8 +70,9 @@ class Target:
 
 
 def _client(connections: int) -> aiohttp.ClientSession:
-    """The load generator's HTTP client. aiohttp, not httpx: httpx spent ~0.45 ms of CPU a request
-    here, and on 2 vCPUs the load generator's CPU is taken from the servers it measures."""
+    """The load generator's HTTP client. aiohttp, not httpx, which spends several times its CPU a request
+    (bench/RESULTS.md, gateway, second round): the load generator's CPU is taken from the servers it
+    measures when they share a small machine."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=connections), timeout=aiohttp.ClientTimeout(total=60)
     )
@@ -81,8 +82,8 @@ async def latencies(target: Target, clients: int, per_client: int) -> list[float
     async with _client(clients) as client:
         # Warm every connection the measurement uses, and the pools behind them (the API's to the
         # worker, Redis, Postgres), at the measured concurrency: a new connection's first request pays
-        # its setup, which is no part of steady-state latency. Warmed one at a time, as before, nine of
-        # the ten clients' first requests landed in the 10-client p99 (they were its slowest samples).
+        # its setup, which is no part of steady-state latency. Warmed one at a time, nine of the ten
+        # clients' first requests would land in the 10-client p99 as its slowest samples.
         for _ in range(20):
             await asyncio.gather(*(target.call(client) for _ in range(clients)))
 
@@ -111,9 +112,8 @@ async def _client_loop(target: Target, clients: int, seconds: float) -> tuple[in
 
 def _quiet_collector() -> None:
     """The load generator's own pauses must not show up as the servers' latency: this process holds
-    ~140k objects (it imports the platform to set up), and a full collection over them stalls every
-    client at once for 50-60 ms (measured with gc.callbacks), several times per phase. Frozen, they
-    are out of the collector's sight."""
+    every object of the platform (it imports it to set up), and a full collection over them stalls
+    every client at once, several times per phase. Frozen, they are out of the collector's sight."""
     gc.collect()
     gc.freeze()
 

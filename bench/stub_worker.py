@@ -52,8 +52,8 @@ def build_app(model: str, port: int, redis_url: str, secret: str) -> FastAPI:
                 await asyncio.sleep(HEARTBEAT_S)
 
         task = asyncio.create_task(beat())
-        # "Answers at once" includes no collector pauses: its full collections over the start-up objects
-        # stalled it ~40-50 ms (once every few seconds), every client of both measurements waiting.
+        # "Answers at once" includes no collector pauses: a full collection over the start-up objects
+        # stalls every client of both measurements at once (bench/RESULTS.md, gateway, second round).
         gc.freeze()
         yield
         task.cancel()

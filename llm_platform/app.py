@@ -49,8 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.platform = state
         await state.start()
         # What exists now (modules, routes, settings, pools) lives as long as the process: out of the
-        # collector's sight, a full collection scans only what requests created. Without it each one
-        # walked ~140k start-up objects, ~100 ms during which no request was served (the 10-client tail).
+        # collector's sight, a full collection scans only what requests created, not every start-up
+        # object while no request is served (bench/RESULTS.md, "Costs behind choices in the code").
         gc.freeze()
         try:
             yield
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # FastAPI's pages load their scripts from a CDN: install_docs serves them
         redoc_url=None,
         # Off unless asked for: /metrics covers HTTP metrics, and when on FastAPI looks up the global
-        # providers on every request (~1.5% of a chat call's CPU) even when none is configured.
+        # providers on every request, even when none is configured.
         telemetry={
             "tracing": settings.opentelemetry,
             "metrics": settings.opentelemetry,
@@ -94,10 +94,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
 
     # Routes are tried in order, by the router and again by the metrics middleware's path grouping
-    # (which rebuilds FastAPI's route contexts as it goes: ~3 us a route). So the model endpoints, nearly
-    # all the traffic, come first, the chat completions first of all, and the docs last (openapi_url is
-    # set after them, see below). No model path overlaps a later route's (/v1/models would fit
-    # /{tenant}/models, but `v1` is a reserved slug and it was theirs before too).
+    # (which rebuilds FastAPI's route contexts as it goes, route by route). So the model endpoints,
+    # nearly all the traffic, come first, the chat completions first of all, and the docs last
+    # (openapi_url is set after them, see below). No model path overlaps a later route's (/v1/models
+    # would fit /{tenant}/models, but `v1` is a reserved slug: no tenant can have it).
     app.include_router(openai_router)
     app.include_router(chat_router)
     app.include_router(health.router)

@@ -5,7 +5,7 @@ failure ends the stream with an error event (the client already has part of the 
 internals never reach the client: their errors are mapped to our own messages.
 
 The HTTP client is aiohttp, not httpx: on this hot path (every model call) it costs a seventh of the
-CPU (0.12 against 0.85 ms a call to a stub worker, measured in bench/RESULTS.md), and a stream read
+CPU (bench/RESULTS.md, gateway, second round), and a stream read
 to its end returns its connection to the pool instead of a new TCP connection per call.
 """
 

@@ -121,8 +121,8 @@ ROW_COLUMNS = [*_ENTRY_FIELDS, "chain", "seq", "prev_hash", "row_hash"]  # what 
 async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> None:
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         # COPY, in the session's transaction, rather than SQLAlchemy's executemany, whose per-row
-        # parameter handling was the writer's largest cost: an append of 100 rows took 65 us of CPU a
-        # row, now 50 (the writer was ~7% of a chat call's CPU, off the request path but on its loop).
+        # parameter handling is the writer's largest cost, and the writer shares the API's event loop
+        # (figures: bench/RESULTS.md, gateway, third round).
         connection = await (await session.connection()).get_raw_connection()
         async with connection.driver_connection.cursor() as cursor:
             statement = f"COPY {AuditRecord.__tablename__} ({', '.join(ROW_COLUMNS)}) FROM STDIN"
@@ -136,7 +136,7 @@ async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> None:
 # The chain's end, its row locked until commit (created if new): one statement, since an upsert that
 # updates takes the row lock and RETURNING reads it. Written out once, for Postgres and SQLite alike:
 # SQLAlchemy compiles its dialect-specific INSERT ... ON CONFLICT afresh on every execution (the dialect
-# Insert sets inherit_cache = False), which made this one statement ~0.55 ms of CPU a batch.
+# Insert sets inherit_cache = False), a cost every batch would pay.
 _LOCK_HEAD = text(
     "INSERT INTO audit_heads (chain, seq, hash, pruned_seq, pruned_hash) "
     "VALUES (:chain, 0, :genesis, 0, :genesis) "

@@ -49,7 +49,7 @@ def cache_key(tenant_id: uuid.UUID, request: GenerateRequest) -> str:
         "model": request.model,
         "messages": [[message.role, message.content] for message in request.messages],
         # Resolved (the model's defaults are filled in), but max_tokens only as asked for: the platform's
-        # default is no part of the key, which keeps the keys the cache held before the API resolved it.
+        # default is no part of the key, so entries keep their keys whatever LLMP_DEFAULT_MAX_TOKENS is.
         "params": request.params.model_dump(exclude={"max_tokens_is_default"})
         | {"max_tokens": request.params.asked_max_tokens()},
     }

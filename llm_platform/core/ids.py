@@ -1,9 +1,10 @@
 """Identifiers that must be unique but need not be secret: request ids, completion ids, rate-limit
 leases, audit event ids.
 
-uuid4 reads os.urandom, a getrandom() system call: ~5 us each on these VMs under load, four per chat
-call, 3% of its CPU (py-spy). These come from a PRNG of our own instead (seeded from os.urandom, and
-again in every forked child so two processes never share a sequence), 122 random bits like uuid4's.
+uuid4 reads os.urandom, a getrandom() system call each time, and a chat call needs four: a share of
+its CPU worth saving (bench/RESULTS.md, gateway, third round). These come from a PRNG of our own
+instead (seeded from os.urandom, and again in every forked child so two processes never share a
+sequence), 122 random bits like uuid4's.
 Tokens, JWT ids and keys keep using `secrets`/uuid4.
 """
 

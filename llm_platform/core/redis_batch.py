@@ -2,10 +2,10 @@
 
 Each call to a script queues it; what was queued during one turn of the event loop goes to Redis as one
 pipeline (not a transaction: each script is atomic on its own, as it was called alone), and every caller
-gets its own result or error. A script call on its own costs ~55-90 us of the API's CPU in redis-py
-(connection checkout, retry wrapper, packing, parsing); pipelined three at a time ~42 us each, ten at a
-time ~19 us (measured on the 2-core VM). Nothing waits for company: a lone call goes out on the next
-turn of the loop.
+gets its own result or error. Each round trip pays redis-py's fixed costs in the API's CPU (connection
+checkout, retry wrapper, packing, parsing); in a pipeline calls share them, so each costs less the more
+go together (bench/RESULTS.md, gateway, third round). Nothing waits for company: a lone call goes out
+on the next turn of the loop.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from llm_platform.core.errors import ServiceUnavailable
 
 
 class HiredisPackingConnection(Connection):
-    """redis-py packs commands with hiredis in its sync client but in Python in its asyncio one: ~1 us
-    per argument, and admitting a request sends 33 (2.5% of a chat call's CPU, py-spy). Same bytes on
+    """redis-py packs commands with hiredis in its sync client but in Python in its asyncio one, at a cost
+    per argument, and admitting a request sends 33 (bench/RESULTS.md, gateway, third round). Same bytes on
     the wire, packed by hiredis's C packer through redis-py's own serializer."""
 
     _serializer = HiredisRespSerializer()

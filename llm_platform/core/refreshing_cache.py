@@ -5,8 +5,8 @@ request that sees it starts one background reload and goes on with the value it 
 traffic values are renewed before they expire and no request waits on the database. An expired or
 missing value is loaded once, however many requests want it at that moment: they await the same load.
 
-Without this, every 1 s cache of the platform expired for all concurrent requests at once and each of
-them ran its own queries: at 10 clients, a 35-50 ms stall of every request once a second.
+A plain TTL cache expires for all concurrent requests at once, and each of them runs its own queries:
+every request would stall once a TTL (bench/RESULTS.md, gateway, second round).
 
 While the database is unreachable, a value already held keeps serving past its TTL, and is tried again
 in the background every quarter TTL: requests with a known API key, tenant and model go on (their limits

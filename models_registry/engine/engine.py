@@ -6,6 +6,7 @@ KV cache, runs one batched decode step, streams each sequence's new text and dro
 cancelled sequences. torch releases the GIL inside its kernels, so callers on an asyncio loop in the
 same process stay responsive.
 
+What a caller submits and receives is defined in generation.py and exported from here with the engine.
 This package imports torch and transformers only (no HTTP, no database), so it can be benchmarked alone.
 """
 
@@ -14,21 +15,28 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from models_registry.engine.detokenizer import IncrementalDetokenizer, StopStringFilter
+from models_registry.engine.generation import (
+    EngineClosed,
+    GenerationEvent,
+    GenerationRequest,
+    GenerationState,
+)
 from models_registry.engine.kv_cache import BatchKVCache
-from models_registry.engine.params import ContextLengthExceeded, InvalidParameter, SamplingParams
+from models_registry.engine.loader import eos_token_ids
+from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 from models_registry.engine.sampler import RowState, sample_next_tokens
 from models_registry.engine.scheduler import FairScheduler, QueueFull
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Engine", "EngineConfig", "GenerationEvent", "GenerationRequest", "QueueFull"]
+# The engine's public API: callers import all of it from here.
+__all__ = ["Engine", "EngineClosed", "EngineConfig", "GenerationEvent", "GenerationRequest", "QueueFull"]
 
 IDLE_PREFILL_FACTOR = 4  # prefill budget multiplier while no sequence is decoding
 
@@ -41,47 +49,6 @@ class EngineConfig:
     max_seq_len: int = 4096  # prompt + completion, capped by the model's own context
     max_batch_tokens: int = 131072  # sum of prompt + max_tokens over admitted sequences (bounds KV memory)
     prefill_chunk_tokens: int = 256  # prompt tokens prefilled per step (bounds how long a step stalls)
-
-
-@dataclass(frozen=True)
-class GenerationEvent:
-    request_id: str
-    text: str
-    finished: bool = False
-    finish_reason: str | None = None  # stop | length | cancelled | error
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
-
-
-@dataclass
-class GenerationRequest:
-    request_id: str
-    tenant: str
-    prompt_ids: list[int]
-    params: SamplingParams
-    sink: Callable[[GenerationEvent], None]  # called on the engine thread; must not block
-
-
-class EngineClosed(RuntimeError):
-    pass
-
-
-@dataclass
-class _Sequence:
-    request: GenerationRequest
-    row_state: RowState
-    detokenizer: IncrementalDetokenizer
-    stop_filter: StopStringFilter
-    generated: list[int] = field(default_factory=list)
-    prefilled: int = 0
-    prefill_cache: DynamicCache | None = None
-    pending_token: int | None = None  # sampled, not yet fed through the model
-    finish_reason: str | None = None
-
-    @property
-    def reserved_tokens(self) -> int:
-        return len(self.request.prompt_ids) + self.request.params.max_tokens
 
 
 class Engine:
@@ -97,17 +64,17 @@ class Engine:
         self.device = next(model.parameters()).device
         context = getattr(model.config, "max_position_embeddings", None) or self.config.max_seq_len
         self.max_seq_len = min(self.config.max_seq_len, context)
-        self.eos_token_ids = _eos_token_ids(model, tokenizer)
+        self.eos_token_ids = eos_token_ids(model, tokenizer)
         self._generator = torch.Generator(device="cpu")
         self._generator.seed()
 
         self._lock = threading.Condition()
-        self._scheduler: FairScheduler[_Sequence] = FairScheduler(
+        self._scheduler: FairScheduler[GenerationState] = FairScheduler(
             self.config.max_running, self.config.fair_headroom, self.config.max_queued
         )
         self._cancelled: set[str] = set()
-        self._prefilling: deque[_Sequence] = deque()
-        self._rows: list[_Sequence] = []  # index == row in the KV cache
+        self._prefilling: deque[GenerationState] = deque()
+        self._rows: list[GenerationState] = []  # index == row in the KV cache
         self._reserved_tokens = 0
         self._cache = BatchKVCache(
             num_layers=model.config.num_hidden_layers,
@@ -131,7 +98,7 @@ class Engine:
             raise InvalidParameter("messages", "the prompt is empty")
         if prompt_tokens + request.params.max_tokens > self.max_seq_len:
             raise ContextLengthExceeded(prompt_tokens, request.params.max_tokens, self.max_seq_len)
-        sequence = _Sequence(
+        sequence = GenerationState(
             request=request,
             row_state=RowState.create(request.params, request.prompt_ids),
             detokenizer=IncrementalDetokenizer(self.tokenizer),
@@ -201,7 +168,7 @@ class Engine:
     def _has_work(self) -> bool:
         return bool(self._rows or self._prefilling or self._scheduler.waiting or self._cancelled)
 
-    def _fits(self, sequence: _Sequence) -> bool:
+    def _fits(self, sequence: GenerationState) -> bool:
         return self._reserved_tokens + sequence.reserved_tokens <= self.config.max_batch_tokens
 
     def _drop_cancelled(self, cancelled: set[str]) -> None:
@@ -230,7 +197,7 @@ class Engine:
         order = sorted(
             self._prefilling, key=lambda s: running_by_tenant[s.request.tenant]
         )  # stable: FIFO ties
-        groups: dict[int, list[_Sequence]] = {}
+        groups: dict[int, list[GenerationState]] = {}
         for sequence in order:
             remaining = len(sequence.request.prompt_ids) - sequence.prefilled
             if sequence.prefill_cache is None and remaining <= budget:
@@ -244,7 +211,7 @@ class Engine:
             if sequence in self._prefilling:  # not among the whole prompts above: a long one, in chunks
                 budget -= self._prefill_chunk(sequence, budget)
 
-    def _prefill_together(self, sequences: list[_Sequence]) -> None:
+    def _prefill_together(self, sequences: list[GenerationState]) -> None:
         lengths = [len(s.request.prompt_ids) for s in sequences]
         width = max(lengths)
         input_ids = torch.zeros(len(sequences), width, dtype=torch.long)
@@ -280,7 +247,7 @@ class Engine:
             # in _prefilling, where the failure handler finds it and tells its client.
             self._prefilling.remove(sequence)
 
-    def _prefill_chunk(self, sequence: _Sequence, budget: int) -> int:
+    def _prefill_chunk(self, sequence: GenerationState, budget: int) -> int:
         """Prefills the next chunk of one long prompt; returns the tokens spent."""
         prompt = sequence.request.prompt_ids
         start = sequence.prefilled
@@ -305,7 +272,7 @@ class Engine:
         return len(chunk)
 
     def _start_decoding(
-        self, sequence: _Sequence, first_token: int, states: list[tuple[torch.Tensor, torch.Tensor]]
+        self, sequence: GenerationState, first_token: int, states: list[tuple[torch.Tensor, torch.Tensor]]
     ) -> None:
         """Streams the first token; unless that already ends it, the sequence joins the running batch."""
         if self._accept(sequence, first_token):
@@ -332,7 +299,7 @@ class Engine:
         for row in reversed(finished):
             self._finish_row(row, self._rows[row].finish_reason or "stop")
 
-    def _accept(self, sequence: _Sequence, token: int) -> bool:
+    def _accept(self, sequence: GenerationState, token: int) -> bool:
         """Records a sampled token and streams its text. True when the sequence is done."""
         sequence.generated.append(token)
         sequence.row_state.record(token)
@@ -362,13 +329,13 @@ class Engine:
         self._rows.pop()
         self._finish(sequence, reason, error)
 
-    def _finish(self, sequence: _Sequence, reason: str, error: str | None = None) -> None:
+    def _finish(self, sequence: GenerationState, reason: str, error: str | None = None) -> None:
         self._reserved_tokens -= sequence.reserved_tokens
         with self._lock:
             self._scheduler.release(sequence.request.tenant)
         self._emit_final(sequence, reason, error)
 
-    def _emit_final(self, sequence: _Sequence, reason: str, error: str | None = None) -> None:
+    def _emit_final(self, sequence: GenerationState, reason: str, error: str | None = None) -> None:
         tail = (
             ""
             if reason in ("cancelled", "error")
@@ -388,7 +355,7 @@ class Engine:
             ),
         )
 
-    def _emit(self, sequence: _Sequence, text: str) -> None:
+    def _emit(self, sequence: GenerationState, text: str) -> None:
         if text:  # with running counts, so a stream cut short is billed for what it produced
             event = GenerationEvent(
                 request_id=sequence.request.request_id,
@@ -399,7 +366,7 @@ class Engine:
             self._send(sequence, event)
 
     @staticmethod
-    def _send(sequence: _Sequence, event: GenerationEvent) -> None:
+    def _send(sequence: GenerationState, event: GenerationEvent) -> None:
         try:
             sequence.request.sink(event)
         except Exception:  # a broken consumer must not take the engine down
@@ -411,15 +378,3 @@ class Engine:
             self._finish_row(len(self._rows) - 1, reason, error)
         while self._prefilling:
             self._finish(self._prefilling.popleft(), reason, error)
-
-
-def _eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
-    ids: set[int] = set()
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.add(configured)
-    elif configured:
-        ids.update(configured)
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return frozenset(ids)

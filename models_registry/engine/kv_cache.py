@@ -3,8 +3,8 @@
 Rows are sequences, columns are cache positions. Every decode step writes one column for all rows at
 `end`, so each row's tokens sit in one contiguous run of columns ending at `end` (shorter rows are
 left-padded, and the attention mask hides the padding). transformers sees an ordinary DynamicLayer whose
-keys and values are views of the active window [start, end): no torch.cat of the whole cache per step,
-which costs ~13% of a step at 32 rows on a CPU (measured: 155 ms vs 137 ms a step at 300 columns).
+keys and values are views of the active window [start, end): no torch.cat of the whole cache per step
+(what one costs: bench/RESULTS.md, engine).
 
 RoPE is applied before keys are cached, so a row's keys do not care which columns they sit in; only the
 per-row position ids (passed to the model) and the mask matter.

@@ -40,6 +40,19 @@ def check_supported(model: PreTrainedModel) -> None:
         )
 
 
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+    """Every token that ends an answer: the generation config's (one or several) and the tokenizer's."""
+    ids: set[int] = set()
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return frozenset(ids)
+
+
 def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
     """The tokenizer's own chat template, ending with the assistant's turn."""
     encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)

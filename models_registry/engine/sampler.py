@@ -92,8 +92,8 @@ def sample_next_tokens(logits: torch.Tensor, rows: list[RowState], generator: to
 def _inverse_cdf_sample(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     """Draws one token per row with one uniform number each.
 
-    Same distribution as torch.multinomial, which spends a random number per vocabulary entry: 28 ms
-    for 32 rows of a 49k vocabulary on our CPUs, against 2 ms here.
+    Same distribution as torch.multinomial, which spends a random number per vocabulary entry where
+    this spends one per row (what that costs a step: bench/RESULTS.md, engine).
     """
     cumulative = probs.cumsum(dim=-1)
     targets = (uniforms * cumulative[:, -1]).unsqueeze(-1)

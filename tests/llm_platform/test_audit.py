@@ -68,7 +68,9 @@ def test_a_nul_in_a_path_does_not_hold_back_the_audit_log(platform, tenant_a):
     assert created.status_code == 201
     [row] = platform.audit_rows(tenant_a, action="create_conversation")
     assert row["status"] == 201
-    platform_rows = platform.client.get("/admin/audit", params={"limit": 50}, headers=platform.admin_headers)
+    platform_rows = assert_status(
+        platform.client.get("/admin/audit", params={"limit": 50}, headers=platform.admin_headers)
+    )
     resources = [r["resource"] for r in platform_rows.json()["data"]]
     assert f"/{tenant_a.slug}\ufffd/conversations" in resources
 
@@ -105,9 +107,11 @@ def test_only_admins_read_the_audit_log_and_only_their_tenants(served, tenant_a,
     assert_error(served.client.get(f"/{tenant_b.slug}/admin/audit", headers=tenant_a.admin_headers), 404)
     served.create_key(tenant_b)
     assert not any(row["tenant_id"] == tenant_b.id for row in served.audit_rows(tenant_a))
-    everyone = served.client.get("/admin/audit", headers=served.admin_headers).json()["data"]
+    everyone = assert_status(served.client.get("/admin/audit", headers=served.admin_headers)).json()["data"]
     assert {tenant_a.id, tenant_b.id} <= {row["tenant_id"] for row in everyone}
-    only_b = served.client.get("/admin/audit", params={"tenant": tenant_b.slug}, headers=served.admin_headers)
+    only_b = assert_status(
+        served.client.get("/admin/audit", params={"tenant": tenant_b.slug}, headers=served.admin_headers)
+    )
     assert {row["tenant_id"] for row in only_b.json()["data"]} == {tenant_b.id}
 
 
@@ -123,8 +127,8 @@ def test_filters_and_cursor_pages(served, tenant_a):
     seen, cursor = [], None
     while True:
         params = {"action": "create_conversation", "limit": 10, **({"cursor": cursor} if cursor else {})}
-        page = served.client.get(
-            f"/{tenant_a.slug}/admin/audit", params=params, headers=tenant_a.admin_headers
+        page = assert_status(
+            served.client.get(f"/{tenant_a.slug}/admin/audit", params=params, headers=tenant_a.admin_headers)
         )
         body = page.json()
         seen += body["data"]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from llm_platform.app import create_app
 from llm_platform.core.settings import Settings
 from tests.conftest import TINY_CONTEXT, TINY_MODEL, register_model
-from tests.workers import wait_registered
+from tests.workers import HEARTBEAT_S, wait_registered
 
 
 @pytest.fixture
@@ -32,13 +35,44 @@ def only_tiny_model_enabled(db_engine, tiny_worker) -> Iterator[None]:  # type: 
 
 
 def test_healthz_and_readyz(only_tiny_model_enabled, client, redis_url):
-    assert client.get("/healthz").json() == {"status": "ok"}
-    wait_registered(redis_url, TINY_MODEL)  # the per-test FLUSHDB removed it until its next heartbeat
+    healthz = client.get("/healthz")
+    assert (healthz.status_code, healthz.json()) == (200, {"status": "ok"})
+    tiny = wait_registered(redis_url, TINY_MODEL)  # the per-test FLUSHDB removed it until its next heartbeat
+    time.sleep(2 * HEARTBEAT_S)  # and every other worker of the session is back too
+    registered = _registered_worker_ids(redis_url)
     ready = client.get("/readyz")
-    assert ready.status_code == 200
-    assert ready.json()["status"] == "ready"
-    assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "workers": "ok"}
-    assert ready.json()["workers"] >= 1 and ready.json()["models_without_workers"] == []
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "redis": "ok", "workers": "ok"},
+        "workers": len(registered),  # every live worker, whichever model it serves
+        "models_without_workers": [],
+    }
+    assert {worker["worker_id"] for worker in tiny} <= registered
+
+
+def _registered_worker_ids(redis_url: str) -> set[str]:
+    client = redis.Redis.from_url(redis_url)
+    return {
+        json.loads(raw)["worker_id"] for key in client.scan_iter("llmp:workers:*") if (raw := client.get(key))
+    }
+
+
+def test_readyz_is_unavailable_without_redis(only_tiny_model_enabled, settings):
+    unreachable = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(unreachable)) as client:
+        healthz = client.get("/healthz")
+        response = client.get("/readyz")
+    assert (healthz.status_code, healthz.json()) == (200, {"status": "ok"})  # alive all the same
+    assert response.status_code == 503
+    # The worker registry answers with the last workers it read (requests keep flowing through an outage);
+    # a replica that never read Redis knows of none, so the model has no worker as far as it can tell.
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "redis": "unreachable", "workers": "missing"},
+        "workers": 0,
+        "models_without_workers": [TINY_MODEL],
+    }
 
 
 def test_readyz_names_an_enabled_model_without_a_worker(

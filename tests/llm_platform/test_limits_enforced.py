@@ -89,9 +89,11 @@ def test_tokens_are_reserved_then_settled_to_real_usage(served, tenant_a):
     reserved = limit - _remaining_tokens(first)  # nothing else in the window: this is its reservation
     assert reserved >= first.json()["usage"]["prompt_tokens"] + 16  # its whole budget, while it ran
     # The same request again: the first now counts for what it used, not for what it reserved.
-    second = _chat(served, key, max_tokens=16, stream=True, stream_options={"include_usage": True})
+    second = assert_status(
+        _chat(served, key, max_tokens=16, stream=True, stream_options={"include_usage": True})
+    )
     assert _remaining_tokens(second) == limit - _total(first) - reserved
-    third = _chat(served, key, max_tokens=16)
+    third = assert_status(_chat(served, key, max_tokens=16))
     streamed_total = _stream_usage(second)["total_tokens"]
     assert _remaining_tokens(third) == limit - _total(first) - streamed_total - reserved  # streams alike
 
@@ -187,7 +189,7 @@ def test_a_cancelled_stream_is_billed_for_what_it_produced(served, tenant_a, lon
     limit = 100_000
     served.set_limits(tenant_a, tokens_per_minute=limit)
     key = served.create_key(tenant_a)["key"]
-    probe = _chat(served, key)
+    probe = assert_status(_chat(served, key))
     before = _remaining_tokens(probe)  # limit - probe's reservation
 
     body = LONG_STREAM
@@ -199,7 +201,7 @@ def test_a_cancelled_stream_is_billed_for_what_it_produced(served, tenant_a, lon
     assert len(received) - 1 <= billed["completion_tokens"] < LONG  # the role chunk carries no token
 
     # The limiter holds the same count: the same probe again shows probe + stream, not their reservations.
-    again = _chat(served, key)
+    again = assert_status(_chat(served, key))
     stream_tokens = before - _remaining_tokens(again) - _total(probe)
     assert stream_tokens == billed["prompt_tokens"] + billed["completion_tokens"]
 

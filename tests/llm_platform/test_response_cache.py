@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from llm_platform.cache.response_cache import CachedAnswer, MemoryResponseCache
-from tests.conftest import QUESTION, TINY_MODEL, assert_error, bearer, sse_chunks, sse_events
+from tests.conftest import QUESTION, TINY_MODEL, assert_error, assert_status, bearer, sse_chunks, sse_events
 
 
 def _chat(platform, key: str, headers: dict[str, str] | None = None, **body):  # type: ignore[no-untyped-def]
@@ -57,7 +57,7 @@ def test_a_streamed_hit_replays_the_original_stream(served, tenant_a):
         return [c["choices"][0]["delta"] for c in chunks if c["choices"]], chunks[-1]["usage"]
 
     assert contents(replayed) == contents(original)  # the same chunks, the same usage
-    whole = _chat(served, key)  # and the JSON form of the same request is a hit too
+    whole = assert_status(_chat(served, key))  # and the JSON form of the same request is a hit too
     assert whole.headers["x-cache"] == "hit"
     assert whole.json()["choices"][0]["message"]["content"] == "".join(
         delta.get("content") or "" for delta in contents(original)[0]
@@ -66,7 +66,7 @@ def test_a_streamed_hit_replays_the_original_stream(served, tenant_a):
 
 def test_no_cache_header_bypasses_the_cache(served, tenant_a):
     key = served.create_key(tenant_a)["key"]
-    _chat(served, key)
+    assert_status(_chat(served, key))
     assert _chat(served, key, headers={"Cache-Control": "no-cache"}).headers["x-cache"] == "miss"
     assert _chat(served, key).headers["x-cache"] == "hit"
 
@@ -75,13 +75,13 @@ def test_sampled_answers_are_cached_only_with_a_seed_or_the_tenants_consent(serv
     key = served.create_key(tenant_a)["key"]
     for _ in range(2):
         assert _chat(served, key, temperature=1.0).headers["x-cache"] == "miss"
-    _chat(served, key, temperature=1.0, seed=7)
+    assert_status(_chat(served, key, temperature=1.0, seed=7))
     assert _chat(served, key, temperature=1.0, seed=7).headers["x-cache"] == "hit"
     response = served.client.patch(
         f"/{tenant_a.slug}/admin/settings", json={"cache_sampled": True}, headers=tenant_a.admin_headers
     )
     assert response.status_code == 200 and response.json()["cache_sampled"] is True
-    _chat(served, key, temperature=1.0)
+    assert_status(_chat(served, key, temperature=1.0))
     assert _chat(served, key, temperature=1.0).headers["x-cache"] == "hit"
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from llm_platform.core.db import create_engine_for, create_session_factory
 from tenants.usage import UsageRecord, record_usage
-from tests.conftest import QUESTION, TINY_MODEL, assert_error, bearer, sse_chunks
+from tests.conftest import QUESTION, TINY_MODEL, assert_error, assert_status, bearer, sse_chunks
 
 
 def _chat(client, headers, max_tokens=6, **extra):  # type: ignore[no-untyped-def]
@@ -50,11 +50,13 @@ def test_usage_by_key_model_and_day(served, platform, tenant_a, tenant_b):
     assert totals["requests"] == 4
     assert totals["total_tokens"] == sum(u["total_tokens"] for u in [*spent, by_user])
 
-    by_model = platform.client.get(
-        f"/{tenant_a.slug}/admin/usage?group_by=model", headers=tenant_a.admin_headers
+    by_model = assert_status(
+        platform.client.get(f"/{tenant_a.slug}/admin/usage?group_by=model", headers=tenant_a.admin_headers)
     )
     assert [r["model"] for r in by_model.json()["rows"]] == [TINY_MODEL]
-    by_day = platform.client.get(f"/{tenant_a.slug}/admin/usage", headers=tenant_a.admin_headers).json()
+    by_day = assert_status(
+        platform.client.get(f"/{tenant_a.slug}/admin/usage", headers=tenant_a.admin_headers)
+    ).json()
     assert by_day["rows"][0]["day"] == datetime.now(UTC).date().isoformat()
     assert by_day["from"] == datetime.now(UTC).date().replace(day=1).isoformat()
 

@@ -108,7 +108,9 @@ def test_users_of_another_tenant_are_invisible(platform, tenant_a, tenant_b):
 
 
 def _users(platform, tenant) -> dict[str, dict]:  # type: ignore[no-untyped-def]
-    listing = platform.client.get(f"/{tenant.slug}/admin/users", headers=platform.admin_headers)
+    listing = assert_status(
+        platform.client.get(f"/{tenant.slug}/admin/users", headers=platform.admin_headers)
+    )
     return {user["email"]: user for user in listing.json()}
 
 
@@ -219,8 +221,10 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(platform, tenant
         admins = [u for u in _users(platform, tenant_a).values() if u["role"] == "tenant_admin"]
         assert len(admins) == 1
         for user in (first, second):
-            platform.client.patch(
-                f"/{tenant_a.slug}/admin/users/{user['id']}",
-                json={"role": "tenant_admin"},
-                headers=platform.admin_headers,
+            assert_status(
+                platform.client.patch(
+                    f"/{tenant_a.slug}/admin/users/{user['id']}",
+                    json={"role": "tenant_admin"},
+                    headers=platform.admin_headers,
+                )
             )

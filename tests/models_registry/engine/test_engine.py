@@ -178,6 +178,21 @@ def test_context_length_and_queue_bounds(model_and_tokenizer):
         idle.submit(GenerationRequest("r3", "t", ids, SamplingParams(max_tokens=10), lambda e: None))
 
 
+def test_the_prompt_and_max_tokens_may_fill_the_context_exactly(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    idle = Engine(model, tokenizer, EngineConfig(max_seq_len=100))  # not started: submit only checks
+    ids = chat_prompt_ids(tokenizer, [{"role": "user", "content": "hello"}])
+    room = 100 - len(ids)
+    idle.submit(GenerationRequest("fits", "t", ids, SamplingParams(max_tokens=room), lambda e: None))
+    with pytest.raises(ContextLengthExceeded) as exceeded:
+        idle.submit(GenerationRequest("over", "t", ids, SamplingParams(max_tokens=room + 1), lambda e: None))
+    assert (exceeded.value.prompt_tokens, exceeded.value.max_tokens) == (len(ids), room + 1)
+    with pytest.raises(InvalidParameter) as empty:
+        idle.submit(GenerationRequest("empty", "t", [], SamplingParams(max_tokens=1), lambda e: None))
+    assert (empty.value.param, empty.value.message) == ("messages", "the prompt is empty")
+    assert idle.load() == {"running": 0, "waiting": 1, "capacity": 32}
+
+
 def test_shutdown_finishes_every_waiting_request(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     running = Engine(model, tokenizer, EngineConfig(max_running=1)).start()
