@@ -3,7 +3,6 @@ per session, emptied tables per test, and an API client with helpers to make ten
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from llm_platform.core.settings import Settings
 from tenants import service
 from tenants.models import UserRole
 from tests.proxy import TcpProxy
+from tests.responses import bearer
 from tests.tiny_model import build_tiny_model
 from tests.workers import (
     TTL_S,
@@ -353,10 +353,6 @@ def create_platform_admin(settings: Settings, email: str, password: str = PASSWO
     run_in_session(settings, make)
 
 
-def bearer(credential: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {credential}"}
-
-
 @pytest.fixture
 def platform(client: TestClient, settings: Settings) -> PlatformHelper:
     return PlatformHelper(client, settings)
@@ -370,35 +366,3 @@ def tenant_a(platform: PlatformHelper) -> TenantCtx:
 @pytest.fixture
 def tenant_b(platform: PlatformHelper) -> TenantCtx:
     return platform.create_tenant("bravo")
-
-
-def assert_error(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]
-    """Every error has the one shape; returns its `error` object."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"message", "type", "code", "param"}, error
-    assert isinstance(error["message"], str) and error["message"]
-    if code is not None:
-        assert error["code"] == code, error
-    return error
-
-
-def assert_status(response, status: int = 200):  # type: ignore[no-untyped-def]
-    """A set-up step's response, once it has the status the step needs: a test fails where its set-up
-    did, with the body, not later on a puzzling assertion."""
-    assert response.status_code == status, response.text
-    return response
-
-
-def sse_events(response) -> list[str]:  # type: ignore[no-untyped-def]
-    """The data of each server-sent event in a streamed answer (every frame must be `data: ...`)."""
-    frames = [frame for frame in response.text.split("\n\n") if frame]
-    assert all(frame.startswith("data: ") for frame in frames), frames
-    return [frame.removeprefix("data: ") for frame in frames]
-
-
-def sse_chunks(response) -> list[dict]:  # type: ignore[no-untyped-def]
-    """The JSON chunks of a streamed answer, without the closing `[DONE]`."""
-    return [json.loads(event) for event in sse_events(response) if event != "[DONE]"]

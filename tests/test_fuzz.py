@@ -26,7 +26,8 @@ from sqlalchemy import text
 
 from llm_platform.app import create_app
 from llm_platform.core.settings import Settings
-from tests.conftest import PlatformHelper, bearer, register_model
+from tests.conftest import PlatformHelper, register_model
+from tests.responses import bearer
 
 FUZZ_TENANT, FUZZ_MODEL = "fuzz", "fuzz-model"
 BASE_URL = f"http://{asgi.HOST}"

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from llm_platform.app import create_app
 from llm_platform.core.errors import error_body
 from llm_platform.core.settings import Settings
-from tests.conftest import TINY_MODEL, PlatformHelper, assert_error, bearer
+from tests.conftest import TINY_MODEL, PlatformHelper
+from tests.responses import assert_error, bearer
 from tests.workers import wait_registered
 
 ORIGIN = "https://chat.example.com"

@@ -18,7 +18,8 @@ from sqlalchemy.exc import DBAPIError
 from llm_platform.app import create_app
 from llm_platform.core.db import create_engine_for
 from llm_platform.core.settings import Settings
-from tests.conftest import TINY_MODEL, assert_error, bearer
+from tests.conftest import TINY_MODEL
+from tests.responses import assert_error, bearer
 from tests.workers import ApiProcess, wait_registered, worker_env
 
 BODY = {"model": TINY_MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_status, bearer, sse_chunks
+from tests.responses import assert_status, bearer, sse_chunks
 from tests.workers import WorkerProcess, wait_registered, worker_env
 
 # Converted weights are cached beside the checkout, so only the first run pays the ~20 s conversion.

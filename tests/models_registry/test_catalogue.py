@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from tests.conftest import assert_error, assert_status, bearer
+from tests.responses import assert_error, assert_status, bearer
 
 LOCAL = {
     "name": "acme-llama",

@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 from models_registry.dispatch import Dispatcher, ModelUnavailable
 from models_registry.registry import InProcessWorkerRegistry, RedisWorkerRegistry
 from models_registry.worker.protocol import EMBED_PATH, GENERATE_PATH, EmbedRequest, WorkerEvent, WorkerInfo
-from tests.conftest import assert_error, bearer, register_model
+from tests.conftest import register_model
+from tests.responses import assert_error, bearer
 from tests.workers import free_port
 
 MODEL = "faulty"

@@ -9,7 +9,8 @@ import torch
 from models_registry.engine.embedder import Embedder
 from models_registry.engine.params import ContextLengthExceeded
 from models_registry.worker.protocol import EmbedRequest
-from tests.conftest import assert_error, bearer, register_model
+from tests.conftest import register_model
+from tests.responses import assert_error, bearer
 from tests.tiny_model import build_tiny_encoder
 from tests.workers import WORKER_SECRET, WorkerProcess, wait_registered, worker_env
 

@@ -11,15 +11,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from llm_platform.app import create_app
-from tests.conftest import (
-    QUESTION,
-    TINY_MODEL,
-    PlatformHelper,
-    assert_error,
-    assert_status,
-    bearer,
-    sse_chunks,
-)
+from tests.conftest import QUESTION, TINY_MODEL, PlatformHelper
+from tests.responses import assert_error, assert_status, bearer, sse_chunks
 
 
 def test_a_model_behind_an_openai_compatible_upstream(live_api, settings, platform, tenant_a, redis_url):

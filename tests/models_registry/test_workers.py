@@ -14,7 +14,8 @@ from llm_platform.app import create_app
 from llm_platform.core.redis_client import connect as connect_redis
 from models_registry.registry import RedisWorkerRegistry
 from models_registry.worker.protocol import WorkerInfo
-from tests.conftest import TINY_MODEL, assert_error, bearer, register_model
+from tests.conftest import TINY_MODEL, register_model
+from tests.responses import assert_error, bearer
 from tests.workers import TTL_S, WORKER_SECRET, WorkerProcess, wait_registered, worker_env
 
 # A turn the tiny model answers at length when asked for many tokens.

@@ -19,7 +19,8 @@ from llm_platform.state import PlatformState
 from models_registry import service as catalogue_service
 from tenants import service
 from tenants.models import TenantStatus
-from tests.conftest import PlatformHelper, TenantCtx, assert_error, bearer, register_model
+from tests.conftest import PlatformHelper, TenantCtx, register_model
+from tests.responses import assert_error, bearer
 
 T = TypeVar("T")
 MODEL = "admin-changes-model"  # registered, served by no worker: a request for it is admitted, then 503

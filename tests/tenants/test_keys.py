@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from tests.conftest import assert_error, bearer
+from tests.responses import assert_error, bearer
 
 
 def test_create_shows_the_key_once_and_it_authenticates(platform, tenant_a):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import assert_error, assert_status
+from tests.responses import assert_error, assert_status
 
 SETTINGS = {
     "cache_enabled": False,

@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import text
 
-from tests.conftest import assert_error, assert_status, bearer
+from tests.responses import assert_error, assert_status, bearer
 
 
 def test_platform_admin_creates_lists_and_renames_tenants(platform):

@@ -10,7 +10,8 @@ from sqlalchemy import text
 
 from llm_platform.core.db import create_engine_for, create_session_factory
 from tenants.usage import UsageRecord, record_usage
-from tests.conftest import QUESTION, TINY_MODEL, assert_error, assert_status, bearer, sse_chunks
+from tests.conftest import QUESTION, TINY_MODEL
+from tests.responses import assert_error, assert_status, bearer, sse_chunks
 
 
 def _chat(client, headers, max_tokens=6, **extra):  # type: ignore[no-untyped-def]

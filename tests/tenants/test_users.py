@@ -9,7 +9,8 @@ from llm_platform.core.db import create_engine_for, create_session_factory
 from llm_platform.core.errors import Conflict
 from tenants import service
 from tenants.models import UserRole
-from tests.conftest import PASSWORD, assert_error, assert_status, bearer
+from tests.conftest import PASSWORD
+from tests.responses import assert_error, assert_status, bearer
 
 
 def test_tenant_admin_creates_and_lists_users(platform, tenant_a):

@@ -1,5 +1,5 @@
 """How a turn's sampling parameters are resolved (chat/sampling.py), the cases
-tests/llm_platform/test_sampling.py leaves out: a request that sets nothing, a model's defaults for some,
+tests/llm_platform/chat/test_sampling.py leaves out: a request that sets nothing, a model's defaults for some,
 and max_tokens at the very edge of the context. Pure logic."""
 
 from __future__ import annotations

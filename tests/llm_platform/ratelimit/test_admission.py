@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_platform.ratelimit.admission import WINDOW_MS, Decision, Limits, Periods, ScopeUsage
+from llm_platform.ratelimit.admission import WINDOW_MS, Decision, Periods, ScopeUsage
+from tenants.limits import Limits
 
 # November 2026: the month ends 2026-12-01T00:00Z, the day 2026-11-24T00:00Z.
 PERIODS = Periods("2026-11", "2026-11-23", 1_796_083_200_000, 1_795_478_400_000)

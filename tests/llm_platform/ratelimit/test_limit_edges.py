@@ -10,9 +10,10 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from llm_platform.ratelimit.admission import Limits, Periods, Scope
+from llm_platform.ratelimit.admission import Periods, Scope
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
+from tenants.limits import Limits
 
 PERIODS = Periods("2099-01", "2099-01-01", 4_073_587_200_000, 4_070_995_200_000)
 

@@ -1,7 +1,7 @@
 """The in-process limiter's arithmetic (ratelimit/memory_limiter.py) on a clock the test moves: when a
 request or a reservation leaves the sliding window, to the millisecond; reservations settled to real
 usage (refunded or charged); concurrency slots; quota counters. The Redis limiter gives the same answers
-(tests/llm_platform/test_ratelimit.py runs the real-time scenarios on both). No process, no Redis."""
+(ratelimit/test_ratelimit.py runs the real-time scenarios on both). No process, no Redis."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from llm_platform.ratelimit import memory_limiter
-from llm_platform.ratelimit.admission import Decision, Limits, Periods, Scope
+from llm_platform.ratelimit.admission import Decision, Periods, Scope
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
+from tenants.limits import Limits
 
 WINDOW_MS = 60_000
 LEASE_TTL_MS = 900_000

@@ -1,6 +1,6 @@
 """Sampling parameters as the engine takes them (engine/params.py): the defaults a request leaves out,
 how a range's bounds read, stop sequences, and the refusals that name their parameter. The edges of each
-numeric range, checked against the wire schemas too, are in tests/llm_platform/test_sampling.py.
+numeric range, checked against the wire schemas too, are in tests/llm_platform/chat/test_sampling.py.
 Pure logic: no model."""
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from llm_platform.cache.response_cache import CachedAnswer, MemoryResponseCache
-from tests.conftest import QUESTION, TINY_MODEL, assert_error, assert_status, bearer, sse_chunks, sse_events
+from tests.conftest import QUESTION, TINY_MODEL
+from tests.responses import assert_error, assert_status, bearer, sse_chunks, sse_events
 
 
 def _chat(platform, key: str, headers: dict[str, str] | None = None, **body):  # type: ignore[no-untyped-def]

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import QUESTION, TINY_MODEL, TenantCtx, assert_status, bearer
+from tests.conftest import QUESTION, TINY_MODEL, TenantCtx
+from tests.responses import assert_status, bearer
 
 MAX_TOKENS = 6
 TOKENS_PER_MINUTE = 10_000

@@ -9,16 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis import Redis
 
-from tests.conftest import (
-    QUESTION,
-    TINY_MODEL,
-    assert_error,
-    assert_status,
-    bearer,
-    register_model,
-    sse_chunks,
-    sse_events,
-)
+from tests.conftest import QUESTION, TINY_MODEL, register_model
+from tests.responses import assert_error, assert_status, bearer, sse_chunks, sse_events
 from tests.tiny_model import build_tiny_model
 from tests.workers import WorkerProcess, wait_registered, worker_env
 

@@ -15,7 +15,8 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from llm_platform.app import create_app
-from tests.conftest import TINY_MODEL, PlatformHelper, bearer
+from tests.conftest import TINY_MODEL, PlatformHelper
+from tests.responses import bearer
 from tests.workers import ApiProcess, WorkerProcess, free_port, wait_registered, worker_env
 
 # The shortest turn: these tests count admissions, not answers.

@@ -16,7 +16,8 @@ from models_registry.models import ModelBackend, ModelKind
 from models_registry.service import CatalogueEntry
 from models_registry.worker.protocol import ChatMessage
 from tenants.ref import TenantRef
-from tests.conftest import TINY_CONTEXT, TINY_MODEL, bearer
+from tests.conftest import TINY_CONTEXT, TINY_MODEL
+from tests.responses import bearer
 
 DEFAULT_MAX_TOKENS = 8
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import TINY_MODEL, assert_error, assert_status, bearer, sse_chunks
+from tests.conftest import TINY_MODEL
+from tests.responses import assert_error, assert_status, bearer, sse_chunks
 
 
 def _new(client, tenant, headers):  # type: ignore[no-untyped-def]

@@ -5,16 +5,8 @@ from __future__ import annotations
 import pytest
 
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model
-from tests.conftest import (
-    QUESTION,
-    TINY_CONTEXT,
-    TINY_MODEL,
-    assert_error,
-    assert_status,
-    bearer,
-    sse_chunks,
-    sse_events,
-)
+from tests.conftest import QUESTION, TINY_CONTEXT, TINY_MODEL
+from tests.responses import assert_error, assert_status, bearer, sse_chunks, sse_events
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from llm_platform.core.errors import error_body
 from llm_platform.core.unicode_text import has_lone_surrogate, printable
-from tests.conftest import assert_error, bearer, register_model
+from tests.conftest import register_model
+from tests.responses import assert_error, bearer
 
 LONE = "a\ud800b"
 OK = [{"role": "user", "content": "Hi"}]

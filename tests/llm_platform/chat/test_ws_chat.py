@@ -10,7 +10,8 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from llm_platform.chat.turn import ChatTurns
-from tests.conftest import TINY_MODEL, assert_error, assert_status, bearer
+from tests.conftest import TINY_MODEL
+from tests.responses import assert_error, assert_status, bearer
 from tests.workers import wait_registered
 
 

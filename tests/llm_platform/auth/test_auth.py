@@ -10,7 +10,8 @@ import uuid
 from jose import jwt
 from sqlalchemy import text
 
-from tests.conftest import PASSWORD, assert_error, bearer
+from tests.conftest import PASSWORD
+from tests.responses import assert_error, bearer
 
 
 def _login(client, email, password=PASSWORD, tenant=None, address_headers=None):  # type: ignore[no-untyped-def]

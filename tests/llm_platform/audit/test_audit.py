@@ -7,7 +7,8 @@ import json
 
 from sqlalchemy import text
 
-from tests.conftest import QUESTION, TINY_MODEL, assert_error, assert_status, bearer, sse_chunks
+from tests.conftest import QUESTION, TINY_MODEL
+from tests.responses import assert_error, assert_status, bearer, sse_chunks
 
 
 def test_a_chat_call_is_one_row_with_what_happened(served, tenant_a):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from llm_platform.app import create_app
-from tests.conftest import assert_error, bearer
+from tests.responses import assert_error, bearer
 
 
 def test_unknown_route_and_wrong_method(client):
