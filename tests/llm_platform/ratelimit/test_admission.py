@@ -43,9 +43,14 @@ def test_limits_read_from_a_row_of_limit_columns():
 
 def test_no_row_or_null_columns_mean_unlimited():
     assert Limits.of(None) == Limits() == Limits(None, None, None, None, None)
-    assert Limits.of(SimpleNamespace(requests_per_minute=None, tokens_per_minute=7)) == Limits(
-        tokens_per_minute=7
+    row = SimpleNamespace(
+        requests_per_minute=None,
+        tokens_per_minute=7,
+        concurrent_requests=None,
+        monthly_token_quota=None,
+        daily_token_quota=None,
     )
+    assert Limits.of(row) == Limits(tokens_per_minute=7)
 
 
 @pytest.mark.parametrize(
