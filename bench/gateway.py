@@ -9,6 +9,7 @@ processes: --load-processes). The same run measures:
   sampled so the cache never answers: auth, limits, cache lookup, dispatch, usage, audit enqueue);
 - latency p50 at 1 client and p99 at 10 clients, requests/s at 100 clients, for both;
 - a cache hit's latency (a greedy request repeated), p50 at 1 client;
+- the API process's CPU time per call (10 clients) and per cache hit, the figure to compare code by;
 - the API process's RSS before and after --rss-requests more requests through it.
 With --json the last line is one JSON object (a contract: keep its keys).
 """
@@ -39,6 +40,7 @@ from bench._support import (
 from models_registry.worker.protocol import GENERATE_PATH, GenerateParams, GenerateRequest
 
 MESSAGES = [{"role": "user", "content": "Say hello to the benchmark."}]
+WARM_ROUNDS = 20  # rounds of `clients` concurrent calls before a latency measurement
 
 
 def _rss_mb(pid: int) -> float:
@@ -46,6 +48,12 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     raise RuntimeError("no VmRSS")
+
+
+def _cpu_s(pid: int) -> float:
+    """The process's user + system CPU time so far (/proc/<pid>/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _child_pid(pid: int) -> int:
@@ -84,7 +92,7 @@ async def latencies(target: Target, clients: int, per_client: int) -> list[float
         # worker, Redis, Postgres), at the measured concurrency: a new connection's first request pays
         # its setup, which is no part of steady-state latency. Warmed one at a time, nine of the ten
         # clients' first requests would land in the 10-client p99 as its slowest samples.
-        for _ in range(20):
+        for _ in range(WARM_ROUNDS):
             await asyncio.gather(*(target.call(client) for _ in range(clients)))
 
         async def one_client() -> list[float]:
@@ -199,16 +207,22 @@ def main() -> None:
         greedy = {**sampled, "temperature": 0}
         cached = Target(f"{api_url}/v1/chat/completions", json.dumps(greedy).encode(), headers)
 
+        api_pid = api.pid if not args.profile else _child_pid(api.pid)
         _quiet_collector()
         direct_1 = asyncio.run(latencies(direct, 1, args.requests))
         gateway_1 = asyncio.run(latencies(gateway, 1, args.requests))
         direct_10 = asyncio.run(latencies(direct, 10, args.requests // 10 * 2))
+        # The API process's CPU per call is the figure to compare code by (A/B): unlike latency, it
+        # hardly depends on what else the machine runs. Warm-up calls included, as in the count.
+        cpu_start = _cpu_s(api_pid)
         gateway_10 = asyncio.run(latencies(gateway, 10, args.requests // 10 * 2))
+        cpu_per_call_ms = (_cpu_s(api_pid) - cpu_start) * 1000 / (len(gateway_10) + WARM_ROUNDS * 10)
+        cpu_start = _cpu_s(api_pid)
         hits = asyncio.run(latencies(cached, 1, args.requests))
+        cpu_per_hit_ms = (_cpu_s(api_pid) - cpu_start) * 1000 / (len(hits) + WARM_ROUNDS)
         rps_direct = throughput(direct, 100, args.seconds, args.load_processes)
         rps_gateway = throughput(gateway, 100, args.seconds, args.load_processes)
 
-        api_pid = api.pid if not args.profile else _child_pid(api.pid)
         rss_start = _rss_mb(api_pid)
         started = time.perf_counter()
         asyncio.run(send_many(gateway, args.rss_requests))
@@ -231,6 +245,8 @@ def main() -> None:
         "direct_p50_ms_1_client": direct_p50,
         "gateway_p99_ms_10_clients": gateway_p99,
         "direct_p99_ms_10_clients": direct_p99,
+        "api_cpu_ms_per_call_10_clients": round(cpu_per_call_ms, 3),
+        "api_cpu_ms_per_cache_hit": round(cpu_per_hit_ms, 3),
         "rss_mb_start": rss_start,
         "rss_mb_end": rss_end,
         "rss_requests": args.rss_requests,
