@@ -14,7 +14,8 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from llm_platform.auth.dependencies import CredentialTenantDep, InferenceTenantDep
-from llm_platform.chat.dependencies import SECURITY, CredentialCallDep, ModelCall, TenantCallDep
+from llm_platform.auth.model_call import SECURITY
+from llm_platform.chat.dependencies import CredentialCallDep, ModelCall, TenantCallDep
 from llm_platform.chat.json_response import json_response
 from llm_platform.chat.openai_protocol import (
     AssistantMessage,
@@ -182,7 +183,6 @@ UNSUPPORTED_ENDPOINTS = frozenset(
         "completions",
         "containers",
         "conversations",
-        "embeddings",
         "evals",
         "files",
         "fine_tuning",

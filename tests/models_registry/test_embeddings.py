@@ -11,17 +11,10 @@ import torch
 from models_registry.engine.embedder import Embedder
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 from models_registry.worker.protocol import EmbedRequest
-from tests.conftest import register_model
 from tests.responses import assert_error, bearer
-from tests.tiny_model import build_tiny_encoder
-from tests.workers import WORKER_SECRET, WorkerProcess, wait_registered, worker_env
+from tests.workers import WORKER_SECRET, wait_registered
 
 TEXTS = ["the cat sat", "the dog", "a b c d e f g"]
-
-
-@pytest.fixture(scope="module")
-def encoder_dir(tmp_path_factory):  # type: ignore[no-untyped-def]
-    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
 
 
 def test_vectors_are_normalized_and_do_not_depend_on_batching(encoder_dir):
@@ -40,15 +33,6 @@ def test_inputs_longer_than_the_model_reads_are_refused(encoder_dir):
     with pytest.raises(ContextLengthExceeded) as refused:
         embedder.embed(["a " * 200])
     assert refused.value.context_length == 64
-
-
-@pytest.fixture(scope="module")
-def embed_worker(database_url, redis_url, db_engine, encoder_dir, tmp_path_factory):  # type: ignore[no-untyped-def]
-    register_model(db_engine, "tiny-encoder", str(encoder_dir), 64, kind="embedding")
-    env = worker_env(database_url, redis_url, tmp_path_factory.mktemp("embed-worker"))
-    worker = WorkerProcess("tiny-encoder", env).wait_ready()
-    yield worker
-    worker.stop()
 
 
 def test_worker_embeds_and_dispatch_reaches_it(embed_worker, client, redis_url, encoder_dir):
