@@ -28,6 +28,7 @@ from llm_platform.core.middleware import (
 from llm_platform.core.openapi_errors import complete_error_responses
 from llm_platform.core.settings import Settings
 from llm_platform.docs import install_docs
+from llm_platform.embeddings.router import router as embeddings_router
 from llm_platform.ratelimit.headers import RATE_LIMIT_HEADER_NAMES
 from llm_platform.routes.audit import router as audit_router
 from llm_platform.routes.auth import router as auth_router
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # would fit /{tenant}/models, but `v1` is a reserved slug: no tenant can have it).
     app.include_router(openai_router)
     app.include_router(chat_router)
+    app.include_router(embeddings_router)
     app.include_router(health.router)
     app.add_route("/metrics", handle_metrics, include_in_schema=False)
     app.include_router(auth_router)

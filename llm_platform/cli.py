@@ -315,6 +315,7 @@ def bootstrap_demo(
             f"Start the server: {llmp} serve\n"
             "and a worker for each model (serve starts none when LLMP_DATABASE_URL is set):\n"
             f"  {llmp} worker --model smollm2-135m [--device cuda]\n"
+            f"  {llmp} worker --model all-minilm-l6-v2 [--device cuda]\n"
         )
         chat = "Chat once the worker is up:"
     typer.echo(

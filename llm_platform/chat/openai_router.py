@@ -14,7 +14,8 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from llm_platform.auth.dependencies import CredentialTenantDep, InferenceTenantDep
-from llm_platform.chat.dependencies import SECURITY, CredentialCallDep, ModelCall, TenantCallDep
+from llm_platform.auth.model_call import SECURITY
+from llm_platform.chat.dependencies import CredentialCallDep, ModelCall, TenantCallDep
 from llm_platform.chat.json_response import json_response
 from llm_platform.chat.openai_protocol import (
     AssistantMessage,
@@ -34,6 +35,7 @@ from llm_platform.chat.stream import complete, resume
 from llm_platform.chat.turn import Turn, TurnRequest
 from llm_platform.core.errors import BadRequest, NotFound
 from llm_platform.core.openapi_errors import errors, streamed
+from llm_platform.embeddings.router import router as embeddings_router
 from models_registry.service import Catalogue, CatalogueDep, CatalogueEntry
 from models_registry.worker.protocol import ChatMessage, WorkerEvent
 from tenants.ref import TenantRef
@@ -182,7 +184,6 @@ UNSUPPORTED_ENDPOINTS = frozenset(
         "completions",
         "containers",
         "conversations",
-        "embeddings",
         "evals",
         "files",
         "fine_tuning",
@@ -221,7 +222,8 @@ unsupported_router = APIRouter(route_class=_UnsupportedEndpointRoute, include_in
 async def unsupported_endpoint(request: Request, endpoint: str) -> Response:
     served = ", ".join(
         f"{method} {route.path_format}"  # `{model}`, not `{model:path}`
-        for route in router.routes
+        for served_router in (router, embeddings_router)
+        for route in served_router.routes
         if isinstance(route, APIRoute) and route.path.startswith("/v1/")
         for method in sorted(route.methods)
     )

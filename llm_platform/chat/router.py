@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
-from llm_platform.chat.dependencies import SECURITY, TenantCallDep
+from llm_platform.auth.model_call import SECURITY
+from llm_platform.chat.dependencies import TenantCallDep
 from llm_platform.chat.json_response import json_response
 from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatChunk, ChatDone, ChatIn, ChatOut, HistoryMessage, turn_request

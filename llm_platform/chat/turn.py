@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from llm_platform.audit.context import AuditContext
-from llm_platform.auth.principal import Principal
+from llm_platform.auth.model_call import Caller
 from llm_platform.cache.response_cache import CachedAnswer, CacheSlot, ResponseCache, cache_key, cacheable
 from llm_platform.chat.conversations import ConversationStore, Memory
 from llm_platform.chat.generation import Generation, reservation, resolve
@@ -48,17 +48,6 @@ class TurnRequest:
     system: list[ChatMessage] = field(default_factory=list)
     history: list[ChatMessage] = field(default_factory=list)
     conversation_id: str | None = None
-
-
-@dataclass(slots=True)
-class Caller:
-    """Who asks for a turn, for which tenant, and what its action's audit row is filling in."""
-
-    tenant: TenantRef
-    principal: Principal
-    audit: AuditContext
-    request_id: str  # the action's: the generation is tagged `<request_id>:<message_id>` for the worker
-    fresh: bool = False  # a cached answer will not do (Cache-Control: no-cache)
 
 
 @dataclass(slots=True)

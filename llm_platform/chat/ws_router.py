@@ -31,12 +31,13 @@ from pydantic import ValidationError
 from llm_platform.audit.context import audit_context, record_action
 from llm_platform.audit.writer import AuditWriter
 from llm_platform.auth.dependencies import authenticate_credential, check_inference, inference_tenant
+from llm_platform.auth.model_call import Caller
 from llm_platform.auth.principal import Principal
 from llm_platform.chat.dependencies import AuditWriterDep, ChatTurnsDep
 from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatIn, turn_request
 from llm_platform.chat.settle import model_failed
-from llm_platform.chat.turn import Caller, ChatTurns
+from llm_platform.chat.turn import ChatTurns
 from llm_platform.core.errors import Forbidden, NotFound, PlatformError, Unauthorized, error_body
 from llm_platform.core.ids import new_hex_id
 from llm_platform.core.unicode_text import has_lone_surrogate

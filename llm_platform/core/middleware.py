@@ -13,6 +13,7 @@ from contextvars import ContextVar
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -144,3 +145,9 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def asks_for_fresh_answer(connection: HTTPConnection) -> bool:
+    """`Cache-Control: no-cache` (or no-store) asks for a freshly computed answer, not a cached one."""
+    directives = connection.headers.get("cache-control", "").lower()
+    return "no-cache" in directives or "no-store" in directives

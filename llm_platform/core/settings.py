@@ -168,6 +168,15 @@ class Settings(BaseSettings):
     engine_max_batch_tokens: Annotated[
         int, Field(description="Prompt + max_tokens summed over a worker's admitted sequences", ge=16)
     ] = 131072
+    embed_batch_max_inputs: Annotated[
+        int, Field(description="Inputs per forward pass of an embedding worker, from all its callers", ge=1)
+    ] = 64
+    embed_batch_max_tokens: Annotated[
+        int,
+        Field(
+            description="Padded tokens (inputs x the longest) per forward pass of an embedding worker", ge=16
+        ),
+    ] = 8192
     upstream_api_keys: Annotated[
         dict[str, SecretStr],
         Field(description='API keys of OpenAI-compatible upstreams by model name, as JSON: {"model": "key"}'),
@@ -183,6 +192,9 @@ class Settings(BaseSettings):
     default_chat_model: Annotated[
         str, Field(description="Model used by /{tenant}/chat when the request names none")
     ] = "smollm2-135m"
+    default_embedding_model: Annotated[
+        str, Field(description="Model used by /{tenant}/embeddings when the request names none")
+    ] = "all-minilm-l6-v2"
     engine_prefill_chunk_tokens: Annotated[
         int, Field(description="Prompt tokens prefilled per engine step (long prompts take several)", ge=1)
     ] = 256

@@ -1,8 +1,9 @@
 """The model worker: a uvicorn app that owns one model and serves it over the internal API.
 
 A chat model gets the continuous-batching engine (`/internal/generate`, a token stream); an embedding
-model gets the embedder (`/internal/embed`). The worker loads the model (bf16 on GPU, float32 on CPU),
-warms up, then registers itself and heartbeats. Every route needs the shared worker secret.
+model gets the embedder (`/internal/embed`), its callers' inputs batched together (embed_batcher.py).
+The worker loads the model (bf16 on GPU, float32 on CPU), warms up, then registers itself and
+heartbeats. Every route needs the shared worker secret.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -34,6 +35,7 @@ from models_registry.engine.engine import (
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model, warm_up
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter, SamplingParams
 from models_registry.engine.scheduler import QueueFull
+from models_registry.worker.embed_batcher import EmbedBatcher
 from models_registry.worker.heartbeat import HeartbeatSender
 from models_registry.worker.protocol import (
     EMBED_PATH,
@@ -47,7 +49,6 @@ from models_registry.worker.protocol import (
 )
 
 logger = logging.getLogger(__name__)
-EMBED_CAPACITY = 8  # concurrent embed requests reported as capacity (they run one at a time)
 
 
 @dataclass
@@ -60,18 +61,19 @@ class WorkerState:
     started_at: float
     engine: Engine | None = None
     embedder: Embedder | None = None
-    embed_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    embeds_in_flight: int = 0
+    batcher: EmbedBatcher | None = None
+    embed_capacity: int = 1  # requests one forward takes at most (one input each)
     generated_tokens: int = 0
     requests: int = 0
 
     def load(self) -> dict[str, int]:
         if self.engine is not None:
             return self.engine.load()
+        in_flight = self.batcher.in_flight if self.batcher is not None else 0
         return {
-            "running": min(self.embeds_in_flight, 1),
-            "waiting": max(0, self.embeds_in_flight - 1),
-            "capacity": EMBED_CAPACITY,
+            "running": min(in_flight, self.embed_capacity),
+            "waiting": max(0, in_flight - self.embed_capacity),
+            "capacity": self.embed_capacity,
         }
 
 
@@ -96,8 +98,12 @@ def create_worker_app(
             f"{model_name}-{uuid.uuid4().hex[:8]}", model_name, settings.resolved_worker_secret, time.time()
         )
         if kind == "embedding":
-            state.embedder = await asyncio.to_thread(Embedder.load, model_dir, device)
-            await asyncio.to_thread(state.embedder.embed, ["warm up"])
+            state.embedder = embedder = await asyncio.to_thread(Embedder.load, model_dir, device)
+            await asyncio.to_thread(embedder.embed, ["warm up"])
+            state.embed_capacity = settings.embed_batch_max_inputs
+            state.batcher = EmbedBatcher(
+                embedder.forward, settings.embed_batch_max_inputs, settings.embed_batch_max_tokens
+            ).start()
         else:
             model, tokenizer = await asyncio.to_thread(load_chat_model, model_dir, device)
             await asyncio.to_thread(warm_up, model, tokenizer)
@@ -110,6 +116,8 @@ def create_worker_app(
             yield
         finally:
             await heartbeat.stop()
+            if state.batcher is not None:
+                await state.batcher.stop()
             if state.engine is not None:
                 await asyncio.to_thread(state.engine.shutdown)
 
@@ -163,22 +171,25 @@ def create_worker_app(
 
     @app.post(EMBED_PATH)
     async def embed(body: EmbedRequest, worker: WorkerDep) -> EmbedResponse:
-        embedder = worker.embedder
-        if embedder is None:
+        embedder, batcher = worker.embedder, worker.batcher
+        if embedder is None or batcher is None:
             raise _Rejected(400, "invalid_request", f"{worker.model_name} is not an embedding model", "model")
-        worker.embeds_in_flight += 1
-        try:
-            async with worker.embed_lock:  # one forward at a time; torch uses every core for it
-                vectors, tokens = await asyncio.to_thread(embedder.embed, body.inputs, body.normalize)
+        try:  # tokenizing is quick (a fast tokenizer), and refuses what no forward should see
+            prepared = embedder.prepare(body.inputs)
         except ContextLengthExceeded as exc:
             message = (
                 f"An input has {exc.prompt_tokens} tokens; this model reads at most {exc.context_length}"
             )
             raise _Rejected(400, "context_length_exceeded", message, "input") from exc
-        finally:
-            worker.embeds_in_flight -= 1
+        except InvalidParameter as exc:
+            raise _Rejected(400, "invalid_request", exc.message, exc.param) from exc
+        vectors = await batcher.embed(prepared, body.normalize)
         worker.requests += 1
-        return EmbedResponse(embeddings=vectors, prompt_tokens=tokens)
+        return EmbedResponse(
+            embeddings=vectors,
+            prompt_tokens=sum(len(ids) for ids in prepared),
+            dimensions=embedder.dimensions,
+        )
 
     @app.get(HEALTH_PATH)
     async def health(worker: WorkerDep) -> dict[str, object]:
@@ -197,6 +208,7 @@ def create_worker_app(
             "requests_total": worker.requests,
             "generated_tokens_total": worker.generated_tokens,
             "engine_steps_total": worker.engine.steps if worker.engine else 0,
+            "embed_forwards_total": worker.batcher.forwards if worker.batcher else 0,
             "uptime_s": round(time.time() - worker.started_at, 1),
         }
 

@@ -101,17 +101,24 @@ class WorkerEvent(BaseModel):
     error: str | None = None
 
 
+MAX_EMBED_INPUTS = 2048  # inputs per embeddings request (OpenAI's cap too)
+
+
 class EmbedRequest(BaseModel):
+    """Texts, or token ids of the model's own vocabulary without special tokens (the worker adds them,
+    as it does to a text's)."""
+
     request_id: str = Field(min_length=1, max_length=128)
     tenant: str = Field(min_length=1, max_length=63)
     model: str
-    inputs: list[str] = Field(min_length=1, max_length=2048)
+    inputs: list[str] | list[list[int]] = Field(min_length=1, max_length=MAX_EMBED_INPUTS)
     normalize: bool = True
 
 
 class EmbedResponse(BaseModel):
     embeddings: list[list[float]]
     prompt_tokens: int
+    dimensions: int = 0  # the model's vector size (0 from a worker that predates it)
 
 
 # --- the worker registry ---------------------------------------------------------------------------

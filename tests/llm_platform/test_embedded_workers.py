@@ -63,9 +63,10 @@ def embedded_env(cli_env, tiny_model_dir) -> dict[str, str]:  # type: ignore[no-
     llmp(env, "migrate")
 
     async def tiny_catalogue(session) -> None:  # type: ignore[no-untyped-def]
-        # The bundled model's first start converts its weights (~20 s); it is covered elsewhere.
+        # The bundled models are covered elsewhere (SmolLM2's first start converts its weights, ~20 s).
         # No caches to forget: the platform is not started yet.
-        await catalogue.update_model(session, "smollm2-135m", {"enabled": False}, catalogue=None)
+        for bundled in ("smollm2-135m", "all-minilm-l6-v2"):
+            await catalogue.update_model(session, bundled, {"enabled": False}, catalogue=None)
         await catalogue.register_model(
             session,
             {

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 import torch
 
 from models_registry.engine.embedder import Embedder
-from models_registry.engine.params import ContextLengthExceeded
+from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 from models_registry.worker.protocol import EmbedRequest
-from tests.conftest import register_model
 from tests.responses import assert_error, bearer
-from tests.tiny_model import build_tiny_encoder
-from tests.workers import WORKER_SECRET, WorkerProcess, wait_registered, worker_env
+from tests.workers import WORKER_SECRET, wait_registered
 
 TEXTS = ["the cat sat", "the dog", "a b c d e f g"]
-
-
-@pytest.fixture(scope="module")
-def encoder_dir(tmp_path_factory):  # type: ignore[no-untyped-def]
-    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
 
 
 def test_vectors_are_normalized_and_do_not_depend_on_batching(encoder_dir):
@@ -38,15 +33,6 @@ def test_inputs_longer_than_the_model_reads_are_refused(encoder_dir):
     with pytest.raises(ContextLengthExceeded) as refused:
         embedder.embed(["a " * 200])
     assert refused.value.context_length == 64
-
-
-@pytest.fixture(scope="module")
-def embed_worker(database_url, redis_url, db_engine, encoder_dir, tmp_path_factory):  # type: ignore[no-untyped-def]
-    register_model(db_engine, "tiny-encoder", str(encoder_dir), 64, kind="embedding")
-    env = worker_env(database_url, redis_url, tmp_path_factory.mktemp("embed-worker"))
-    worker = WorkerProcess("tiny-encoder", env).wait_ready()
-    yield worker
-    worker.stop()
 
 
 def test_worker_embeds_and_dispatch_reaches_it(embed_worker, client, redis_url, encoder_dir):
@@ -89,3 +75,35 @@ def test_chat_with_an_embedding_model_is_refused(embed_worker, platform, tenant_
         json={"model": "tiny-encoder", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert assert_error(response, 400, "invalid_model")["param"] == "model"
+
+
+def test_token_ids_embed_as_their_text_does(encoder_dir):
+    embedder = Embedder.load(encoder_dir)
+    ids = [embedder.tokenizer(text, add_special_tokens=False)["input_ids"] for text in TEXTS]
+    from_ids = embedder.forward(embedder.prepare(ids))
+    assert torch.allclose(torch.tensor(from_ids), torch.tensor(embedder.embed(TEXTS)[0]), atol=1e-6)
+    with pytest.raises(InvalidParameter):
+        embedder.prepare([[len(embedder.tokenizer) + 5]])
+
+
+def test_concurrent_callers_are_batched_into_fewer_forwards(embed_worker):
+    headers = {"Authorization": f"Bearer {WORKER_SECRET}"}
+    before = httpx.get(f"{embed_worker.url}/internal/metrics", headers=headers).json()
+
+    def call(i: int) -> list[list[float]]:
+        body = {"request_id": f"b{i}", "tenant": "t", "model": "tiny-encoder", "inputs": [TEXTS[i % 3]] * 3}
+        response = httpx.post(f"{embed_worker.url}/internal/embed", json=body, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()["embeddings"]
+
+    callers = 16
+    with ThreadPoolExecutor(callers) as pool:
+        answers = list(pool.map(call, range(callers)))
+    after = httpx.get(f"{embed_worker.url}/internal/metrics", headers=headers).json()
+    forwards = after["embed_forwards_total"] - before["embed_forwards_total"]
+    assert after["requests_total"] - before["requests_total"] == callers
+    # Each request one forward without batching; with it, those that arrive together share one (how
+    # many arrive together depends on the machine's timing, so only "fewer" is certain).
+    assert 1 <= forwards < callers
+    for i, vectors in enumerate(answers):  # each caller got its own inputs' vectors back
+        assert len(vectors) == 3 and vectors[0] == pytest.approx(answers[i % 3][0], abs=1e-5)
