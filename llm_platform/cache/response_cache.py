@@ -31,6 +31,7 @@ class CachedAnswer:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    references_used: int = 0  # how many of the request's knowledge-base passages its prompt held
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode()
@@ -39,7 +40,11 @@ class CachedAnswer:
     def from_bytes(cls, raw: bytes) -> CachedAnswer:
         data = json.loads(raw)
         return cls(
-            tuple(data["pieces"]), data["finish_reason"], data["prompt_tokens"], data["completion_tokens"]
+            tuple(data["pieces"]),
+            data["finish_reason"],
+            data["prompt_tokens"],
+            data["completion_tokens"],
+            data.get("references_used", 0),  # entries written before grounded answers existed
         )
 
 
@@ -52,6 +57,8 @@ def cache_key(tenant_id: uuid.UUID, request: GenerateRequest) -> str:
         "params": request.params.model_dump(exclude={"max_tokens_is_default"})
         | {"max_tokens": request.params.asked_max_tokens()},
     }
+    if request.references:  # a grounded answer: the passages it was given are part of what it answers
+        material["references"] = [[reference.title, reference.text] for reference in request.references]
     canonical = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return f"llmp:cache:{tenant_id}:{hashlib.sha256(canonical.encode()).hexdigest()}"
 

@@ -31,6 +31,9 @@ class Generation:
     context_length: int
     max_tokens: ResolvedMaxTokens
     upstream: Upstream | None = None
+    # Knowledge-base passages the API put into the messages itself (an upstream model: chat/grounding.py);
+    # None: a worker of ours fits the request's references and reports how many it used.
+    references_in_prompt: int | None = None
 
     @property
     def model(self) -> str:

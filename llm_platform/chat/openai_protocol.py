@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llm_platform.chat.grounding import CitedAnswer, KnowledgeBaseOption
 from llm_platform.core.unicode_text import NO_LONE_SURROGATES, JsonValue, Text
 from models_registry.worker.protocol import (
     SAMPLING_DEFAULTS,
@@ -70,6 +71,8 @@ class ChatCompletionRequest(BaseModel):
     top_k: TopK | None = None
     repetition_penalty: RepetitionPenalty | None = None
     ignore_eos: bool = False
+    # Ours: a grounded answer from the tenant's knowledge base (the response then carries `citations`).
+    knowledge_base: bool | KnowledgeBaseOption | None = None
     # Accepted when they ask for nothing we would have to ignore.
     logprobs: bool | None = None
     tools: list[JsonValue] | None = None
@@ -131,7 +134,7 @@ class Choice(BaseModel):
     logprobs: None = None
 
 
-class ChatCompletion(BaseModel):
+class ChatCompletion(CitedAnswer):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int = Field(default_factory=lambda: int(time.time()))
@@ -153,7 +156,7 @@ class ChunkChoice(BaseModel):
     logprobs: None = None
 
 
-class ChatCompletionChunk(BaseModel):
+class ChatCompletionChunk(CitedAnswer):
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int

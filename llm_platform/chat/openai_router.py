@@ -16,6 +16,7 @@ from starlette.types import Scope
 from llm_platform.auth.dependencies import CredentialTenantDep, InferenceTenantDep
 from llm_platform.auth.model_call import SECURITY
 from llm_platform.chat.dependencies import CredentialCallDep, ModelCall, TenantCallDep
+from llm_platform.chat.grounding import knowledge_ask
 from llm_platform.chat.json_response import json_response
 from llm_platform.chat.openai_protocol import (
     AssistantMessage,
@@ -116,6 +117,7 @@ async def _chat_completions(body: ChatCompletionRequest, call: ModelCall) -> Res
                     Choice(message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)
                 ],
                 usage=usage_of(result.prompt_tokens, result.completion_tokens),
+                citations=turn.citations(result.references_used),
             )
         )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -144,6 +146,7 @@ def _turn_request(body: ChatCompletionRequest) -> TurnRequest:
             ignore_eos=body.ignore_eos,
         ),
         conversation_id=body.conversation_id,
+        knowledge=knowledge_ask(body.knowledge_base),
     )
 
 
@@ -166,7 +169,9 @@ async def _openai_frames(first: WorkerEvent, turn: Turn, include_usage: bool) ->
             elif event.finish_reason == "error":
                 yield sse(STREAM_ERROR)
             else:
-                yield chunk([ChunkChoice(delta=Delta(), finish_reason=event.finish_reason or "stop")])  # type: ignore[arg-type]
+                # A grounded answer's citations ride on the chunk that ends it.
+                finish = ChunkChoice(delta=Delta(), finish_reason=event.finish_reason or "stop")  # type: ignore[arg-type]
+                yield chunk([finish], citations=turn.citations(event.references_used))
                 if include_usage:
                     yield chunk([], usage=usage_of(event.prompt_tokens, event.completion_tokens))
                 yield DONE

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llm_platform.chat.grounding import CitedAnswer, KnowledgeBaseOption, knowledge_ask
 from llm_platform.chat.openai_protocol import Usage
 from llm_platform.chat.sampling import AskedSampling
 from llm_platform.chat.turn import TurnRequest
@@ -35,6 +36,9 @@ class ChatIn(BaseModel):
     conversation_id: Text | None = Field(
         default=None, description="Keep the history server-side: its stored messages replace `history`"
     )
+    knowledge_base: bool | KnowledgeBaseOption | None = Field(
+        default=None, description="Ground the answer in the tenant's knowledge base; the answer cites it"
+    )
 
 
 def turn_request(body: ChatIn) -> TurnRequest:
@@ -52,10 +56,11 @@ def turn_request(body: ChatIn) -> TurnRequest:
         system=[ChatMessage(role="system", content=body.system)] if body.system else [],
         history=[ChatMessage(role=m.role, content=m.content) for m in body.history],
         conversation_id=body.conversation_id,
+        knowledge=knowledge_ask(body.knowledge_base),
     )
 
 
-class ChatOut(BaseModel):
+class ChatOut(CitedAnswer):
     response: str
     history: list[HistoryMessage]
     usage: Usage
@@ -71,7 +76,7 @@ class ChatChunk(BaseModel):
     message_id: str
 
 
-class ChatDone(BaseModel):
+class ChatDone(CitedAnswer):
     done: Literal[True] = True
     message_id: str
     finish_reason: str

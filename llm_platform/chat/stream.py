@@ -31,6 +31,12 @@ async def stream_answer(
     prompt_tokens = completion_tokens = 0
     parts: list[str] = []
     settled = False
+
+    def used(final: WorkerEvent) -> int:
+        """How many knowledge-base passages the prompt held (the worker counted them, or the API did)."""
+        in_prompt = generation.references_in_prompt
+        return final.references_used if in_prompt is None else in_prompt
+
     try:
         async with aclosing(dispatcher.generate(generation.request, generation.upstream)) as events:
             try:
@@ -51,9 +57,11 @@ async def stream_answer(
                                     event.finish_reason or "stop",
                                     prompt_tokens,
                                     completion_tokens,
+                                    used(event),
                                 )
                             )
-                        yield event.model_copy(update={"text": ""})  # its text went out just above
+                        # Its text went out just above.
+                        yield event.model_copy(update={"text": "", "references_used": used(event)})
                         return
             except WorkerFailed:
                 settlement.failed()
@@ -77,6 +85,7 @@ async def replay(hit: CachedAnswer, settlement: Settlement) -> AsyncIterator[Wor
         finish_reason=hit.finish_reason,  # type: ignore[arg-type]
         prompt_tokens=hit.prompt_tokens,
         completion_tokens=hit.completion_tokens,
+        references_used=hit.references_used,
     )
 
 
@@ -96,6 +105,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     latency_ms: int
+    references_used: int = 0
 
 
 async def complete(events: AsyncIterator[WorkerEvent]) -> Completion:
@@ -114,5 +124,6 @@ async def complete(events: AsyncIterator[WorkerEvent]) -> Completion:
                     prompt_tokens=event.prompt_tokens,
                     completion_tokens=event.completion_tokens,
                     latency_ms=round((time.perf_counter() - started) * 1000),
+                    references_used=event.references_used,
                 )
     raise ServiceUnavailable("The model ended the answer early; please retry", code="model_error")

@@ -1,19 +1,19 @@
 """One chat turn, the same whichever front door it came through (`/v1/chat/completions`, `/{tenant}/chat`,
 the WebSocket): the doors translate their protocol to a `TurnRequest` and read the `Turn`'s events back.
 
-    recall → resolve → (retrieve) → look up the cache → admit → dispatch or replay → stream → settle
+    recall → resolve → retrieve → look up the cache → admit → dispatch or replay → stream → settle
 
 Recall and resolve come first because the cache key and the reservation both depend on the whole prompt
-(a stored conversation's history included); retrieval from a knowledge base (issue 14) will add to the
-prompt, so it belongs between them and the cache lookup too. Settling is `settle.Settlement`, run by the
-stream (`stream.py`) when the answer ends, however it ends.
+(a stored conversation's history included); retrieval from the tenant's knowledge base adds passages to
+the prompt (chat/grounding.py), so it comes between them and the cache lookup too. Settling is
+`settle.Settlement`, run by the stream (`stream.py`) when the answer ends, however it ends.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from llm_platform.audit.context import AuditContext
@@ -21,9 +21,19 @@ from llm_platform.auth.model_call import Caller
 from llm_platform.cache.response_cache import CachedAnswer, CacheSlot, ResponseCache, cache_key, cacheable
 from llm_platform.chat.conversations import ConversationStore, Memory
 from llm_platform.chat.generation import Generation, reservation, resolve
+from llm_platform.chat.grounding import (
+    Citation,
+    KnowledgeAsk,
+    Passage,
+    Retriever,
+    citations,
+    ground,
+    query_of,
+)
 from llm_platform.chat.sampling import AskedSampling
 from llm_platform.chat.settle import Settlement
 from llm_platform.chat.stream import replay, stream_answer
+from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.core.ids import new_hex_id
 from llm_platform.ratelimit.meter import Meter, Ticket
 from models_registry.dispatch import Dispatcher
@@ -48,6 +58,7 @@ class TurnRequest:
     system: list[ChatMessage] = field(default_factory=list)
     history: list[ChatMessage] = field(default_factory=list)
     conversation_id: str | None = None
+    knowledge: KnowledgeAsk | None = None  # ground the answer in the tenant's knowledge base
 
 
 @dataclass(slots=True)
@@ -62,6 +73,12 @@ class Turn:
     cache_hit: bool
     ticket: Ticket  # its rate-limit headers, for the doors that have headers
     events: AsyncIterator[WorkerEvent]
+    passages: Sequence[Passage] | None = None  # None: not grounded; else what the knowledge base found
+
+    def citations(self, references_used: int) -> list[Citation] | None:
+        """The passages the answer was given, once its final event says how many the prompt held; None
+        for a turn that did not ask the knowledge base (its response then has no `citations`)."""
+        return None if self.passages is None else citations(self.passages, references_used)
 
 
 def new_message_id() -> str:
@@ -81,6 +98,7 @@ class ChatTurns:
     usage: UsageWriter
     default_chat_model: str
     default_max_tokens: int  # LLMP_DEFAULT_MAX_TOKENS: applied by `resolve`, and nowhere else
+    knowledge: Retriever | None = None  # the tenants' knowledge bases
 
     async def start(self, caller: Caller, asked: TurnRequest) -> Turn:
         """The turn up to its answer's events. A refusal (an unknown model, a bad parameter, a limit)
@@ -98,8 +116,10 @@ class ChatTurns:
             f"{caller.request_id}:{message_id}",
             default_max_tokens=self.default_max_tokens,
         )
-        # Retrieval from the tenant's knowledge base (issue 14) belongs here: it adds to the prompt,
-        # which the cache key and the reservation below are computed from.
+        # Retrieval adds to the prompt, which the cache key and the reservation below are computed from.
+        passages = await self.retrieve(tenant, asked)
+        if passages:
+            generation = ground(generation, passages)
         policy = await self.policies.get(tenant.id)
         slot, hit = await self.look_up(tenant, generation, policy, fresh=caller.fresh)
         _note_request(caller.audit, generation, policy, cache_hit=hit is not None)
@@ -129,6 +149,7 @@ class ChatTurns:
             hit is not None,
             ticket,
             events,
+            passages,
         )
 
     async def recall(self, caller: Caller, asked: TurnRequest) -> tuple[list[ChatMessage], Memory | None]:
@@ -137,6 +158,18 @@ class ChatTurns:
             return asked.history, None
         return await self.conversations.recall(
             caller.tenant.id, caller.principal, asked.conversation_id, asked.new_messages
+        )
+
+    async def retrieve(self, tenant: TenantRef, asked: TurnRequest) -> Sequence[Passage] | None:
+        """The passages the tenant's knowledge base finds for the last user message, best first; None
+        when the turn did not ask for them."""
+        if asked.knowledge is None:
+            return None
+        if self.knowledge is None:
+            raise ServiceUnavailable("The knowledge base is not available", code="knowledge_unavailable")
+        query = query_of(asked.new_messages)
+        return await self.knowledge.retrieve(
+            tenant.id, query, asked.knowledge.top_k, asked.knowledge.collections
         )
 
     async def look_up(

@@ -4,7 +4,8 @@ Protocol (JSON text frames):
 - authenticate with `?token=...` in the URL, or send `{"type": "auth", "token": "..."}` first;
 - send `{"type": "chat", "prompt": ..., "history"?, "system"?, "model"?, "max_tokens"?, "temperature"?,
   "top_p"?, "conversation_id"?}`; receive `{"type": "chunk", "text", "message_id"}` frames, then
-  `{"type": "done", "message_id", "finish_reason", "usage", "model"}`;
+  `{"type": "done", "message_id", "finish_reason", "usage", "model", "citations"?}` (`knowledge_base`
+  asks for a grounded answer, as on `POST /{tenant}/chat`; `citations` then names its passages);
 - send `{"type": "cancel"}` to stop the answer being generated (one that arrives after the answer ended
   is ignored);
 - a message sent once `done` (or a turn's error frame) went out is the next one: it is answered when the
@@ -253,16 +254,18 @@ async def _turn(socket: _Socket, caller: Caller, body: ChatIn, answered: asyncio
                 raise model_failed()
             else:
                 answered.set()
-                await websocket.send_json(
-                    {
-                        "type": "done",
-                        "message_id": turn.message_id,
-                        "finish_reason": event.finish_reason,
-                        "usage": usage_of(event.prompt_tokens, event.completion_tokens).model_dump(),
-                        "model": turn.model,
-                        "cached": turn.cache_hit,
-                    }
-                )
+                done = {
+                    "type": "done",
+                    "message_id": turn.message_id,
+                    "finish_reason": event.finish_reason,
+                    "usage": usage_of(event.prompt_tokens, event.completion_tokens).model_dump(),
+                    "model": turn.model,
+                    "cached": turn.cache_hit,
+                }
+                cited = turn.citations(event.references_used)
+                if cited is not None:  # the knowledge base was asked
+                    done["citations"] = [citation.model_dump() for citation in cited]
+                await websocket.send_json(done)
     finally:
         await events.aclose()  # type: ignore[attr-defined]
 

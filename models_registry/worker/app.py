@@ -42,11 +42,13 @@ from models_registry.worker.protocol import (
     GENERATE_PATH,
     HEALTH_PATH,
     METRICS_PATH,
+    ChatMessage,
     EmbedRequest,
     EmbedResponse,
     GenerateRequest,
     WorkerEvent,
 )
+from models_registry.worker.references import fit_references, with_references
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +142,8 @@ def create_worker_app(
         engine = worker.engine
         if engine is None:
             raise _Rejected(400, "invalid_request", f"{worker.model_name} is not a chat model", "model")
-        prompt_ids = chat_prompt_ids(engine.tokenizer, [m.model_dump() for m in body.messages])
+        messages, references_used = _grounded(engine, body)
+        prompt_ids = chat_prompt_ids(engine.tokenizer, [m.model_dump() for m in messages])
         max_tokens = body.params.max_tokens_within(engine.max_seq_len - len(prompt_ids))
         try:
             params = SamplingParams(
@@ -166,7 +169,8 @@ def create_worker_app(
             raise _Rejected(503, "worker_busy", "the worker's queue is full") from exc
         worker.requests += 1
         return StreamingResponse(
-            _stream(worker, engine, body.request_id, events), media_type="application/x-ndjson"
+            _stream(worker, engine, body.request_id, events, references_used),
+            media_type="application/x-ndjson",
         )
 
     @app.post(EMBED_PATH)
@@ -215,8 +219,26 @@ def create_worker_app(
     return app
 
 
+def _grounded(engine: Engine, body: GenerateRequest) -> tuple[list[ChatMessage], int]:
+    """The request's messages with as many of its references as fit (best first), counted with the
+    model's own tokenizer, leaving the completion's budget free; and how many that is."""
+    if not body.references:
+        return body.messages, 0
+
+    def prompt_tokens(messages: list[ChatMessage]) -> int:
+        return len(chat_prompt_ids(engine.tokenizer, [m.model_dump() for m in messages]))
+
+    room = engine.max_seq_len - (body.params.max_tokens or 1)
+    used = fit_references(body.messages, body.references, prompt_tokens, room)
+    return with_references(body.messages, body.references[:used]), used
+
+
 async def _stream(
-    worker: WorkerState, engine: Engine, request_id: str, events: asyncio.Queue[GenerationEvent]
+    worker: WorkerState,
+    engine: Engine,
+    request_id: str,
+    events: asyncio.Queue[GenerationEvent],
+    references_used: int = 0,
 ) -> AsyncIterator[bytes]:
     """NDJSON lines until the final event; a client that goes away cancels the sequence."""
     finished = False
@@ -227,6 +249,8 @@ async def _stream(
             if finished:
                 worker.generated_tokens += event.completion_tokens
             line = WorkerEvent.model_validate(asdict(event))  # the engine's event, minus its request id
+            if finished:
+                line.references_used = references_used
             yield line.model_dump_json(exclude_defaults=not finished).encode() + b"\n"
     finally:
         if not finished:  # disconnected: free the slot at the next step

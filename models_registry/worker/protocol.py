@@ -82,12 +82,21 @@ class GenerateParams(BaseModel):
         return self.max_tokens
 
 
+class Reference(BaseModel):
+    """A passage a knowledge base found for the question: the worker puts as many as fit into the
+    prompt (models_registry/worker/references.py), best first."""
+
+    title: str
+    text: str
+
+
 class GenerateRequest(BaseModel):
     request_id: str = Field(min_length=1, max_length=128)
     tenant: str = Field(min_length=1, max_length=63)
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     params: GenerateParams = GenerateParams()
+    references: list[Reference] = Field(default_factory=list, max_length=64)
 
 
 class WorkerEvent(BaseModel):
@@ -99,6 +108,7 @@ class WorkerEvent(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    references_used: int = 0  # the last line: how many of the request's references the prompt held
 
 
 MAX_EMBED_INPUTS = 2048  # inputs per embeddings request (OpenAI's cap too)

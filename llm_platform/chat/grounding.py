@@ -1,0 +1,128 @@
+"""Grounded answers: the retrieval step of a chat turn. Passages a knowledge base finds for the last user
+message go into the prompt as reference material (never over the model's context: as many of the best
+as fit), and the answer cites those the model was given.
+
+The knowledge base is a floor below chat; the turn knows it only as a `Retriever`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+from llm_platform.chat.generation import TEMPLATE_TOKENS, TEMPLATE_TOKENS_PER_MESSAGE, Generation
+from llm_platform.core.unicode_text import Text
+from models_registry.worker.protocol import ChatMessage, Reference
+from models_registry.worker.references import fit_references, with_references
+
+DEFAULT_TOP_K = 4
+MAX_TOP_K = 20
+# An upstream server applies its own default when max_tokens is not set: room kept for the answer then.
+UPSTREAM_ANSWER_ROOM = 512
+
+
+class Passage(Protocol):
+    document_id: uuid.UUID | str
+    title: str
+    collection: str
+    chunk_index: int
+    text: str
+    score: float
+
+
+class Retriever(Protocol):
+    async def retrieve(
+        self, tenant_id: uuid.UUID, query: str, top_k: int, collections: list[str] | None
+    ) -> Sequence[Passage]: ...
+
+
+@dataclass(frozen=True)
+class KnowledgeAsk:
+    """What a turn asks of the tenant's knowledge base: how many passages, from which collections (None:
+    all of them)."""
+
+    top_k: int = DEFAULT_TOP_K
+    collections: list[str] | None = None
+
+
+class KnowledgeBaseOption(BaseModel):
+    """`knowledge_base` in a chat request: `true` for the defaults, or which passages to draw on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(default=DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="Passages to retrieve")
+    collections: list[Annotated[Text, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None, max_length=50, description="Collections to search (default: all of the tenant's)"
+    )
+
+
+def knowledge_ask(option: bool | KnowledgeBaseOption | None) -> KnowledgeAsk | None:
+    """What a request's `knowledge_base` field asks of the turn (false or absent: nothing)."""
+    if option is None or option is False:
+        return None
+    if option is True:
+        return KnowledgeAsk()
+    return KnowledgeAsk(option.top_k, option.collections)
+
+
+class Citation(BaseModel):
+    """A passage the answer was given, as the response names it."""
+
+    document_id: str
+    title: str
+    chunk_index: int
+    score: float
+
+
+class CitedAnswer(BaseModel):
+    """An answer that names the passages it was given: `citations` appears only when the request asked
+    for the knowledge base, so an answer without it is exactly what it was before."""
+
+    citations: list[Citation] | None = Field(
+        default=None, description="The knowledge-base passages the answer was given (knowledge_base asked)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _citations_only_when_asked(self, serialize):  # type: ignore[no-untyped-def]
+        data = serialize(self)
+        if self.citations is None:
+            data.pop("citations", None)
+        return data
+
+
+def query_of(messages: Sequence[ChatMessage]) -> str:
+    """What to search for: the last user message."""
+    return next((m.content for m in reversed(messages) if m.role == "user"), "")
+
+
+def ground(generation: Generation, passages: Sequence[Passage]) -> Generation:
+    """The generation with the passages as references. A worker of ours fits them with the model's
+    tokenizer; for an upstream server the API fits them here, with an upper bound of the tokens (the
+    bytes, as the reservation counts), and puts them into the messages itself."""
+    references = [Reference(title=p.title, text=p.text) for p in passages]
+    request = generation.request
+    if generation.upstream is None:
+        return dataclasses.replace(generation, request=request.model_copy(update={"references": references}))
+    room = generation.context_length - (generation.max_tokens.value or UPSTREAM_ANSWER_ROOM)
+    used = fit_references(request.messages, references, _tokens_at_most, room)
+    messages = with_references(request.messages, references[:used])
+    return dataclasses.replace(
+        generation, request=request.model_copy(update={"messages": messages}), references_in_prompt=used
+    )
+
+
+def citations(passages: Sequence[Passage], used: int) -> list[Citation]:
+    """The passages the prompt held (the best `used` of them), as citations."""
+    return [
+        Citation(document_id=str(p.document_id), title=p.title, chunk_index=p.chunk_index, score=p.score)
+        for p in passages[:used]
+    ]
+
+
+def _tokens_at_most(messages: list[ChatMessage]) -> int:
+    return sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in messages) + TEMPLATE_TOKENS
