@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from llm_platform.knowledge.chunking import split
 
 
@@ -28,7 +30,7 @@ def test_chunks_overlap():
     text = " ".join(f"w{n}." for n in range(60))
     chunks = split(text, words, 10, 4)
     assert all(words(chunk) <= 10 for chunk in chunks)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert set(before.split()) & set(after.split()), (before, after)
     assert {w for chunk in chunks for w in chunk.split()} == set(text.split())
 
