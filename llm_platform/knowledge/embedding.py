@@ -11,11 +11,10 @@ from typing import Protocol
 
 import numpy as np
 
-from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.core.ids import new_hex_id
 from llm_platform.knowledge.chunking import TokenCounter, load_token_counter
 from llm_platform.knowledge.index import normalised
-from models_registry.dispatch import Dispatcher
+from models_registry.dispatch import Dispatcher, ModelUnavailable
 from models_registry.models import ModelKind
 from models_registry.service import Catalogue, CatalogueEntry
 from models_registry.worker.protocol import EmbedRequest
@@ -78,10 +77,8 @@ class DispatchedEmbedder:
         for entry in models:
             if entry.kind is ModelKind.embedding and entry.name == (self._configured or entry.name):
                 return entry
-        raise ServiceUnavailable(
-            "The knowledge base has no embedding model: an administrator must enable one",
-            code="embedding_model_unavailable",
-        )
+        # What a model call answers while its model has no worker: the same 503 for the same state.
+        raise ModelUnavailable("The knowledge base has no embedding model enabled; retry later")
 
 
 def _tokenizer_file(entry: CatalogueEntry) -> Path:
