@@ -42,6 +42,7 @@ async def add_upload(
     kind = extraction.source_type(upload.filename, upload.content_type)  # 415 before any parsing
     check_upload_size(len(upload.data), settings)
     title = upload.title or extraction.title_from(upload.filename) or "Untitled"
+    text, failure = None, None
     try:
         text = await asyncio.to_thread(
             extraction.extract,
@@ -50,19 +51,8 @@ async def add_upload(
             max_pages=settings.knowledge_max_pdf_pages,
             max_chars=settings.knowledge_max_text_chars,
         )
-    except extraction.ExtractionFailed as exc:
-        return await add_document(
-            session,
-            tenant_id,
-            collection=upload.collection,
-            title=title,
-            text=None,
-            source_type=kind,
-            size_bytes=len(upload.data),
-            metadata=upload.metadata,
-            failure=str(exc),
-            raw_hash=content_hash(upload.data),
-        )
+    except extraction.ExtractionFailed as exc:  # recorded as a failed document, with the reason
+        failure = str(exc)
     return await add_document(
         session,
         tenant_id,
@@ -72,6 +62,8 @@ async def add_upload(
         source_type=kind,
         size_bytes=len(upload.data),
         metadata=upload.metadata,
+        failure=failure,
+        raw_hash=content_hash(upload.data) if failure else None,
     )
 
 
