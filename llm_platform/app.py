@@ -4,6 +4,7 @@ the admin and account routes (llm_platform.routes)."""
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,6 +33,8 @@ from llm_platform.embeddings.router import router as embeddings_router
 from llm_platform.ratelimit.headers import RATE_LIMIT_HEADER_NAMES
 from llm_platform.routes.audit import router as audit_router
 from llm_platform.routes.auth import router as auth_router
+from llm_platform.routes.knowledge import UPLOAD_PATH
+from llm_platform.routes.knowledge import router as knowledge_router
 from llm_platform.routes.models import admin_router as models_admin_router
 from llm_platform.routes.models import tenant_router as models_tenant_router
 from llm_platform.routes.tenants import platform_router, tenant_admin_router
@@ -80,7 +83,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         PrometheusMiddleware, app_name="llm_platform", prefix="llmp", skip_paths=["/metrics", "/healthz"]
     )
     # Added last = outermost: the request id exists before anything else runs, even a 413.
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_request_body_bytes,
+        # A knowledge-base upload: the file's own limit (checked exactly by the route) and room for the
+        # multipart envelope and its few fields.
+        larger_limits=(("POST", re.compile(UPLOAD_PATH), settings.knowledge_max_upload_bytes + 256 * 1024),),
+    )
     if settings.cors_allow_origins:  # outside the size limit: a browser may read a 413 too
         app.add_middleware(
             CORSMiddleware,
@@ -112,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models_admin_router)
     app.include_router(models_tenant_router)
     app.include_router(conversations_router)
+    app.include_router(knowledge_router)
     app.include_router(ws_router)
     app.include_router(openai_unsupported_router)
     if not settings.redis_url:  # with Redis, workers register there themselves

@@ -27,6 +27,9 @@ from llm_platform.cache.response_cache import MemoryResponseCache, RedisResponse
 from llm_platform.core.db import create_engine_for, create_session_factory
 from llm_platform.core.redis_client import connect as connect_redis
 from llm_platform.core.settings import Settings
+from llm_platform.knowledge.embedding import DispatchedEmbedder
+from llm_platform.knowledge.ingestion import Ingester
+from llm_platform.knowledge.search import KnowledgeBase
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
@@ -55,6 +58,8 @@ class PlatformState:
     meter: Meter
     audit: AuditWriter
     usage: UsageWriter
+    knowledge: KnowledgeBase
+    ingester: Ingester
 
     @classmethod
     def build(cls, settings: Settings) -> PlatformState:
@@ -72,6 +77,15 @@ class PlatformState:
         session_factory = create_session_factory(engine)
         policies = TenantPolicies(session_factory)
         usage = UsageWriter(session_factory)
+        dispatcher = Dispatcher(
+            registry,
+            settings.resolved_worker_secret,
+            {name: key.get_secret_value() for name, key in settings.upstream_api_keys.items()},
+        )
+        catalogue = Catalogue(policies, session_factory)
+        embedder = DispatchedEmbedder(
+            dispatcher, catalogue, settings.knowledge_embedding_model, settings.knowledge_embed_batch
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -81,13 +95,9 @@ class PlatformState:
             passwords=password_context(settings),
             redis=redis,
             registry=registry,
-            dispatcher=Dispatcher(
-                registry,
-                settings.resolved_worker_secret,
-                {name: key.get_secret_value() for name, key in settings.upstream_api_keys.items()},
-            ),
+            dispatcher=dispatcher,
             policies=policies,
-            catalogue=Catalogue(policies, session_factory),
+            catalogue=catalogue,
             cache=RedisResponseCache(redis) if redis else MemoryResponseCache(settings.cache_memory_bytes),
             meter=Meter(
                 policies, session_factory, RedisLimiter(redis), MemoryLimiter(), ledger_sync=usage.flush
@@ -101,6 +111,8 @@ class PlatformState:
                 queue_size=settings.audit_queue_size,
                 batch_size=settings.audit_batch_size,
             ),
+            knowledge=KnowledgeBase(session_factory, embedder, settings.resolved_knowledge_index_dir),
+            ingester=Ingester(session_factory, embedder, settings),
         )
 
     @property
@@ -111,8 +123,11 @@ class PlatformState:
     async def start(self) -> None:
         await self.usage.start()
         await self.audit.start()
+        self.ingester.start()  # its first round picks up documents a stopped process left
 
     async def close(self) -> None:
+        await self.ingester.close()
+        await self.knowledge.close()
         await self.usage.close()  # before the database goes: what is pending is written out first
         await self.audit.close()
         await self.dispatcher.aclose()

@@ -27,6 +27,9 @@ class UserRole(StrEnum):
 class ApiKeyScope(StrEnum):
     inference = "inference"  # model endpoints: chat, completions, embeddings, models
     admin = "admin"  # the tenant's admin API, as a tenant admin would
+    # Writes to the knowledge base (documents, collections) without the rest of the admin API: for an
+    # ingestion pipeline. Stored as the value in api_keys.scopes (a JSON list): no migration.
+    kb_write = "kb:write"
 
 
 class FailMode(StrEnum):

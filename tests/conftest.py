@@ -42,6 +42,10 @@ TEST_DATABASE_URL = os.environ.get(
 )
 TEST_REDIS_URL = os.environ.get("LLMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TABLES = (
+    "kb_chunks",
+    "kb_documents",
+    "kb_collections",
+    "kb_versions",
     "audit_log",
     "audit_heads",
     "usage_daily",

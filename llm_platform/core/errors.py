@@ -81,6 +81,12 @@ class PayloadTooLarge(PlatformError):
     code = "request_too_large"
 
 
+class UnsupportedMediaType(PlatformError):
+    status_code = 415
+    error_type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
 class RateLimited(PlatformError):
     status_code = 429
     error_type = "rate_limit_error"

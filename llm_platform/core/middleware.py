@@ -67,19 +67,35 @@ class RequestIdMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Answers 413 for bodies over the limit: at once from Content-Length, or while a chunked body streams."""
+    """Answers 413 for bodies over the limit: at once from Content-Length, or while a chunked body streams.
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    `larger_limits` names the few operations (method, path pattern) that take bigger bodies, file
+    uploads, and their own limit; the route itself checks the file against its exact limit."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        larger_limits: tuple[tuple[str, re.Pattern[str], int], ...] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.larger_limits = larger_limits
+
+    def _limit_of(self, scope: Scope) -> int:
+        for method, path, limit in self.larger_limits:
+            if scope["method"] == method and path.fullmatch(scope["path"]):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit_of(scope)
         declared = header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._reject(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(send, limit)
             return
 
         received_bytes = 0
@@ -90,9 +106,9 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received_bytes += len(message.get("body", b""))
-                if received_bytes > self.max_body_bytes:
+                if received_bytes > limit:
                     rejected = True
-                    raise PayloadTooLarge(self._message())
+                    raise PayloadTooLarge(self._message(limit))
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -104,14 +120,15 @@ class BodySizeLimitMiddleware:
         with contextlib.suppress(PayloadTooLarge):  # when the app let the failed read escape
             await self.app(scope, limited_receive, guarded_send)
         if rejected:
-            await self._reject(send)
+            await self._reject(send, limit)
 
-    def _message(self) -> str:
-        return f"Request body exceeds the limit of {self.max_body_bytes} bytes"
+    @staticmethod
+    def _message(limit: int) -> str:
+        return f"Request body exceeds the limit of {limit} bytes"
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, limit: int) -> None:
         body = json.dumps(
-            error_body(self._message(), PayloadTooLarge.error_type, PayloadTooLarge.code)
+            error_body(self._message(limit), PayloadTooLarge.error_type, PayloadTooLarge.code)
         ).encode()
         await send(
             {

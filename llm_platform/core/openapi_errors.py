@@ -50,6 +50,7 @@ STATUSES: dict[int, tuple[str, dict[str, Any]]] = {
     404: ("Not found (another tenant's resources answer the same)", {}),
     409: ("It already exists", {}),
     413: ("The request body is over LLMP_MAX_REQUEST_BODY_BYTES", {}),
+    415: ("The content type or file type is not one this operation accepts", {}),
     422: ("A parameter or the body does not match the schema; `param` names it", {}),
     429: ("A rate limit or quota is spent", _RETRY_AFTER),
     503: ("Unavailable for now: the model's workers, the database or the rate-limit store", _RETRY_AFTER),

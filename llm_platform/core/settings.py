@@ -199,6 +199,39 @@ class Settings(BaseSettings):
         int, Field(description="Prompt tokens prefilled per engine step (long prompts take several)", ge=1)
     ] = 256
 
+    knowledge_embedding_model: Annotated[
+        str | None,
+        Field(description="Embedding model of the knowledge bases; unset: the first enabled embedding model"),
+    ] = None
+    knowledge_max_upload_bytes: Annotated[
+        int, Field(description="Knowledge-base uploads above this size answer 413", ge=1024)
+    ] = 20 * 1024 * 1024
+    knowledge_max_pdf_pages: Annotated[
+        int, Field(description="PDFs with more pages than this are refused, not parsed", ge=1)
+    ] = 500
+    knowledge_max_text_chars: Annotated[
+        int, Field(description="A document whose extracted text is longer than this is refused", ge=1000)
+    ] = 5_000_000
+    knowledge_chunk_tokens: Annotated[
+        int, Field(description="Embedding-model tokens per chunk (capped by the model's context)", ge=16)
+    ] = 256
+    knowledge_chunk_overlap_tokens: Annotated[
+        int, Field(description="Tokens a chunk repeats from the end of the one before it", ge=0)
+    ] = 32
+    knowledge_embed_batch: Annotated[
+        int, Field(description="Chunks sent to the embedding worker per call while ingesting", ge=1, le=2048)
+    ] = 64
+    knowledge_lease_s: Annotated[
+        float,
+        Field(description="A document `indexing` this long without progress is picked up again", gt=0),
+    ] = 60.0
+    knowledge_poll_s: Annotated[
+        float, Field(description="How often ingestion looks for queued and abandoned documents", gt=0)
+    ] = 2.0
+    knowledge_index_dir: Annotated[
+        Path | None, Field(description="Where the FAISS indexes are persisted; unset: data_dir/knowledge")
+    ] = None
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env is Environment.production:
@@ -264,6 +297,10 @@ class Settings(BaseSettings):
     @property
     def resolved_audit_spool_dir(self) -> Path:
         return self.audit_spool_dir or self.data_dir / "audit-spool"
+
+    @property
+    def resolved_knowledge_index_dir(self) -> Path:
+        return self.knowledge_index_dir or self.data_dir / "knowledge"
 
     @property
     def resolved_models_dir(self) -> Path:
