@@ -32,6 +32,7 @@ def chat_turns(connection: HTTPConnection) -> ChatTurns:
         platform.usage,
         settings.default_chat_model,
         settings.default_max_tokens,
+        platform.knowledge,
     )
 
 

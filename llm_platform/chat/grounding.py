@@ -2,21 +2,21 @@
 message go into the prompt as reference material (never over the model's context: as many of the best
 as fit), and the answer cites those the model was given.
 
-The knowledge base is a floor below chat; the turn knows it only as a `Retriever`.
+The knowledge base is a floor below chat (llm_platform/knowledge): the turn calls its `retrieve`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from llm_platform.chat.generation import TEMPLATE_TOKENS, TEMPLATE_TOKENS_PER_MESSAGE, Generation
 from llm_platform.core.unicode_text import Text
+from llm_platform.knowledge.schemas import Passage
 from models_registry.worker.protocol import ChatMessage, Reference
 from models_registry.worker.references import fit_references, with_references
 
@@ -24,21 +24,6 @@ DEFAULT_TOP_K = 4
 MAX_TOP_K = 20
 # An upstream server applies its own default when max_tokens is not set: room kept for the answer then.
 UPSTREAM_ANSWER_ROOM = 512
-
-
-class Passage(Protocol):
-    document_id: uuid.UUID | str
-    title: str
-    collection: str
-    chunk_index: int
-    text: str
-    score: float
-
-
-class Retriever(Protocol):
-    async def retrieve(
-        self, tenant_id: uuid.UUID, query: str, top_k: int, collections: list[str] | None
-    ) -> Sequence[Passage]: ...
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from llm_platform.chat.grounding import (
     Citation,
     KnowledgeAsk,
     Passage,
-    Retriever,
     citations,
     ground,
     query_of,
@@ -35,6 +34,7 @@ from llm_platform.chat.settle import Settlement
 from llm_platform.chat.stream import replay, stream_answer
 from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.core.ids import new_hex_id
+from llm_platform.knowledge.search import KnowledgeBase
 from llm_platform.ratelimit.meter import Meter, Ticket
 from models_registry.dispatch import Dispatcher
 from models_registry.service import Catalogue
@@ -98,7 +98,7 @@ class ChatTurns:
     usage: UsageWriter
     default_chat_model: str
     default_max_tokens: int  # LLMP_DEFAULT_MAX_TOKENS: applied by `resolve`, and nowhere else
-    knowledge: Retriever | None = None  # the tenants' knowledge bases
+    knowledge: KnowledgeBase | None = None  # the tenants' knowledge bases
 
     async def start(self, caller: Caller, asked: TurnRequest) -> Turn:
         """The turn up to its answer's events. A refusal (an unknown model, a bad parameter, a limit)

@@ -5,7 +5,6 @@ passages for a model on an upstream server (no tokenizer: an upper bound of the 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 import pytest
 from pydantic import ValidationError
@@ -24,23 +23,24 @@ from llm_platform.chat.grounding import (
 from llm_platform.chat.openai_protocol import Usage
 from llm_platform.chat.sampling import ResolvedMaxTokens
 from llm_platform.chat.schemas import ChatDone
+from llm_platform.knowledge.schemas import Passage
 from models_registry.upstream import Upstream
 from models_registry.worker.protocol import ChatMessage, GenerateParams, GenerateRequest, Reference
 
 TENANT = uuid.uuid4()
 
 
-@dataclass
-class Found:
-    document_id: uuid.UUID
-    title: str
-    collection: str
-    chunk_index: int
-    text: str
-    score: float
-
-
-PASSAGES = [Found(uuid.uuid4(), f"Doc {n}", "default", n, "word " * 100, 1.0 / (n + 1)) for n in range(4)]
+PASSAGES = [
+    Passage(
+        document_id=uuid.uuid4(),
+        title=f"Doc {n}",
+        collection="default",
+        chunk_index=n,
+        text="word " * 100,
+        score=1.0 / (n + 1),
+    )
+    for n in range(4)
+]
 
 
 def request(**changes) -> GenerateRequest:  # type: ignore[no-untyped-def]
