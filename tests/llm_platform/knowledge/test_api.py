@@ -3,6 +3,7 @@ listed, read and deleted; collections; duplicates; who may write; audit rows of 
 
 from __future__ import annotations
 
+from llm_platform.knowledge.search import RRF_K
 from tests.llm_platform.knowledge.conftest import ENCODER, add_text, ingest, search, wait_for
 from tests.responses import assert_error, bearer
 from tests.workers import wait_registered
@@ -28,8 +29,8 @@ def test_a_document_becomes_ready_and_each_mode_finds_it(platform, tenant_a, emb
         assert found[0]["title"] == "Lighthouse" and found[0]["collection"] == "default"
         assert set(found[0]) == {"document_id", "title", "collection", "chunk_index", "text", "score"}
     hybrid = search(client, tenant_a.slug, headers, "sourdough bread", top_k=3)
-    # Reciprocal rank fusion: first in both lists scores 2 / (60 + 1).
-    assert abs(hybrid[0]["score"] - 2 / 61) < 1e-9
+    # Reciprocal rank fusion: first in both lists scores 2 / (RRF_K + 1).
+    assert abs(hybrid[0]["score"] - 2 / (RRF_K + 1)) < 1e-9
     assert len(search(client, tenant_a.slug, headers, "orchids", top_k=1)) == 1
 
 

