@@ -19,6 +19,7 @@ import httpx
 import psycopg
 from redis.asyncio import Redis
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.auth.principal import Principal
 from llm_platform.core.db import create_engine_for, create_session_factory
@@ -140,24 +141,31 @@ class Stack:
             process.wait(timeout=60)
 
 
+async def ensure_model(
+    session: AsyncSession, name: str, kind: ModelKind, source: str, context_length: int
+) -> None:
+    """A catalogue entry the benchmark serves (an hf model; one the catalogue has already is kept)."""
+    if await session.scalar(select(Model).where(Model.name == name)) is None:
+        session.add(
+            Model(
+                name=name,
+                kind=kind,
+                backend=ModelBackend.hf,
+                source=source,
+                context_length=context_length,
+                default_params={},
+                enabled=True,
+            )
+        )
+        await session.commit()
+
+
 async def make_tenant(settings: Settings, limit: int | None) -> tuple[uuid.UUID, str, Principal]:
     """A tenant limited to `limit` requests/min (None: unlimited; nothing else), an API key, and the
     stub model in the catalogue."""
     engine = create_engine_for(settings)
     async with create_session_factory(engine)() as session:
-        if await session.scalar(select(Model).where(Model.name == STUB_MODEL)) is None:
-            session.add(
-                Model(
-                    name=STUB_MODEL,
-                    kind=ModelKind.chat,
-                    backend=ModelBackend.hf,
-                    source="stub",
-                    context_length=2048,
-                    default_params={},
-                    enabled=True,
-                )
-            )
-            await session.commit()
+        await ensure_model(session, STUB_MODEL, ModelKind.chat, "stub", 2048)
         tenant = await service.create_tenant(session, f"bench-{uuid.uuid4().hex[:10]}")
         limits = await session.get(TenantLimits, tenant.id)
         assert limits is not None

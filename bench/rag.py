@@ -46,12 +46,21 @@ from pathlib import Path
 import httpx
 import numpy as np
 import redis
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
-from bench._support import BENCH_DATABASE_URL, BENCH_REDIS_URL, LLMP, Stack, free_port, percentiles, report
+from bench._support import (
+    BENCH_DATABASE_URL,
+    BENCH_REDIS_URL,
+    LLMP,
+    Stack,
+    ensure_model,
+    free_port,
+    percentiles,
+    report,
+)
 from llm_platform.core.db import create_engine_for, create_session_factory
 from llm_platform.core.settings import Settings
-from models_registry.models import Model, ModelBackend, ModelKind
+from models_registry.models import ModelKind
 from models_registry.worker.protocol import EMBED_PATH, EmbedRequest, EmbedResponse
 from tenants import service
 from tenants.models import ApiKeyScope, Tenant, TenantLimits
@@ -101,19 +110,7 @@ async def _prepare(settings: Settings, model_dir: Path) -> tuple[str, str, uuid.
     that may read and write its knowledge base: its slug, the key, its id."""
     engine = create_engine_for(settings)
     async with create_session_factory(engine)() as session:
-        if await session.scalar(select(Model).where(Model.name == EMBEDDING_MODEL)) is None:
-            session.add(
-                Model(
-                    name=EMBEDDING_MODEL,
-                    kind=ModelKind.embedding,
-                    backend=ModelBackend.hf,
-                    source=str(model_dir),
-                    context_length=256,
-                    default_params={},
-                    enabled=True,
-                )
-            )
-            await session.commit()
+        await ensure_model(session, EMBEDDING_MODEL, ModelKind.embedding, str(model_dir), 256)
         tenant = await service.create_tenant(session, f"rag-{secrets.token_hex(5)}")
         limits = await session.get(TenantLimits, tenant.id)
         assert limits is not None
