@@ -1,7 +1,8 @@
-"""Lexical search over a tenant's chunks: Postgres full-text search (the GIN index over
-`to_tsvector('english', text)`, ranked by ts_rank) or, embedded, SQLite FTS5 (porter stemming, ranked by
-bm25). A question's words are ORed, not ANDed: a passage that holds the rare term asked about is found
-even when it words the rest of the question differently, and more matching words rank higher."""
+"""Lexical search over a tenant's chunks: Postgres full-text search (the GIN index over the stored
+`to_tsvector('english', text)` column `text_search`, ranked by ts_rank) or, embedded, SQLite FTS5
+(porter stemming, ranked by bm25). A question's words are ORed, not ANDed: a passage that holds the rare
+term asked about is found even when it words the rest of the question differently, and more matching
+words rank higher."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from llm_platform.knowledge.models import Chunk
 
 _TERMS = re.compile(r"[^\W_]+")
 MAX_TERMS = 64
-_ENGLISH = literal_column("'english'")  # a literal, not a parameter: the index's expression must match
+_ENGLISH = literal_column("'english'")  # the configuration the stored column was made with
+_TEXT_SEARCH = literal_column("kb_chunks.text_search")  # written by Postgres (migration 0008), unmapped
 _FTS = table("kb_chunks_fts", column("rowid"))
 
 
@@ -52,7 +54,7 @@ async def search(
 
 
 def _postgres(words: list[str]) -> Select:
-    document = func.to_tsvector(_ENGLISH, Chunk.text)
+    document = _TEXT_SEARCH
     wanted = func.to_tsquery(_ENGLISH, " | ".join(words))
     rank = func.ts_rank(document, wanted)
     return select(Chunk.id, rank).where(document.op("@@")(wanted)).order_by(rank.desc(), Chunk.id)

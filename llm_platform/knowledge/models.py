@@ -1,8 +1,8 @@
 """SQLAlchemy models of the knowledge base: collections, documents, chunks (text, position, content hash
 and vector) and each tenant's index version.
 
-The full-text index is not declared here: it differs by database (a GIN index over
-`to_tsvector('english', text)` on Postgres, an FTS5 table kept by triggers on SQLite) and only the
+The full-text index is not declared here: it differs by database (a GIN index over a stored
+`to_tsvector('english', text)` column on Postgres, an FTS5 table kept by triggers on SQLite) and only the
 migration creates it; FULL_TEXT_OBJECTS names what it adds, for the comparison of models and migrations.
 """
 
@@ -21,7 +21,8 @@ DEFAULT_COLLECTION = "default"
 # What migration 0008 creates beside these models for full-text search (per database).
 FULL_TEXT_OBJECTS = frozenset(
     {
-        "ix_kb_chunks_fts",  # Postgres: GIN over to_tsvector('english', text)
+        "text_search",  # Postgres: kb_chunks' stored to_tsvector('english', text)
+        "ix_kb_chunks_fts",  # Postgres: GIN over it
         "kb_chunks_fts",  # SQLite: the FTS5 table and the shadow tables FTS5 keeps
         "kb_chunks_fts_data",
         "kb_chunks_fts_idx",

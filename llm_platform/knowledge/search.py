@@ -69,18 +69,28 @@ class KnowledgeBase:
         metadata: dict[str, object] | None = None,
     ) -> list[Passage]:
         depth = top_k if mode != "hybrid" else max(top_k * 4, MIN_CANDIDATES)
+        dense_hits: list[tuple[int, float]] = []
+        lexical_hits: list[tuple[int, float]] = []
         async with self._sessions() as session:
             collection_ids = await _collection_ids(session, tenant_id, collections)
             documents = await _allowed_documents(session, tenant_id, collection_ids, metadata)
-            lexical_hits: list[tuple[int, float]] = []
-            if mode != "dense" and documents != []:
-                lexical_hits = await lexical.search(
-                    session, tenant_id, query, depth, collection_ids, documents
-                )
-        dense_hits: list[tuple[int, float]] = []
-        if mode != "lexical" and documents != []:
-            vector = (await self.embedder.embed(str(tenant_id), [query]))[0]
-            dense_hits = await self._dense(tenant_id, vector, depth, documents)
+            if documents == []:
+                return []
+
+            async def lexical_search() -> list[tuple[int, float]]:
+                return await lexical.search(session, tenant_id, query, depth, collection_ids, documents)
+
+            async def dense_search() -> list[tuple[int, float]]:
+                vector = (await self.embedder.embed(str(tenant_id), [query]))[0]
+                return await self._dense(tenant_id, vector, depth, documents)
+
+            # Hybrid: the query's embedding (a worker's forward) and the full-text query run at once.
+            if mode == "hybrid":
+                dense_hits, lexical_hits = await asyncio.gather(dense_search(), lexical_search())
+            elif mode == "dense":
+                dense_hits = await dense_search()
+            else:
+                lexical_hits = await lexical_search()
         if mode == "hybrid":
             ranked = reciprocal_rank_fusion([[i for i, _ in dense_hits], [i for i, _ in lexical_hits]], RRF_K)
         else:
