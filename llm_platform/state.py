@@ -9,7 +9,7 @@ defined beside the component (SessionDep in llm_platform.core.db, CatalogueDep i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Annotated
 
 from fastapi import Depends
@@ -24,9 +24,12 @@ from llm_platform.auth.security import password_context
 from llm_platform.auth.service import load_api_key
 from llm_platform.auth.throttle import LoginThrottle
 from llm_platform.cache.response_cache import MemoryResponseCache, RedisResponseCache, ResponseCache
+from llm_platform.chat.conversations import ConversationStore
+from llm_platform.chat.turn import ChatTurns
 from llm_platform.core.db import create_engine_for, create_session_factory
 from llm_platform.core.redis_client import connect as connect_redis
 from llm_platform.core.settings import Settings
+from llm_platform.embeddings.flow import EmbeddingsFlow
 from llm_platform.knowledge.embedding import DispatchedEmbedder
 from llm_platform.knowledge.ingestion import Ingester
 from llm_platform.knowledge.search import KnowledgeBase
@@ -113,6 +116,35 @@ class PlatformState:
             ),
             knowledge=KnowledgeBase(session_factory, embedder, settings.resolved_knowledge_index_dir),
             ingester=Ingester(session_factory, embedder, settings),
+        )
+
+    @cached_property
+    def chat_turns(self) -> ChatTurns:
+        """The chat turn over these components: built once, not per request (it holds no request's state)."""
+        return ChatTurns(
+            self.catalogue,
+            self.policies,
+            self.cache,
+            self.meter,
+            self.dispatcher,
+            ConversationStore(self.session_factory),
+            self.usage,
+            self.settings.default_chat_model,
+            self.settings.default_max_tokens,
+            self.knowledge,
+        )
+
+    @cached_property
+    def embeddings(self) -> EmbeddingsFlow:
+        """The embeddings flow over these components: built once, like the chat turn."""
+        return EmbeddingsFlow(
+            self.catalogue,
+            self.policies,
+            self.cache,
+            self.meter,
+            self.dispatcher,
+            self.usage,
+            self.settings.default_embedding_model,
         )
 
     @property

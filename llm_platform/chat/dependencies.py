@@ -14,26 +14,12 @@ from starlette.requests import HTTPConnection
 from llm_platform.audit.writer import AuditWriter
 from llm_platform.auth.dependencies import TenantSlugPath
 from llm_platform.auth.model_call import Caller, credential_model_caller, tenant_model_caller
-from llm_platform.chat.conversations import ConversationStore
 from llm_platform.chat.turn import ChatTurns, Turn, TurnRequest
 
 
 def chat_turns(connection: HTTPConnection) -> ChatTurns:
-    """The chat turn over this process's components (`app.state.platform`, built by the app's lifespan)."""
-    platform = connection.app.state.platform
-    settings = platform.settings
-    return ChatTurns(
-        platform.catalogue,
-        platform.policies,
-        platform.cache,
-        platform.meter,
-        platform.dispatcher,
-        ConversationStore(platform.session_factory),
-        platform.usage,
-        settings.default_chat_model,
-        settings.default_max_tokens,
-        platform.knowledge,
-    )
+    """The process's chat turn (`app.state.platform.chat_turns`, built once over its components)."""
+    return connection.app.state.platform.chat_turns
 
 
 # Even those that never await are `async def`: FastAPI runs a plain `def` dependency in its thread pool.

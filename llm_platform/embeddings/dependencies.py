@@ -16,17 +16,8 @@ from llm_platform.embeddings.flow import Embedded, EmbeddingsAsk, EmbeddingsFlow
 
 
 def embeddings_flow(connection: HTTPConnection) -> EmbeddingsFlow:
-    """The flow over this process's components (`app.state.platform`, built by the app's lifespan)."""
-    platform = connection.app.state.platform
-    return EmbeddingsFlow(
-        platform.catalogue,
-        platform.policies,
-        platform.cache,
-        platform.meter,
-        platform.dispatcher,
-        platform.usage,
-        platform.settings.default_embedding_model,
-    )
+    """The process's embeddings flow (`app.state.platform.embeddings`, built once over its components)."""
+    return connection.app.state.platform.embeddings
 
 
 @dataclass(slots=True)
