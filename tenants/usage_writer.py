@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
 from llm_platform.core.db import describe_error
-from tenants.usage import Bucket, Increment, add_usage
+from tenants.usage import Bucket, Increment, UsageRecord, add_usage
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,11 @@ class UsageWriter:
         self._pending: dict[Bucket, Increment] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+
+    def book(self, record: UsageRecord, admitted_at: datetime) -> None:
+        """A model call's usage, booked on the day the meter admitted it, as its quota was (a call that
+        runs past midnight counts where its reservation did)."""
+        self.add(Increment.of(record, admitted_at.date()))
 
     def add(self, increment: Increment) -> None:
         pending = self._pending.get(increment.bucket)

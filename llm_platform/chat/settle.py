@@ -12,7 +12,7 @@ from llm_platform.cache.response_cache import CachedAnswer, CacheSlot
 from llm_platform.chat.conversations import ConversationStore, Memory
 from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.ratelimit.meter import Ticket
-from tenants.usage import Increment, UsageRecord
+from tenants.usage import UsageRecord
 from tenants.usage_writer import UsageWriter
 
 
@@ -85,8 +85,7 @@ class Settlement:
         record = UsageRecord(
             self.tenant_id, principal.kind, principal.id, self.model, prompt_tokens, completion_tokens, cached
         )
-        # Booked on the day the meter admitted it, as its quota was.
-        self.usage.add(Increment.of(record, self.ticket.admitted_at.date()))
+        self.usage.book(record, self.ticket.admitted_at)
 
     async def remember(self, answer: str) -> None:
         if self.memory is not None:

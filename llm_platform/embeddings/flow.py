@@ -25,7 +25,7 @@ from models_registry.models import ModelKind
 from models_registry.service import Catalogue
 from models_registry.worker.protocol import MAX_EMBED_INPUTS, EmbedRequest
 from tenants.policy import TenantPolicies
-from tenants.usage import Increment, UsageRecord
+from tenants.usage import UsageRecord
 from tenants.usage_writer import UsageWriter
 
 Inputs = list[str] | list[list[int]]
@@ -160,8 +160,7 @@ class EmbeddingsFlow:
         caller.audit.answered(model, prompt_tokens, 0, None)
         principal = caller.principal
         record = UsageRecord(caller.tenant.id, principal.kind, principal.id, model, prompt_tokens, 0, cached)
-        # Booked on the day the meter admitted it, as its quota was.
-        self.usage.add(Increment.of(record, ticket.admitted_at.date()))
+        self.usage.book(record, ticket.admitted_at)
 
 
 def _check_dimensions(asked: int | None, vectors: list[list[float]]) -> None:
