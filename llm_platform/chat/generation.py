@@ -3,6 +3,7 @@ where it goes (our workers or an upstream), and the most tokens it can cost (wha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llm_platform.chat.sampling import AskedSampling, ResolvedMaxTokens, resolve_max_tokens, resolve_sampling
@@ -99,7 +100,11 @@ def reservation(generation: Generation) -> int:
     the worker never exceeds; the whole context where an upstream applies its own default), cap at the
     context.
     """
-    messages = generation.request.messages
-    prompt = sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in messages) + TEMPLATE_TOKENS
+    prompt = prompt_tokens_at_most(generation.request.messages)
     completion = generation.max_tokens.value or generation.context_length
     return min(generation.context_length, prompt + completion)
+
+
+def prompt_tokens_at_most(messages: Sequence[ChatMessage]) -> int:
+    """An upper bound of the prompt's tokens without a tokenizer (see `reservation`)."""
+    return sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in messages) + TEMPLATE_TOKENS

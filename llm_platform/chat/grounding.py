@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from llm_platform.chat.generation import TEMPLATE_TOKENS, TEMPLATE_TOKENS_PER_MESSAGE, Generation
+from llm_platform.chat.generation import Generation, prompt_tokens_at_most
 from llm_platform.core.unicode_text import Text
 from llm_platform.knowledge.schemas import Passage
 from models_registry.worker.protocol import ChatMessage, Reference
@@ -94,7 +94,7 @@ def ground(generation: Generation, passages: Sequence[Passage]) -> Generation:
     if generation.upstream is None:
         return dataclasses.replace(generation, request=request.model_copy(update={"references": references}))
     room = generation.context_length - (generation.max_tokens.value or UPSTREAM_ANSWER_ROOM)
-    used = fit_references(request.messages, references, _tokens_at_most, room)
+    used = fit_references(request.messages, references, prompt_tokens_at_most, room)
     messages = with_references(request.messages, references[:used])
     return dataclasses.replace(
         generation, request=request.model_copy(update={"messages": messages}), references_in_prompt=used
@@ -107,7 +107,3 @@ def citations(passages: Sequence[Passage], used: int) -> list[Citation]:
         Citation(document_id=str(p.document_id), title=p.title, chunk_index=p.chunk_index, score=p.score)
         for p in passages[:used]
     ]
-
-
-def _tokens_at_most(messages: list[ChatMessage]) -> int:
-    return sum(len(m.content.encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in messages) + TEMPLATE_TOKENS
