@@ -114,7 +114,7 @@ class PlatformState:
                 queue_size=settings.audit_queue_size,
                 batch_size=settings.audit_batch_size,
             ),
-            knowledge=KnowledgeBase(session_factory, embedder, settings.resolved_knowledge_index_dir),
+            knowledge=KnowledgeBase(session_factory, embedder),
             ingester=Ingester(session_factory, embedder, settings),
         )
 
@@ -159,7 +159,6 @@ class PlatformState:
 
     async def close(self) -> None:
         await self.ingester.close()
-        await self.knowledge.close()
         await self.usage.close()  # before the database goes: what is pending is written out first
         await self.audit.close()
         await self.dispatcher.aclose()

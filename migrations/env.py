@@ -9,7 +9,6 @@ from sqlalchemy import create_engine, pool
 
 from llm_platform.core.db import Base, sync_database_url
 from llm_platform.core.settings import Settings
-from llm_platform.knowledge.models import FULL_TEXT_OBJECTS
 from llm_platform.tables import import_all_models
 
 config = context.config
@@ -44,8 +43,6 @@ def run_migrations_online() -> None:
             # Batch mode: SQLite cannot ALTER most things, so Alembic copies the table instead.
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
-            # Full-text search differs by database and is written by hand in its migration (0008).
-            include_name=lambda name, *_: name not in FULL_TEXT_OBJECTS,
         )
         with context.begin_transaction():
             context.run_migrations()

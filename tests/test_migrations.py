@@ -11,7 +11,6 @@ from sqlalchemy.engine import make_url
 
 from llm_platform.core.db import Base, sync_database_url
 from llm_platform.core.migrate import downgrade_to_base, upgrade_to_head
-from llm_platform.knowledge.models import FULL_TEXT_OBJECTS
 from llm_platform.tables import import_all_models
 
 EXPECTED_TABLES = {
@@ -61,10 +60,7 @@ def _differences(url: str) -> list:
     engine = create_engine(sync_database_url(url))
     try:
         with engine.connect() as connection:
-            # Full-text search differs by database and lives only in the migration (see FULL_TEXT_OBJECTS).
-            context = MigrationContext.configure(
-                connection, opts={"include_name": lambda name, *_: name not in FULL_TEXT_OBJECTS}
-            )
+            context = MigrationContext.configure(connection)
             return compare_metadata(context, Base.metadata)
     finally:
         engine.dispose()
@@ -79,11 +75,11 @@ def any_database_url(request, tmp_path):  # type: ignore[no-untyped-def]
 
 def test_upgrade_downgrade_upgrade_round_trip(any_database_url):
     upgrade_to_head(any_database_url)
-    assert _tables(any_database_url) - FULL_TEXT_OBJECTS == EXPECTED_TABLES
+    assert _tables(any_database_url) == EXPECTED_TABLES
     downgrade_to_base(any_database_url)
     assert _tables(any_database_url) == {"alembic_version"}
     upgrade_to_head(any_database_url)
-    assert _tables(any_database_url) - FULL_TEXT_OBJECTS == EXPECTED_TABLES
+    assert _tables(any_database_url) == EXPECTED_TABLES
 
 
 def test_models_and_migrations_agree(any_database_url):

@@ -228,9 +228,6 @@ class Settings(BaseSettings):
     knowledge_poll_s: Annotated[
         float, Field(description="How often ingestion looks for queued and abandoned documents", gt=0)
     ] = 2.0
-    knowledge_index_dir: Annotated[
-        Path | None, Field(description="Where the FAISS indexes are persisted; unset: data_dir/knowledge")
-    ] = None
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -297,10 +294,6 @@ class Settings(BaseSettings):
     @property
     def resolved_audit_spool_dir(self) -> Path:
         return self.audit_spool_dir or self.data_dir / "audit-spool"
-
-    @property
-    def resolved_knowledge_index_dir(self) -> Path:
-        return self.knowledge_index_dir or self.data_dir / "knowledge"
 
     @property
     def resolved_models_dir(self) -> Path:

@@ -8,21 +8,19 @@ the chat turn, which retrieves passages through `KnowledgeBase.retrieve` to grou
   function filtered by the tenant's id. `intake.py` + `extraction.py`: uploads (type, size, text out of
   .txt/.md/.html/.pdf). `ingestion.py`: the background ingester (claims, leases, retries). `chunking.py`:
   chunks by the embedding model's tokens. `embedding.py`: the embedding model and its tokenizer.
-  `index.py`: a tenant's FAISS index and its persistence. `lexical.py`: full-text search.
-  `search.py`: `KnowledgeBase`, search and retrieval.
+  `index.py`: a tenant's chunks in memory, FAISS for meaning and `lexical.py` (tantivy, BM25) for
+  words. `search.py`: `KnowledgeBase`, search and retrieval.
 
 Where things live, and how replicas agree:
 - The database holds everything (documents with their extracted text, chunks with text, position,
   content hash and vector as float32 bytes); nothing is lost with a process.
-- Each process holds, per tenant, a FAISS `IndexIDMap2(IndexFlatIP)` of the normalised vectors (ids are
-  chunk ids), built from the database the first time the tenant searches and saved under
-  `LLMP_KNOWLEDGE_INDEX_DIR` (default data_dir/knowledge, a few seconds after changes and on shutdown),
-  so a restart reads the file and catches up rather than reading every vector.
+- Each process holds, per tenant, an index built from the database the first time the tenant searches:
+  a FAISS `IndexIDMap2` of the normalised vectors as float16 (ids are chunk ids) and a tantivy full-text
+  index of the texts, both in memory. Nothing is written to disk: a restarted process builds them again
+  (seconds for 100k chunks; bench/RESULTS.md).
 - Every change to a tenant's chunks (a document ready or deleted, a collection deleted) bumps the
   tenant's row in `kb_versions` in the same transaction. Every search reads that version first; an
   index at an older one is brought up to date incrementally (documents gone removed, documents new
   added). A change made through one replica is therefore visible on the next search on every replica,
   well within a second, at the cost of one primary-key lookup per search.
-- Full-text search needs no copy in memory: a GIN index over `to_tsvector('english', text)` on Postgres,
-  an FTS5 table kept by triggers on SQLite (embedded).
 """

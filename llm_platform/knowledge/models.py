@@ -1,10 +1,6 @@
 """SQLAlchemy models of the knowledge base: collections, documents, chunks (text, position, content hash
-and vector) and each tenant's index version.
-
-The full-text index is not declared here: it differs by database (a GIN index over a stored
-`to_tsvector('english', text)` column on Postgres, an FTS5 table kept by triggers on SQLite) and only the
-migration creates it; FULL_TEXT_OBJECTS names what it adds, for the comparison of models and migrations.
-"""
+and vector) and each tenant's index version. The indexes that search them live in each API process
+(`index.py`), built from these rows."""
 
 from __future__ import annotations
 
@@ -18,18 +14,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from llm_platform.core.db import Base, UUIDPrimaryKey, str_enum, utcnow
 
 DEFAULT_COLLECTION = "default"
-# What migration 0008 creates beside these models for full-text search (per database).
-FULL_TEXT_OBJECTS = frozenset(
-    {
-        "text_search",  # Postgres: kb_chunks' stored to_tsvector('english', text)
-        "ix_kb_chunks_fts",  # Postgres: GIN over it
-        "kb_chunks_fts",  # SQLite: the FTS5 table and the shadow tables FTS5 keeps
-        "kb_chunks_fts_data",
-        "kb_chunks_fts_idx",
-        "kb_chunks_fts_docsize",
-        "kb_chunks_fts_config",
-    }
-)
 
 
 class DocumentStatus(StrEnum):

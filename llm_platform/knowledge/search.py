@@ -1,11 +1,13 @@
-"""The knowledge base's read side: per-tenant FAISS indexes kept in step with the database, and search
-(dense, lexical, or both fused by reciprocal rank fusion) with collection and metadata filters.
+"""The knowledge base's read side: per-tenant indexes in memory (FAISS and tantivy) kept in step with the
+database, and search (dense, lexical, or both fused by reciprocal rank fusion) with collection and
+metadata filters.
 
 Before each search the tenant's version is read from the database (one primary-key lookup); an index
 at an older version is brought up to date first: the chunks of documents no longer ready are removed,
-those of documents newly ready are read (with their vectors) and added. So a change committed through
-any process is seen by the next search on every process. A tenant's index is mutated, searched and
-saved under its own lock: FAISS indexes are not safe to read while another thread changes them.
+those of documents newly ready are read (vectors and texts) and added. So a change committed through any
+process is seen by the next search on every process. A tenant's index is changed and searched under its
+own lock (FAISS indexes are not safe to read while another thread changes them), never while a query is
+being embedded: the embedding (a worker's forward) runs beside the lexical search.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
@@ -37,20 +38,15 @@ logger = logging.getLogger(__name__)
 # base retrieval quality".
 RRF_K = 5
 MIN_CANDIDATES = 50  # per list, before fusion: fusion needs more than the top_k of each
-SAVE_DELAY_S = 5.0  # changes in a burst are saved once
-_LOAD_BATCH = 500  # documents whose chunks are read per query while catching up
+_LOAD_BATCH = 500  # documents whose chunks are read (and indexed) at a time while catching up
 
 
 class KnowledgeBase:
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], embedder: TextEmbedder, index_dir: Path
-    ) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], embedder: TextEmbedder) -> None:
         self._sessions = sessions
         self.embedder = embedder
-        self._dir = index_dir
         self._indexes: dict[uuid.UUID, TenantIndex] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
-        self._saves: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     async def retrieve(
         self, tenant_id: uuid.UUID, query: str, top_k: int, collections: list[str] | None
@@ -69,96 +65,59 @@ class KnowledgeBase:
         metadata: dict[str, object] | None = None,
     ) -> list[Passage]:
         depth = top_k if mode != "hybrid" else max(top_k * 4, MIN_CANDIDATES)
-        dense_hits: list[tuple[int, float]] = []
-        lexical_hits: list[tuple[int, float]] = []
         async with self._sessions() as session:
+            version = await current_version(session, tenant_id)
             collection_ids = await _collection_ids(session, tenant_id, collections)
-            documents = await _allowed_documents(session, tenant_id, collection_ids, metadata)
-            if documents == []:
-                return []
-
-            async def lexical_search() -> list[tuple[int, float]]:
-                return await lexical.search(session, tenant_id, query, depth, collection_ids, documents)
-
-            async def dense_search() -> list[tuple[int, float]]:
-                vector = (await self.embedder.embed(str(tenant_id), [query]))[0]
-                return await self._dense(tenant_id, vector, depth, documents)
-
-            # Hybrid: the query's embedding (a worker's forward) and the full-text query run at once.
-            if mode == "hybrid":
-                dense_hits, lexical_hits = await asyncio.gather(dense_search(), lexical_search())
-            elif mode == "dense":
-                dense_hits = await dense_search()
-            else:
-                lexical_hits = await lexical_search()
+            matching = await _documents_with_metadata(session, tenant_id, metadata) if metadata else None
+        if collection_ids == [] or matching == []:
+            return []
+        # The query's embedding (a worker's forward) runs while the lexical index is searched.
+        embedding = (
+            asyncio.ensure_future(self.embedder.embed(str(tenant_id), [query])) if mode != "lexical" else None
+        )
+        try:
+            async with self._lock(tenant_id):
+                index = await self._fresh(tenant_id, version)
+                if index is None:
+                    return []
+                allowed = index.allowed(collection_ids, matching)
+                lexical_hits = (
+                    await asyncio.to_thread(index.lexical.search, lexical.terms(query), depth, allowed)
+                    if mode != "dense"
+                    else []
+                )
+            dense_hits: list[tuple[int, float]] = []
+            if embedding is not None:
+                vector = (await embedding)[0]
+                async with self._lock(tenant_id):  # documents gone meanwhile are skipped by `index.search`
+                    dense_hits = await asyncio.to_thread(index.search, vector, depth, allowed)
+        finally:
+            if embedding is not None and not embedding.done():
+                embedding.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await embedding
         if mode == "hybrid":
             ranked = reciprocal_rank_fusion([[i for i, _ in dense_hits], [i for i, _ in lexical_hits]], RRF_K)
         else:
             ranked = dense_hits if mode == "dense" else lexical_hits
         return await self._passages(tenant_id, ranked[:top_k])
 
-    async def _dense(
-        self, tenant_id: uuid.UUID, vector: np.ndarray, k: int, documents: list[uuid.UUID] | None
-    ) -> list[tuple[int, float]]:
-        async with self._lock(tenant_id):
-            index = await self._fresh(tenant_id)
-            if index is None:
-                return []
-            allowed = set(documents) if documents is not None else None
-            return await asyncio.to_thread(index.search, vector, k, allowed)
-
     def _lock(self, tenant_id: uuid.UUID) -> asyncio.Lock:
         return self._locks.setdefault(tenant_id, asyncio.Lock())
 
-    async def _fresh(self, tenant_id: uuid.UUID) -> TenantIndex | None:
-        """The tenant's index at the database's version (the caller holds the tenant's lock)."""
+    async def _fresh(self, tenant_id: uuid.UUID, version: int) -> TenantIndex | None:
+        """The tenant's index at `version` or later (the caller holds the tenant's lock)."""
+        index = self._indexes.get(tenant_id)
+        if index is not None and index.version >= version:
+            return index
         async with self._sessions() as session:
-            version = await current_version(session, tenant_id)
-            index = self._indexes.get(tenant_id)
-            if index is None:
-                index = await asyncio.to_thread(TenantIndex.load, self._path(tenant_id))
-            if index is not None and index.version == version:
-                self._indexes[tenant_id] = index
-                return index
+            version = await current_version(session, tenant_id)  # read before the documents
             index = await _catch_up(session, tenant_id, index)
         if index is None:
             return None
-        index.version = version  # read before the documents: a change since then is caught next time
+        index.version = version  # a change since then is caught next time
         self._indexes[tenant_id] = index
-        self._save_soon(tenant_id)
         return index
-
-    def _path(self, tenant_id: uuid.UUID) -> Path:
-        return self._dir / f"{tenant_id}.faiss"  # the tenant's id, never anything a client named
-
-    def _save_soon(self, tenant_id: uuid.UUID) -> None:
-        if tenant_id not in self._saves:
-            self._saves[tenant_id] = asyncio.create_task(self._save_later(tenant_id))
-
-    async def _save_later(self, tenant_id: uuid.UUID) -> None:
-        try:
-            await asyncio.sleep(SAVE_DELAY_S)
-        finally:
-            self._saves.pop(tenant_id, None)
-        await self.save(tenant_id)
-
-    async def save(self, tenant_id: uuid.UUID) -> None:
-        async with self._lock(tenant_id):
-            index = self._indexes.get(tenant_id)
-            if index is not None:
-                try:
-                    await asyncio.to_thread(index.save, self._path(tenant_id))
-                except OSError as exc:  # the database still has everything: only a slower start
-                    logger.warning("could not save the knowledge index of %s: %s", tenant_id, exc)
-
-    async def close(self) -> None:
-        """Saves what changed since the last save."""
-        pending = list(self._saves.items())
-        for tenant_id, task in pending:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await self.save(tenant_id)
 
     async def _passages(self, tenant_id: uuid.UUID, ranked: list[tuple[int, float]]) -> list[Passage]:
         if not ranked:
@@ -203,31 +162,25 @@ async def _collection_ids(
     return list(rows.all())
 
 
-async def _allowed_documents(
-    session: AsyncSession,
-    tenant_id: uuid.UUID,
-    collection_ids: list[uuid.UUID] | None,
-    metadata: dict[str, object] | None,
-) -> list[uuid.UUID] | None:
-    """The ready documents a filter lets through (None: no filter, all of them). Metadata is compared
-    here rather than in SQL: JSON equality differs between the databases, and a tenant's documents are
-    few next to its chunks."""
-    if collection_ids is None and not metadata:
-        return None
+async def _documents_with_metadata(
+    session: AsyncSession, tenant_id: uuid.UUID, metadata: dict[str, object]
+) -> list[uuid.UUID]:
+    """The ready documents whose metadata holds every key and value asked for. Compared here rather than
+    in SQL: JSON equality differs between the databases, and a tenant's documents are few next to its
+    chunks."""
     query = select(Document.id, Document.doc_metadata).where(
         Document.tenant_id == tenant_id, Document.status == DocumentStatus.ready
     )
-    if collection_ids is not None:
-        query = query.where(Document.collection_id.in_(collection_ids))
     rows = (await session.execute(query)).all()
-    wanted = (metadata or {}).items()
+    wanted = metadata.items()
     return [doc_id for doc_id, meta in rows if all((meta or {}).get(key) == value for key, value in wanted)]
 
 
 async def _catch_up(
     session: AsyncSession, tenant_id: uuid.UUID, index: TenantIndex | None
 ) -> TenantIndex | None:
-    """`index` (or a new one) with the chunks of exactly the tenant's ready documents."""
+    """`index` (or a new one) with the chunks of exactly the tenant's ready documents. The indexing runs
+    in a thread, a batch of documents at a time: a large catch-up does not hold up the event loop."""
     ready = set(
         (
             await session.scalars(
@@ -237,27 +190,43 @@ async def _catch_up(
             )
         ).all()
     )
-    if index is not None:
-        for gone in set(index.documents) - ready:
-            index.remove(gone)
+    gone = set(index.documents) - ready if index is not None else set()
     new = sorted(ready - set(index.documents if index is not None else ()))
+    if index is not None and gone:
+        await asyncio.to_thread(_remove, index, gone)
     for start in range(0, len(new), _LOAD_BATCH):
         rows = (
             await session.execute(
-                select(Chunk.document_id, Chunk.id, Chunk.vector)
+                select(Chunk.document_id, Chunk.collection_id, Chunk.id, Chunk.vector, Chunk.text)
                 .where(Chunk.tenant_id == tenant_id, Chunk.document_id.in_(new[start : start + _LOAD_BATCH]))
                 .order_by(Chunk.document_id, Chunk.chunk_index)
             )
         ).all()
-        by_document: dict[uuid.UUID, list[tuple[int, bytes]]] = {}
-        for document_id, chunk_id, vector in rows:
-            by_document.setdefault(document_id, []).append((chunk_id, vector))
-        for document_id, chunks in by_document.items():
-            vectors = np.frombuffer(b"".join(v for _, v in chunks), dtype=np.float32).reshape(len(chunks), -1)
-            if index is None:
-                index = TenantIndex(vectors.shape[1])
-            elif index.dim != vectors.shape[1]:  # embedded by another model: not comparable
-                logger.warning("knowledge document %s has vectors of another size: left out", document_id)
-                continue
-            index.add(document_id, np.array([c for c, _ in chunks], dtype=np.int64), vectors)
+        index = await asyncio.to_thread(_add, index, rows)
+    return index
+
+
+def _remove(index: TenantIndex, documents: set[uuid.UUID]) -> None:
+    for document_id in documents:
+        index.remove(document_id)
+    index.commit()
+
+
+def _add(index: TenantIndex | None, rows: list) -> TenantIndex | None:  # type: ignore[type-arg]
+    """`rows` (document, collection, chunk id, vector, text; a document's chunks together, in order)
+    added to `index`, or to a new one sized by their vectors."""
+    by_document: dict[uuid.UUID, list] = {}  # type: ignore[type-arg]
+    for row in rows:
+        by_document.setdefault(row[0], []).append(row)
+    for document_id, chunks in by_document.items():
+        vectors = np.frombuffer(b"".join(c[3] for c in chunks), dtype=np.float32).reshape(len(chunks), -1)
+        if index is None:
+            index = TenantIndex(vectors.shape[1])
+        elif index.dim != vectors.shape[1]:  # embedded by another model: not comparable
+            logger.warning("knowledge document %s has vectors of another size: left out", document_id)
+            continue
+        ids = np.array([c[2] for c in chunks], dtype=np.int64)
+        index.add(document_id, chunks[0][1], ids, vectors, [c[4] for c in chunks])
+    if index is not None:
+        index.commit()
     return index

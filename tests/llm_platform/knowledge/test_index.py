@@ -1,5 +1,5 @@
-"""Reciprocal rank fusion's arithmetic, and a tenant's FAISS index: add, remove, filtered search, save
-and load."""
+"""Reciprocal rank fusion's arithmetic, and a tenant's index in memory: add, remove and filtered search,
+by meaning (FAISS) and by words (tantivy)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from llm_platform.knowledge.index import TenantIndex, normalised, reciprocal_rank_fusion
+from llm_platform.knowledge.lexical import LexicalIndex, terms
 
 
 def test_reciprocal_rank_fusion():
@@ -26,13 +27,16 @@ def vectors() -> np.ndarray:
     return normalised(np.random.default_rng(0).standard_normal((6, 16)))
 
 
+COLLECTION, OTHER = uuid.uuid4(), uuid.uuid4()
+
+
 def test_add_search_remove(vectors):
     index, first, second = TenantIndex(16), uuid.uuid4(), uuid.uuid4()
-    index.add(first, np.array([10, 11, 12]), vectors[:3])
-    index.add(second, np.array([20, 21, 22]), vectors[3:])
+    index.add(first, COLLECTION, np.array([10, 11, 12]), vectors[:3], ["a", "b", "c"])
+    index.add(second, OTHER, np.array([20, 21, 22]), vectors[3:], ["d", "e", "f"])
     assert len(index) == 6
     best = index.search(vectors[4], 2)
-    assert best[0] == (21, pytest.approx(1.0))
+    assert best[0] == (21, pytest.approx(1.0, abs=1e-3))  # stored as float16
     # Filtered: the best of the allowed document's chunks, by cosine.
     cosines = {10 + n: float(vectors[n] @ vectors[4]) for n in range(3)}
     assert index.search(vectors[4], 1, {first})[0][0] == max(cosines, key=cosines.__getitem__)
@@ -40,20 +44,48 @@ def test_add_search_remove(vectors):
     assert index.search(vectors[4], 3, set()) == []
     index.remove(second)
     assert len(index) == 3 and {chunk for chunk, _ in index.search(vectors[4], 6)} == {10, 11, 12}
-    index.add(first, np.array([30]), vectors[5:])  # a document added again replaces its chunks
+    index.add(first, COLLECTION, np.array([30]), vectors[5:], ["g"])  # added again: replaces its chunks
     assert len(index) == 1 and index.search(vectors[5], 1)[0][0] == 30
 
 
-def test_save_and_load(vectors, tmp_path):
-    index, document = TenantIndex(16, version=7), uuid.uuid4()
-    index.add(document, np.array([1, 2, 3, 4, 5, 6]), vectors)
-    path = tmp_path / "knowledge" / "tenant.faiss"
-    index.save(path)
-    loaded = TenantIndex.load(path)
-    assert loaded is not None and loaded.version == 7 and len(loaded) == 6
-    assert loaded.search(vectors[2], 1)[0][0] == 3
-    loaded.remove(document)
-    assert len(loaded) == 0
-    assert TenantIndex.load(tmp_path / "missing.faiss") is None
-    path.write_bytes(b"not an index")
-    assert TenantIndex.load(path) is None
+def test_float16_ranks_as_float32_does():
+    rng = np.random.default_rng(1)
+    vectors = normalised(rng.standard_normal((2000, 64)))
+    index = TenantIndex(64)
+    index.add(uuid.uuid4(), COLLECTION, np.arange(2000), vectors, [""] * 2000)
+    for row in range(0, 2000, 100):
+        query = normalised(vectors[row : row + 1] + 0.3 * rng.standard_normal((1, 64)))[0]
+        exact = np.argsort(-(vectors @ query))[:5]
+        assert [chunk for chunk, _ in index.search(query, 5)][:3] == exact[:3].tolist()
+
+
+def test_allowed_resolves_a_collection_filter_in_memory(vectors):
+    index, first, second = TenantIndex(16), uuid.uuid4(), uuid.uuid4()
+    index.add(first, COLLECTION, np.array([1]), vectors[:1], ["a"])
+    index.add(second, OTHER, np.array([2]), vectors[1:2], ["b"])
+    assert index.allowed(None, None) is None
+    assert index.allowed([COLLECTION, OTHER], None) is None  # every document: no filter to apply
+    assert index.allowed([COLLECTION], None) == {first}
+    assert index.allowed([uuid.uuid4()], None) == set()
+    assert index.allowed(None, [second, uuid.uuid4()]) == {second}  # a metadata filter's documents
+    assert index.allowed([COLLECTION], [second]) == set()
+
+
+def test_lexical_ranks_rare_words_higher_and_forgets_removed_documents():
+    index, common, rare = LexicalIndex(), uuid.uuid4(), uuid.uuid4()
+    texts = [f"the pump report number {n} covers routine maintenance" for n in range(20)]
+    index.add(common, range(20), texts)
+    index.add(rare, [100], ["Pumping valve RV-7731 replaced during maintenance"])
+    assert index.search(terms("pump"), 5) == []  # not searchable before a commit
+    index.commit()
+    # Stemmed (pumping ~ pump), and the rare term outweighs words every chunk has.
+    hits = index.search(terms("maintenance of valve rv 7731"), 3)
+    assert hits[0][0] == 100 and len(hits) == 3
+    assert {chunk for chunk, _ in index.search(terms("pumps"), 50)} == set(range(20)) | {100}
+    assert [chunk for chunk, _ in index.search(terms("maintenance"), 50, {rare})] == [100]
+    assert index.search(terms("maintenance"), 50, set()) == []
+    # Query syntax is not syntax here: quotes, operators and field names are just words or nothing.
+    assert index.search(terms('text:pump OR "valve" AND NOT -rv* (x)'), 5)[0][0] == 100
+    index.remove(rare)
+    index.commit()
+    assert 100 not in {chunk for chunk, _ in index.search(terms("valve maintenance"), 50)}
