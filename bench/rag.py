@@ -60,6 +60,7 @@ from bench._support import (
 )
 from llm_platform.core.db import create_engine_for, create_session_factory
 from llm_platform.core.settings import Settings
+from models_registry.engine.embedder import PRECISIONS
 from models_registry.models import ModelKind
 from models_registry.worker.protocol import EMBED_PATH, EmbedRequest, EmbedResponse
 from tenants import service
@@ -165,8 +166,9 @@ def _start(stack: Stack, command: list[str], port: int) -> subprocess.Popen:  # 
     return process
 
 
-def start_minilm(stack: Stack) -> subprocess.Popen:  # type: ignore[type-arg]
+def start_minilm(stack: Stack, precision: str) -> subprocess.Popen:  # type: ignore[type-arg]
     port = free_port()
+    stack.env["LLMP_EMBED_PRECISION"] = precision
     return _start(stack, [LLMP, "worker", "--model", EMBEDDING_MODEL, "--port", str(port)], port)
 
 
@@ -246,7 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     try:
         api_url, api = stack.start_api()
         kb = Kb(api_url, slug, key)
-        worker = start_minilm(stack)
+        worker = start_minilm(stack, args.embed_precision)
         documents = -(-args.ingest_chunks // 10)
         texts = [vocabulary.document(INGEST_DOC_WORDS) for _ in range(documents)]
         ingested, seconds = kb.upload(texts)
@@ -261,7 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     total += kb.upload(batch)[0]
                     print(f"corpus: {total} chunks", file=sys.stderr)
                 stop(stub)
-                worker = start_minilm(stack)
+                worker = start_minilm(stack, args.embed_precision)
             corpus[str(size)] = total
             for mode in MODES:
                 for _ in range(WARM_QUERIES):
@@ -282,6 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "rss_mb": rss,
         "rss_mb_100k": rss.get("100000"),
         "queries": args.queries,
+        "embed_precision": args.embed_precision,
     }
 
 
@@ -315,6 +318,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000", help="corpus sizes in chunks, comma-separated")
     parser.add_argument("--queries", type=int, default=200, help="per mode and size")
     parser.add_argument("--ingest-chunks", type=int, default=2_000, help="chunks for the ingestion figure")
+    parser.add_argument(
+        "--embed-precision", default="auto", choices=PRECISIONS, help="LLMP_EMBED_PRECISION of the worker"
+    )
     parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
     parser.add_argument("--redis-url", default=BENCH_REDIS_URL)
     parser.add_argument("--json", action="store_true")

@@ -189,7 +189,11 @@ def embed_worker(
 ) -> Iterator[WorkerProcess]:  # type: ignore[no-untyped-def]
     """One worker serving the tiny encoder (an embedding model) for the whole session."""
     register_model(db_engine, TINY_ENCODER, str(encoder_dir), TINY_ENCODER_CONTEXT, kind="embedding")
-    env = worker_env(database_url, redis_url, tmp_path_factory.mktemp("embed-worker"))
+    # float32: the tests compare its vectors with a local float32 Embedder's to 1e-5 (bfloat16, the
+    # default on CPUs that have it, is tested against float32 in test_bundled_minilm.py).
+    env = worker_env(
+        database_url, redis_url, tmp_path_factory.mktemp("embed-worker"), LLMP_EMBED_PRECISION="float32"
+    )
     worker = WorkerProcess(TINY_ENCODER, env).wait_ready()
     yield worker
     worker.stop()

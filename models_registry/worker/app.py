@@ -100,7 +100,9 @@ def create_worker_app(
             f"{model_name}-{uuid.uuid4().hex[:8]}", model_name, settings.resolved_worker_secret, time.time()
         )
         if kind == "embedding":
-            state.embedder = embedder = await asyncio.to_thread(Embedder.load, model_dir, device)
+            state.embedder = embedder = await asyncio.to_thread(
+                Embedder.load, model_dir, device, settings.embed_precision
+            )
             await asyncio.to_thread(embedder.embed, ["warm up"])
             state.embed_capacity = settings.embed_batch_max_inputs
             state.batcher = EmbedBatcher(

@@ -12,6 +12,7 @@ import pytest
 
 from models_registry.bundled import resolve_bundled
 from models_registry.engine.embedder import Embedder
+from models_registry.engine.loader import cpu_has_bf16
 from tests.conftest import PlatformHelper
 from tests.workers import WorkerProcess, wait_registered, worker_env
 
@@ -40,6 +41,27 @@ def test_vectors_are_sentence_transformers_and_mean_what_they_say(tmp_path):
         assert batched == pytest.approx(single, abs=1e-5)  # padding does not change a vector
     assert embedder.embed(texts)[0] == together  # deterministic
     assert cosine(together[0], together[1]) > 0.6 > 0.2 > cosine(together[0], together[2])
+
+
+def test_bfloat16_vectors_stay_close_to_float32(tmp_path):
+    path = resolve_bundled(f"bundled:{MINILM}", tmp_path)
+    exact, fast = Embedder.load(path), Embedder.load(path, precision="bfloat16")
+    assert (exact.autocast, fast.autocast) == (False, True)
+    texts = [
+        "The pump's relief valve RV-7731 opens at 12 bar.",
+        "Quarterly revenue grew by four percent, driven by services.",
+        "A man is eating a piece of bread." * 20,  # a long input beside short ones: padding
+    ]
+    expected, _ = exact.embed(texts)
+    batched, _ = fast.embed(texts)
+    alone = [fast.embed([text])[0][0] for text in texts]
+    for want, got, single in zip(expected, batched, alone, strict=True):
+        assert cosine(want, got) > 0.999 and cosine(want, single) > 0.999
+    # Similarities between texts, what retrieval ranks by, barely move.
+    for a in range(len(texts)):
+        similarities = [cosine(batched[a], other) for other in batched]
+        assert similarities == pytest.approx([cosine(expected[a], other) for other in expected], abs=5e-3)
+    assert Embedder.load(path, precision="auto").autocast == cpu_has_bf16()
 
 
 def test_the_openai_client_embeds_unchanged(minilm_worker, live_api, settings, redis_url):
