@@ -34,6 +34,18 @@ lock: install
 	$(VENV)/bin/uv pip compile pyproject.toml lock.in --extra dev --generate-hashes --quiet \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --find-links $(TORCH_WHEELS) \
 		--custom-compile-command 'make lock' $(LOCK_ARGS) -o $(LOCK)
+	# The container images' locks: the runtime dependencies alone (no dev extra), at requirements.lock's
+	# versions. The API image keeps its CPU torch; the worker image takes the same torch version's CUDA
+	# build from PyPI (docker/torch-cuda.in), so requirements.lock's +cpu pin is left out of its constraints.
+	$(VENV)/bin/uv pip compile pyproject.toml lock.in --constraint $(LOCK) --generate-hashes --quiet \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --find-links $(TORCH_WHEELS) \
+		--custom-compile-command 'make lock' -o docker/requirements-api.lock
+	grep -E '^[A-Za-z0-9].*==' $(LOCK) | sed 's/ \\$$//' | grep -v '^torch==' > $(VENV)/worker-constraints.txt
+	grep -v '^torch' lock.in > $(VENV)/worker-lock.in
+	$(VENV)/bin/uv pip compile pyproject.toml docker/torch-cuda.in $(VENV)/worker-lock.in \
+		--constraint $(VENV)/worker-constraints.txt --generate-hashes --quiet \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--custom-compile-command 'make lock' -o docker/requirements-worker.lock
 
 run: install
 	$(VENV)/bin/llmp migrate

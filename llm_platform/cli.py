@@ -14,15 +14,17 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.auth.security import password_context
 from llm_platform.core.db import run_in_session
-from llm_platform.core.errors import PlatformError
+from llm_platform.core.errors import Conflict, PlatformError
 from llm_platform.core.migrate import revisions, upgrade_to_head
 from llm_platform.core.settings import Settings, settings_help
+from models_registry.models import Model, ModelBackend, ModelKind
 from tenants import service
 from tenants.models import UserRole
 
@@ -271,6 +273,57 @@ def create_key(
         return secret
 
     typer.echo(_run_with_session(_load_settings(), work))
+
+
+@admin_app.command("register-model")
+def register_model(
+    name: Annotated[str, typer.Option(help="Catalogue name: the `model` clients send")],
+    source: Annotated[
+        str,
+        typer.Option(help="hf: directory, cached Hugging Face id or bundled:NAME; openai: upstream model id"),
+    ],
+    base_url: Annotated[
+        str | None, typer.Option(help="An OpenAI-compatible server's /v1 URL (backend openai); unset: hf")
+    ] = None,
+    kind: Annotated[ModelKind, typer.Option(help="chat or embedding")] = ModelKind.chat,
+    context_length: Annotated[int, typer.Option(help="Prompt + completion tokens the model takes")] = 4096,
+) -> None:
+    """Add a model to the catalogue, or bring an existing one to these values and enable it (so a
+    deployment can run it on every upgrade, as the Helm chart does for its vLLM models)."""
+    from models_registry import service as catalogue
+    from models_registry.schemas import ModelCreate
+
+    backend = ModelBackend.openai if base_url else ModelBackend.hf
+    try:
+        wanted = ModelCreate(
+            name=name,
+            kind=kind,
+            backend=backend,
+            source=source,
+            base_url=base_url,
+            context_length=context_length,
+        )
+    except ValidationError as exc:
+        where = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors())
+        typer.echo(f"error: invalid model ({where})", err=True)
+        raise typer.Exit(code=2) from exc
+
+    async def work(session: AsyncSession) -> str:
+        found = await session.scalar(select(Model).where(Model.name == name))
+        if found is None:
+            await catalogue.register_model(session, wanted.model_dump(), catalogue=None)
+            return "registered"
+        if (found.kind, found.backend) != (kind, backend):
+            raise Conflict(
+                f"model {name} exists as {found.kind.value} on backend {found.backend.value}; "
+                f"not changed to {kind.value} on {backend.value}"
+            )
+        changes = {"source": source, "base_url": base_url, "context_length": context_length, "enabled": True}
+        await catalogue.update_model(session, name, changes, catalogue=None)
+        return "updated"
+
+    done = _run_with_session(_load_settings(), work)
+    typer.echo(f"{done} model {name} ({kind.value}, backend {backend.value})")
 
 
 @admin_app.command("bootstrap-demo")

@@ -6,13 +6,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from llm_platform.core.settings import Settings
-from tests.workers import LLMP, llmp, wait_healthy
+from tests.workers import LLMP, free_port, llmp, wait_healthy
 
 
 @pytest.fixture
@@ -203,3 +204,39 @@ def test_commands_without_a_migrated_database_say_so_in_one_line(cli_env, tmp_pa
     error = one_line_error(llmp(unreachable, "migrate", check=False))
     assert "cannot migrate the database at postgresql+psycopg://llmp:***@127.0.0.1:1/none" in error
     assert "hunter2" not in error
+
+
+def test_register_model_adds_an_upstream_model_then_brings_it_up_to_date(cli_env):
+    """What the Helm chart's post-install/post-upgrade Job runs for each vLLM server."""
+    import sqlite3
+
+    llmp(cli_env, "migrate")
+    register = ("admin", "register-model", "--name", "big-llama", "--source", "big-llama")
+    first = llmp(cli_env, *register, "--base-url", "http://vllm-a:8000/v1", "--context-length", "8192")
+    assert first.stdout.strip() == "registered model big-llama (chat, backend openai)"
+    # An upgrade runs it again with new values: the row follows, re-enabled, no duplicate.
+    database = Path(cli_env["LLMP_DATA_DIR"]) / "llmp.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE models SET enabled = 0 WHERE name = 'big-llama'")
+    again = llmp(cli_env, *register, "--base-url", "http://vllm-b:8000/v1", "--context-length", "16384")
+    assert again.stdout.strip() == "updated model big-llama (chat, backend openai)"
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT backend, source, base_url, context_length, enabled FROM models WHERE name = 'big-llama'"
+        ).fetchall()
+    assert rows == [("openai", "big-llama", "http://vllm-b:8000/v1", 16384, 1)]
+    # A model of ours is not silently turned into an upstream one.
+    clash = llmp(
+        cli_env, "admin", "register-model", "--name", "smollm2-135m", "--source", "x",
+        "--base-url", "http://vllm:8000/v1", check=False,
+    )  # fmt: skip
+    assert one_line_error(clash).startswith("error: model smollm2-135m exists as chat on backend hf")
+    bad_name = llmp(cli_env, "admin", "register-model", "--name", "no spaces", "--source", "x", check=False)
+    assert bad_name.returncode == 2 and "invalid model (name)" in bad_name.stderr
+
+
+def test_the_images_healthcheck_passes_on_a_serving_api_and_fails_without_one(cli_env, server):
+    probe = [sys.executable, str(Path(__file__).parent.parent / "docker" / "healthcheck.py"), "api"]
+    assert subprocess.run(probe, env=cli_env, timeout=30).returncode == 0
+    gone = cli_env | {"LLMP_PORT": str(free_port())}
+    assert subprocess.run(probe, env=gone, timeout=30).returncode == 1
