@@ -17,19 +17,22 @@ and rare words. What is measured:
   holds at least each --sizes chunks (corpus_chunks: how many it reached). Embedding 100k chunks with
   MiniLM on two cores would take over a quarter of an hour, so while the corpus loads, a stub embedder
   (this module, --embed-stub: random unit vectors of MiniLM's 384 dimensions) takes the real worker's
-  place under the model's name. Everything else about ingestion (chunking, rows, full-text and FAISS
-  indexes) is the kb's own; FAISS's cost does not depend on the vectors' values.
+  place under the model's name. Everything else about ingestion (chunking, rows) and indexing (FAISS and
+  tantivy in the API process) is the kb's own; FAISS's cost does not depend on the vectors' values.
+- first_search_ms {size: ms}: the first search at each size, which brings the API's index up to the
+  corpus (all of it at the first size; the chunks added since the previous size after that).
 - search_p50_ms / search_p99_ms: `POST /{tenant}/kb/search` (top_k 4), one client, sequential, --queries
   per mode and size after 10 warm-up queries; queries are 4-10 words drawn the same way. The real
   MiniLM worker is back in service, so dense and hybrid include embedding the query. Client wall time.
 - rss_mb_100k: the API process's resident memory (VmRSS) after the searches at 100k chunks, when its
-  FAISS index is loaded; rss_mb holds it for each size.
+  indexes are loaded; rss_mb holds it for each size.
+- --embed-precision sets the MiniLM worker's LLMP_EMBED_PRECISION (reported as embed_precision).
 The run's tenant, and with it its knowledge base, is deleted at the end.
 
 With --json the last line is one JSON object (a contract: keep its keys): ingest_chunks_per_s,
 ingest_chunks, ingest_words_per_chunk, search_p50_ms and search_p99_ms as {mode: {size: ms}} with the
-size as a string ("10000"), corpus_chunks {size: chunks}, rss_mb {size: MB}, rss_mb_100k (null unless
-100000 is among --sizes), queries.
+size as a string ("10000"), corpus_chunks {size: chunks}, first_search_ms {size: ms}, rss_mb {size: MB},
+rss_mb_100k (null unless 100000 is among --sizes), queries, embed_precision.
 """
 
 from __future__ import annotations
@@ -83,12 +86,13 @@ class Vocabulary:
     def __init__(self, model_dir: Path, seed: int = 14) -> None:
         lines = (model_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
         self.words = np.array([w for w in lines if w.isascii() and w.isalpha() and len(w) >= 3])
-        weights = 1.0 / np.arange(1, len(self.words) + 1)
-        self.weights = weights / weights.sum()
+        weights = np.cumsum(1.0 / np.arange(1, len(self.words) + 1))
+        self.cdf = weights / weights[-1]  # drawn by inverse CDF: rng.choice(p=) sums the weights per call
         self.rng = np.random.default_rng(seed)
 
     def draw(self, count: int) -> list[str]:
-        return list(self.rng.choice(self.words, size=count, p=self.weights))
+        picks = np.searchsorted(self.cdf, self.rng.random(count), side="right")
+        return list(self.words[np.minimum(picks, len(self.words) - 1)])
 
     def document(self, words: int) -> str:
         paragraphs, sentences, left = [], [], words
@@ -244,6 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     p50: dict[str, dict[str, float]] = {mode: {} for mode in MODES}
     p99: dict[str, dict[str, float]] = {mode: {} for mode in MODES}
     corpus: dict[str, int] = {}
+    first_search: dict[str, float] = {}
     rss: dict[str, float] = {}
     try:
         api_url, api = stack.start_api()
@@ -265,6 +270,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 stop(stub)
                 worker = start_minilm(stack, args.embed_precision)
             corpus[str(size)] = total
+            # The first search brings the API's index up to the corpus (all of it at the first size,
+            # the chunks added since the last size after that): the cost of a cold start, nearly.
+            first_search[str(size)] = round(kb.search(vocabulary.query(), "lexical"), 1)
             for mode in MODES:
                 for _ in range(WARM_QUERIES):
                     kb.search(vocabulary.query(), mode)
@@ -281,6 +289,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "search_p50_ms": p50,
         "search_p99_ms": p99,
         "corpus_chunks": corpus,
+        "first_search_ms": first_search,
         "rss_mb": rss,
         "rss_mb_100k": rss.get("100000"),
         "queries": args.queries,
