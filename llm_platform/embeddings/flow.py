@@ -122,6 +122,8 @@ class EmbeddingsFlow:
         if key is not None and not caller.fresh:
             raw = await self.cache.get_bytes(key)
             hit = CachedEmbeddings.from_bytes(raw) if raw is not None else None
+            if hit is not None:
+                _check_dimensions(asked.dimensions, hit.vectors)
         audit = caller.audit
         audit.model, audit.cache_hit, audit.store_text = model.name, hit is not None, policy.audit_store_text
         if audit.store_text:
@@ -139,6 +141,7 @@ class EmbeddingsFlow:
                         tenant=tenant.slug,
                         model=model.name,
                         inputs=asked.inputs,
+                        dimensions=asked.dimensions,  # refused by the worker before it computes anything
                     )
                 )
                 result = CachedEmbeddings(answer.embeddings, answer.prompt_tokens)
@@ -152,7 +155,6 @@ class EmbeddingsFlow:
             await self.cache.put_bytes(
                 key, result.to_bytes(), policy.cache.ttl_s, policy.cache.max_entry_bytes
             )
-        _check_dimensions(asked.dimensions, result.vectors)
         return Embedded(model.name, result.vectors, result.prompt_tokens, hit is not None, ticket)
 
     def _bill(self, caller: Caller, model: str, ticket: Ticket, prompt_tokens: int, *, cached: bool) -> None:
@@ -164,8 +166,8 @@ class EmbeddingsFlow:
 
 
 def _check_dimensions(asked: int | None, vectors: list[list[float]]) -> None:
-    """The model's vectors are not cut to another size. Their size is known once they are (the API
-    loads no model), so a request naming another size was served, billed and cached, then refused."""
+    """The model's vectors are not cut to another size. The API loads no model: a cached answer's vectors
+    say the size (refused before it is served or counted); a worker refuses a miss before its forward."""
     if asked is not None and vectors and asked != len(vectors[0]):
         raise BadRequest(
             f"This model's embeddings have {len(vectors[0])} dimensions; 'dimensions' may only be that",

@@ -123,6 +123,8 @@ class EmbedRequest(BaseModel):
     model: str
     inputs: list[str] | list[list[int]] = Field(min_length=1, max_length=MAX_EMBED_INPUTS)
     normalize: bool = True
+    # The vector size the caller asked for: refused before any forward unless it is the model's own.
+    dimensions: int | None = Field(None, ge=1)
 
 
 class EmbedResponse(BaseModel):

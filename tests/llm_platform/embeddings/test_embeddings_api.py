@@ -92,6 +92,21 @@ def test_bad_requests_answer_400_naming_the_param(embedding_served, key_a, body,
     assert error["param"] == param
 
 
+def test_another_size_is_refused_before_anything_is_computed_billed_or_cached(
+    embedding_served, key_a, tenant_a
+):
+    before = usage_totals(embedding_served, tenant_a)
+    text = "a text never embedded before in this session"
+    assert_error(
+        embed(embedding_served, key_a, input=text, dimensions=DIMENSIONS + 1), 400, "invalid_request"
+    )
+    assert usage_totals(embedding_served, tenant_a) == before
+    assert assert_status(embed(embedding_served, key_a, input=text)).headers["x-cache"] == "miss"
+    # A cached answer is refused the same way, from its vectors' size.
+    refused = embed(embedding_served, key_a, input=text, dimensions=DIMENSIONS + 1)
+    assert assert_error(refused, 400, "invalid_request")["param"] == "dimensions"
+
+
 def test_the_models_own_dimensions_and_a_user_are_accepted(embedding_served, key_a):
     response = embed(embedding_served, key_a, input="x", dimensions=DIMENSIONS, user="someone")
     assert len(assert_status(response).json()["data"][0]["embedding"]) == DIMENSIONS
