@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette_exporter import PrometheusMiddleware, handle_metrics
+from starlette_exporter import PrometheusMiddleware
 
 from llm_platform import health
 from llm_platform.audit.middleware import AuditMiddleware
@@ -35,6 +35,7 @@ from llm_platform.routes.audit import router as audit_router
 from llm_platform.routes.auth import router as auth_router
 from llm_platform.routes.knowledge import UPLOAD_PATH
 from llm_platform.routes.knowledge import router as knowledge_router
+from llm_platform.routes.metrics import router as metrics_router
 from llm_platform.routes.models import admin_router as models_admin_router
 from llm_platform.routes.models import tenant_router as models_tenant_router
 from llm_platform.routes.tenants import platform_router, tenant_admin_router
@@ -112,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat_router)
     app.include_router(embeddings_router)
     app.include_router(health.router)
-    app.add_route("/metrics", handle_metrics, include_in_schema=False)
+    app.include_router(metrics_router)
     app.include_router(auth_router)
     app.include_router(platform_router)
     app.include_router(tenant_admin_router)

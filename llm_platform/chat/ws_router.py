@@ -45,6 +45,7 @@ from llm_platform.core.unicode_text import has_lone_surrogate
 from tenants.ref import TenantRef
 
 router = APIRouter()
+WS_CHAT_PATH = "/{tenant}/ws/chat"
 
 AUTH_TIMEOUT_S = 10.0
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_AUTH_TIMEOUT = 4401, 4403, 4404, 4408
@@ -62,7 +63,7 @@ class _Closed(Exception):
         self.code, self.reason = code, reason
 
 
-@router.websocket("/{tenant}/ws/chat")
+@router.websocket(WS_CHAT_PATH)
 async def ws_chat(websocket: WebSocket, tenant: str, turns: ChatTurnsDep, audit: AuditWriterDep) -> None:
     await websocket.accept()
     try:
@@ -214,7 +215,7 @@ async def _audited_turn(socket: _Socket, body: ChatIn, answered: asyncio.Event) 
     websocket = socket.websocket
     # A row per turn, by the socket's caller: the actor and tenant authentication named for the socket.
     audit = dataclasses.replace(audit_context(websocket.scope))
-    caller = Caller(socket.tenant, socket.principal, audit, new_hex_id())
+    caller = Caller(socket.tenant, socket.principal, audit, new_hex_id(), endpoint=WS_CHAT_PATH)
     at, started, status = datetime.now(UTC), time.perf_counter(), 200
     try:
         await _turn(socket, caller, body, answered)
