@@ -13,6 +13,7 @@ from starlette_exporter import PrometheusMiddleware
 
 from llm_platform import health
 from llm_platform.audit.middleware import AuditMiddleware
+from llm_platform.audit.request_log import RequestLogMiddleware
 from llm_platform.chat.conversations_router import router as conversations_router
 from llm_platform.chat.openai_router import router as openai_router
 from llm_platform.chat.openai_router import unsupported_router as openai_unsupported_router
@@ -46,7 +47,7 @@ from llm_platform.state import PlatformState
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=settings.cors_allow_credentials,
             expose_headers=[REQUEST_ID_HEADER, *RATE_LIMIT_HEADER_NAMES, "retry-after", "x-cache"],
         )
+    if settings.log_format == "json":  # its line per request replaces uvicorn's access log
+        app.add_middleware(RequestLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
     # Routes are tried in order, by the router and again by the metrics middleware's path grouping

@@ -30,6 +30,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from llm_platform.audit.context import audit_context, record_action
+from llm_platform.audit.request_log import log_request
 from llm_platform.audit.writer import AuditWriter
 from llm_platform.auth.dependencies import authenticate_credential, check_inference, inference_tenant
 from llm_platform.auth.model_call import Caller
@@ -69,7 +70,8 @@ async def ws_chat(websocket: WebSocket, tenant: str, turns: ChatTurnsDep, audit:
     try:
         principal, tenant_ref = await _authenticate(websocket, tenant)
         await websocket.send_json({"type": "ready", "tenant": tenant_ref.slug, "principal": principal.kind})
-        socket = _Socket(websocket, turns, audit, tenant_ref, principal)
+        json_logs = websocket.app.state.platform.settings.log_format == "json"
+        socket = _Socket(websocket, turns, audit, tenant_ref, principal, json_logs)
         pending: _Frame | None = None  # received while the last turn was closing: the next message
         while True:
             frame = pending if pending is not None else await _receive_frame(websocket)
@@ -127,6 +129,7 @@ class _Socket:
     audit: AuditWriter
     tenant: TenantRef
     principal: Principal
+    log_turns: bool  # a JSON log line per turn (LLMP_LOG_FORMAT=json), as for each HTTP request
 
 
 _Frame = str | bytes  # a text frame, or a binary one
@@ -227,6 +230,14 @@ async def _audited_turn(socket: _Socket, body: ChatIn, answered: asyncio.Event) 
         status = 499  # the client cancelled the answer
         raise
     finally:
+        if socket.log_turns:
+            log_request(
+                websocket.scope,
+                audit,
+                route=WS_CHAT_PATH,
+                status=status,
+                latency_ms=round((time.perf_counter() - started) * 1000),
+            )
         record_action(
             socket.audit,
             websocket.scope,

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from llm_platform.core.errors import error_body
+from llm_platform.core.logging_setup import configure_logging
 from llm_platform.core.middleware import RequestIdMiddleware
 from llm_platform.core.settings import Settings
 from models_registry.engine.embedder import Embedder
@@ -105,6 +106,7 @@ WorkerDep = Annotated[WorkerState, Depends(authorize)]
 def create_worker_app(
     settings: Settings, model_name: str, model_dir: str, device: str, url: str, kind: str = "chat"
 ) -> FastAPI:
+    configure_logging(settings.log_level, settings.log_format)
     state = WorkerState(
         f"{model_name}-{uuid.uuid4().hex[:8]}", model_name, settings.resolved_worker_secret, time.time()
     )
