@@ -13,10 +13,14 @@ from prometheus_client.samples import Sample
 @dataclass
 class Scrape:
     samples: list[Sample]
+    kinds: dict[str, str]  # a sample's name -> its family's type (counter, gauge, histogram...)
 
     @classmethod
     def of(cls, text: str) -> Scrape:
-        return cls([sample for family in text_string_to_metric_families(text) for sample in family.samples])
+        families = list(text_string_to_metric_families(text))
+        samples = [sample for family in families for sample in family.samples]
+        kinds = {sample.name: family.type for family in families for sample in family.samples}
+        return cls(samples, kinds)
 
     def names(self) -> set[str]:
         """The names of the series Prometheus would store."""

@@ -34,6 +34,13 @@ SEARCH_DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 
 # How a model call ended (llmp_model_requests_total's `outcome`).
 OUTCOMES = ("ok", "rate_limited", "quota", "client_error", "model_error", "unavailable", "cancelled")
+# Label values known in advance, whose series exist from the start at 0: rate() over them then sees the
+# first event as an increase, where a series born at 1 would show none.
+LIMITERS = ("redis", "local")
+LIMIT_DIMENSIONS = ("requests", "tokens", "concurrency", "monthly_quota", "daily_quota")
+LIMIT_SCOPES = ("tenant", "key")
+SEARCH_SOURCES = ("api", "chat")
+INGESTION_OUTCOMES = ("indexed", "failed", "retried", "deleted")
 
 
 class _Children(dict[tuple[str, ...], Any]):
@@ -175,6 +182,16 @@ class ApiMetrics:
         )
         self.live_workers = _LiveWorkers()
         registry.register(self.live_workers)
+        for limiter in LIMITERS:
+            self.limiter_admissions[(limiter,)]
+        for dimension in LIMIT_DIMENSIONS:
+            for scope in LIMIT_SCOPES:
+                self.limiter_refusals[(dimension, scope)]
+        for source in SEARCH_SOURCES:
+            self.knowledge_searches[(source,)]
+            self.knowledge_search_duration[(source,)]
+        for outcome in INGESTION_OUTCOMES:
+            self.knowledge_ingestions[(outcome,)]
 
     def cache_lookup(self, tenant: str, hit: bool) -> None:
         self.cache_lookups[(tenant, "hit" if hit else "miss")].inc()
