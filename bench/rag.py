@@ -149,7 +149,7 @@ async def _drop_tenant(settings: Settings, tenant_id: uuid.UUID) -> None:
 
 
 def _wait_serving(stack: Stack, process: subprocess.Popen, port: int, timeout_s: float = 180) -> None:  # type: ignore[type-arg]
-    """Until the worker on `port` answers its health check and is in the registry the API reads."""
+    """Until the worker on `port` is ready in the registry the API reads."""
     registry = redis.Redis.from_url(stack.redis_url)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
@@ -157,7 +157,7 @@ def _wait_serving(stack: Stack, process: subprocess.Popen, port: int, timeout_s:
         if process.poll() is not None:
             raise RuntimeError(f"the worker on port {port} exited with {process.returncode}")
         entries = [registry.get(key) or b"" for key in registry.scan_iter("llmp:workers:*")]
-        if any(url.encode() in entry for entry in entries):
+        if any(url.encode() in entry and b'"state": "ready"' in entry for entry in entries):
             return
         time.sleep(0.2)
     raise RuntimeError(f"the worker on port {port} did not register")

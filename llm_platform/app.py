@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette_exporter import PrometheusMiddleware, handle_metrics
+from starlette_exporter import PrometheusMiddleware
 
 from llm_platform import health
 from llm_platform.audit.middleware import AuditMiddleware
+from llm_platform.audit.request_log import RequestLogMiddleware
 from llm_platform.chat.conversations_router import router as conversations_router
 from llm_platform.chat.openai_router import router as openai_router
 from llm_platform.chat.openai_router import unsupported_router as openai_unsupported_router
@@ -35,6 +36,7 @@ from llm_platform.routes.audit import router as audit_router
 from llm_platform.routes.auth import router as auth_router
 from llm_platform.routes.knowledge import UPLOAD_PATH
 from llm_platform.routes.knowledge import router as knowledge_router
+from llm_platform.routes.metrics import router as metrics_router
 from llm_platform.routes.models import admin_router as models_admin_router
 from llm_platform.routes.models import tenant_router as models_tenant_router
 from llm_platform.routes.tenants import platform_router, tenant_admin_router
@@ -45,7 +47,7 @@ from llm_platform.state import PlatformState
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=settings.cors_allow_credentials,
             expose_headers=[REQUEST_ID_HEADER, *RATE_LIMIT_HEADER_NAMES, "retry-after", "x-cache"],
         )
+    if settings.log_format == "json":  # its line per request replaces uvicorn's access log
+        app.add_middleware(RequestLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
     # Routes are tried in order, by the router and again by the metrics middleware's path grouping
@@ -112,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat_router)
     app.include_router(embeddings_router)
     app.include_router(health.router)
-    app.add_route("/metrics", handle_metrics, include_in_schema=False)
+    app.include_router(metrics_router)
     app.include_router(auth_router)
     app.include_router(platform_router)
     app.include_router(tenant_admin_router)

@@ -10,7 +10,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llm_platform.auth.security import password_context
 from llm_platform.core.db import run_in_session
 from llm_platform.core.errors import Conflict, PlatformError
+from llm_platform.core.logging_setup import uvicorn_log_config
 from llm_platform.core.migrate import revisions, upgrade_to_head
 from llm_platform.core.settings import Settings, settings_help
 from models_registry.models import Model, ModelBackend, ModelKind
@@ -138,6 +139,7 @@ def serve(
             port=settings.port,
             proxy_headers=True,
             log_level=settings.log_level.lower(),
+            **_uvicorn_logging(settings),
         )
     except _StopSignal as stop:
         stopped_by = stop.signum
@@ -197,7 +199,14 @@ def worker(
     app = create_worker_app(
         settings, entry.name, str(model_dir), device, f"http://{host}:{port}", entry.kind.value
     )
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), **_uvicorn_logging(settings))
+
+
+def _uvicorn_logging(settings: Settings) -> dict[str, Any]:
+    """Text: uvicorn's own config and access log. JSON: its lines as JSON, and no access log (the API
+    logs a line per request with more in it; a worker's requests are the API's)."""
+    config = uvicorn_log_config(settings.log_format)
+    return {} if config is None else {"log_config": config, "access_log": False}
 
 
 @app.command()

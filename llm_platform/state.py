@@ -33,6 +33,7 @@ from llm_platform.embeddings.flow import EmbeddingsFlow
 from llm_platform.knowledge.embedding import DispatchedEmbedder
 from llm_platform.knowledge.ingestion import Ingester
 from llm_platform.knowledge.search import KnowledgeBase
+from llm_platform.metrics.api import ApiMetrics
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter
 from llm_platform.ratelimit.redis_limiter import RedisLimiter
@@ -63,6 +64,7 @@ class PlatformState:
     usage: UsageWriter
     knowledge: KnowledgeBase
     ingester: Ingester
+    metrics: ApiMetrics
 
     @classmethod
     def build(cls, settings: Settings) -> PlatformState:
@@ -86,6 +88,7 @@ class PlatformState:
             {name: key.get_secret_value() for name, key in settings.upstream_api_keys.items()},
         )
         catalogue = Catalogue(policies, session_factory)
+        metrics = ApiMetrics(settings.metrics_tenant_label)
         embedder = DispatchedEmbedder(
             dispatcher, catalogue, settings.knowledge_embedding_model, settings.knowledge_embed_batch
         )
@@ -103,10 +106,15 @@ class PlatformState:
             catalogue=catalogue,
             cache=RedisResponseCache(redis) if redis else MemoryResponseCache(settings.cache_memory_bytes),
             meter=Meter(
-                policies, session_factory, RedisLimiter(redis), MemoryLimiter(), ledger_sync=usage.flush
+                policies,
+                session_factory,
+                RedisLimiter(redis),
+                MemoryLimiter(),
+                ledger_sync=usage.flush,
+                metrics=metrics,
             )
             if redis
-            else Meter(policies, session_factory, MemoryLimiter(), ledger_sync=usage.flush),
+            else Meter(policies, session_factory, MemoryLimiter(), ledger_sync=usage.flush, metrics=metrics),
             usage=usage,
             audit=AuditWriter(
                 session_factory,
@@ -115,7 +123,8 @@ class PlatformState:
                 batch_size=settings.audit_batch_size,
             ),
             knowledge=KnowledgeBase(session_factory, embedder),
-            ingester=Ingester(session_factory, embedder, settings),
+            ingester=Ingester(session_factory, embedder, settings, metrics),
+            metrics=metrics,
         )
 
     @cached_property
@@ -132,6 +141,7 @@ class PlatformState:
             self.settings.default_chat_model,
             self.settings.default_max_tokens,
             self.knowledge,
+            self.metrics,
         )
 
     @cached_property
@@ -145,6 +155,7 @@ class PlatformState:
             self.dispatcher,
             self.usage,
             self.settings.default_embedding_model,
+            self.metrics,
         )
 
     @property

@@ -28,6 +28,7 @@ from models_registry.upstream import Upstream, generate_upstream
 from models_registry.worker.protocol import (
     EMBED_PATH,
     GENERATE_PATH,
+    READY,
     EmbedRequest,
     EmbedResponse,
     GenerateRequest,
@@ -140,8 +141,9 @@ class Dispatcher:
         return {**self._headers, "X-Request-ID": current_request_id()}
 
     async def _candidates(self, model: str) -> list[WorkerInfo]:
-        """The least-loaded live worker of the model, then the next (for one retry)."""
-        candidates = sorted(await self._registry.live_workers(model), key=self._load)
+        """The least-loaded ready worker of the model, then the next (for one retry)."""
+        live = await self._registry.live_workers(model)
+        candidates = sorted((worker for worker in live if worker.state == READY), key=self._load)
         if not candidates:
             raise ModelUnavailable(
                 f"No worker is serving the model '{model}' right now; try again shortly",

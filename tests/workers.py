@@ -95,14 +95,14 @@ class WorkerProcess:
 
 
 def wait_registered(redis_url: str, model: str, count: int = 1, timeout_s: float = 10) -> list[dict]:
-    """Blocks until `count` live workers of `model` are in the Redis registry (tests flush it)."""
+    """Blocks until `count` ready workers of `model` are in the Redis registry (tests flush it)."""
     import json
 
     client = redis.Redis.from_url(redis_url)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         entries = [json.loads(raw) for key in client.scan_iter("llmp:workers:*") if (raw := client.get(key))]
-        serving = [e for e in entries if model in e["models"]]
+        serving = [e for e in entries if model in e["models"] and e.get("state", "ready") == "ready"]
         if len(serving) >= count:
             return serving
         time.sleep(0.05)

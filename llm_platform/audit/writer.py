@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 WRITTEN = Counter("llmp_audit_rows_written_total", "Audit rows inserted into Postgres")
 SPOOLED = Counter("llmp_audit_entries_spooled_total", "Audit entries written to the local spool file")
 QUEUED = Gauge("llmp_audit_queue_depth", "Audit entries waiting in memory")
+SPOOL_BYTES = Gauge("llmp_audit_spool_bytes", "Size of the spool files waiting to be replayed into Postgres")
 
 RETRY_S = 1.0  # after a failed write, batches go straight to the spool for this long
 LINGER_S = 0.05  # how long the first entry of a batch waits for company
@@ -67,6 +68,14 @@ class Spool:
             path for path in self.directory.glob("*.jsonl") if path != self.path and _orphan_or_mine(path)
         )
 
+    def size_bytes(self) -> int:
+        """What the spool holds (read at scrape time: a directory listing, no file is opened)."""
+        total = 0
+        for path in self.directory.glob("*.jsonl"):
+            with contextlib.suppress(FileNotFoundError):  # replayed and removed meanwhile
+                total += path.stat().st_size
+        return total
+
 
 def _orphan_or_mine(path: Path) -> bool:
     pid = int(path.name.split(".", 1)[0])
@@ -94,6 +103,7 @@ class AuditWriter:
         self._queue: asyncio.Queue[AuditEntry] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._spool = Spool(spool_dir)
+        SPOOL_BYTES.set_function(self._spool.size_bytes)  # the process's writer (one per app)
         self._clock = clock
         self._down_until = 0.0
         self._spooled = True  # there may be files left by an earlier process: look once

@@ -36,6 +36,7 @@ class Caller:
     audit: AuditContext
     request_id: str  # the action's: a worker's log lines and a generation's tag carry it
     fresh: bool = False  # a cached answer will not do (Cache-Control: no-cache)
+    endpoint: str = "-"  # the route's path template: the model-call metrics' `endpoint` label
 
 
 @dataclass(slots=True)
@@ -56,6 +57,7 @@ class ModelCaller:
             audit_context(request.scope),
             current_request_id(),
             asks_for_fresh_answer(request),
+            request.scope["route"].path,
         )
         return cls(caller, response_headers(request.scope))
 

@@ -11,6 +11,7 @@ from llm_platform.auth.principal import Principal
 from llm_platform.cache.response_cache import CachedAnswer, CacheSlot
 from llm_platform.chat.conversations import ConversationStore, Memory
 from llm_platform.core.errors import ServiceUnavailable
+from llm_platform.metrics.calls import ModelCall
 from llm_platform.ratelimit.meter import Ticket
 from tenants.usage import UsageRecord
 from tenants.usage_writer import UsageWriter
@@ -34,6 +35,7 @@ class Settlement:
     model: str
     ticket: Ticket
     audit: AuditContext
+    call: ModelCall  # the call's metrics
     memory: Memory | None = None
     cache_slot: CacheSlot | None = None  # None: a hit, or an answer that may not be cached
 
@@ -42,6 +44,7 @@ class Settlement:
         what it used, then cached (last: a cache that fails must not cost the bill)."""
         text = "".join(answer.pieces)
         self.note_in_audit(answer.prompt_tokens, answer.completion_tokens, text)
+        self.call.answered(answer.prompt_tokens, answer.completion_tokens)
         try:
             self.bill(answer.prompt_tokens, answer.completion_tokens)
             await self.remember(text)
@@ -53,6 +56,7 @@ class Settlement:
         """A cached answer costs no tokens: usage counts the request as a cached hit."""
         text = "".join(hit.pieces)
         self.note_in_audit(0, 0, text)
+        self.call.served_from_cache(hit.prompt_tokens + hit.completion_tokens)
         try:
             self.bill(0, 0, cached=True)
             await self.remember(text)
@@ -63,6 +67,7 @@ class Settlement:
         """Failed, cancelled or abandoned: billed for the tokens it produced, and nothing more; not
         remembered, not cached."""
         self.note_in_audit(prompt_tokens, completion_tokens, None)
+        self.call.interrupted(prompt_tokens, completion_tokens)
         try:
             if prompt_tokens or completion_tokens:
                 self.bill(prompt_tokens, completion_tokens)
@@ -71,7 +76,9 @@ class Settlement:
 
     def failed(self) -> None:
         """The answer ended in a model failure: audited as such, even where a stream already sent 200."""
-        self.audit.failed(model_failed().status_code)
+        failure = model_failed()
+        self.audit.failed(failure.status_code)
+        self.call.failed(failure)
 
     # The steps.
 

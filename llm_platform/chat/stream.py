@@ -14,7 +14,7 @@ import anyio
 from llm_platform.cache.response_cache import CachedAnswer
 from llm_platform.chat.generation import Generation
 from llm_platform.chat.settle import Settlement, model_failed
-from llm_platform.core.errors import ServiceUnavailable
+from llm_platform.core.errors import PlatformError, ServiceUnavailable
 from models_registry.dispatch import Dispatcher, WorkerFailed
 from models_registry.worker.protocol import WorkerEvent
 
@@ -44,6 +44,8 @@ async def stream_answer(
                     prompt_tokens = max(prompt_tokens, event.prompt_tokens)
                     completion_tokens = max(completion_tokens, event.completion_tokens)
                     if event.text:
+                        if not parts:
+                            settlement.call.first_token()
                         parts.append(event.text)
                         yield WorkerEvent(text=event.text)
                     if event.finished:
@@ -68,6 +70,9 @@ async def stream_answer(
                 yield WorkerEvent(
                     finished=True, finish_reason="error", error="The model failed while generating"
                 )
+    except PlatformError as error:  # refused before its first event: no worker, a prompt too long
+        settlement.call.failed(error)
+        raise
     finally:
         if not settled:
             # Also when the client went away: the server is cancelling this task, and billing must finish.

@@ -12,6 +12,7 @@ the prompt (chat/grounding.py), so it comes between them and the cache lookup to
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from llm_platform.chat.stream import replay, stream_answer
 from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.core.ids import new_hex_id
 from llm_platform.knowledge.search import KnowledgeBase
+from llm_platform.metrics.api import ApiMetrics
+from llm_platform.metrics.calls import ModelCall
 from llm_platform.ratelimit.meter import Meter, Ticket
 from models_registry.dispatch import Dispatcher
 from models_registry.service import Catalogue
@@ -99,11 +102,20 @@ class ChatTurns:
     default_chat_model: str
     default_max_tokens: int  # LLMP_DEFAULT_MAX_TOKENS: applied by `resolve`, and nowhere else
     knowledge: KnowledgeBase | None = None  # the tenants' knowledge bases
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
 
     async def start(self, caller: Caller, asked: TurnRequest) -> Turn:
         """The turn up to its answer's events. A refusal (an unknown model, a bad parameter, a limit)
         is raised here, a dispatch failure (no worker) with the first event: a front door that awaits
         that event before it sends anything can still answer either with its own status."""
+        call = ModelCall(self.metrics, caller.tenant.slug, caller.endpoint)
+        try:
+            return await self._start(caller, asked, call)
+        except BaseException as error:  # counted once here; from here on the settlement counts it
+            call.refused(error)
+            raise
+
+    async def _start(self, caller: Caller, asked: TurnRequest, call: ModelCall) -> Turn:
         tenant = caller.tenant
         history, memory = await self.recall(caller, asked)
         message_id = new_message_id()
@@ -116,6 +128,7 @@ class ChatTurns:
             f"{caller.request_id}:{message_id}",
             default_max_tokens=self.default_max_tokens,
         )
+        call.model = generation.model
         # Retrieval adds to the prompt, which the cache key and the reservation below are computed from.
         passages = await self.retrieve(tenant, asked)
         if passages:
@@ -133,6 +146,7 @@ class ChatTurns:
             generation.model,
             ticket,
             caller.audit,
+            call,
             memory,
             None if hit else slot,
         )
@@ -168,9 +182,12 @@ class ChatTurns:
         if self.knowledge is None:
             raise ServiceUnavailable("The knowledge base is not available", code="knowledge_unavailable")
         query = query_of(asked.new_messages)
-        return await self.knowledge.retrieve(
+        started = time.perf_counter()
+        passages = await self.knowledge.retrieve(
             tenant.id, query, asked.knowledge.top_k, asked.knowledge.collections
         )
+        self.metrics.knowledge_searched("chat", time.perf_counter() - started)
+        return passages
 
     async def look_up(
         self, tenant: TenantRef, generation: Generation, policy: TenantPolicy, *, fresh: bool
@@ -181,7 +198,11 @@ class ChatTurns:
             return None, None
         key = cache_key(tenant.id, generation.request)
         slot = CacheSlot(self.cache, key, policy.cache.ttl_s, policy.cache.max_entry_bytes)
-        return slot, None if fresh else await self.cache.get(key)
+        if fresh:
+            return slot, None
+        hit = await self.cache.get(key)
+        self.metrics.cache_lookup(tenant.slug, hit is not None)
+        return slot, hit
 
 
 def _note_request(

@@ -30,6 +30,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from llm_platform.audit.context import audit_context, record_action
+from llm_platform.audit.request_log import log_request
 from llm_platform.audit.writer import AuditWriter
 from llm_platform.auth.dependencies import authenticate_credential, check_inference, inference_tenant
 from llm_platform.auth.model_call import Caller
@@ -45,6 +46,7 @@ from llm_platform.core.unicode_text import has_lone_surrogate
 from tenants.ref import TenantRef
 
 router = APIRouter()
+WS_CHAT_PATH = "/{tenant}/ws/chat"
 
 AUTH_TIMEOUT_S = 10.0
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_AUTH_TIMEOUT = 4401, 4403, 4404, 4408
@@ -62,13 +64,14 @@ class _Closed(Exception):
         self.code, self.reason = code, reason
 
 
-@router.websocket("/{tenant}/ws/chat")
+@router.websocket(WS_CHAT_PATH)
 async def ws_chat(websocket: WebSocket, tenant: str, turns: ChatTurnsDep, audit: AuditWriterDep) -> None:
     await websocket.accept()
     try:
         principal, tenant_ref = await _authenticate(websocket, tenant)
         await websocket.send_json({"type": "ready", "tenant": tenant_ref.slug, "principal": principal.kind})
-        socket = _Socket(websocket, turns, audit, tenant_ref, principal)
+        json_logs = websocket.app.state.platform.settings.log_format == "json"
+        socket = _Socket(websocket, turns, audit, tenant_ref, principal, json_logs)
         pending: _Frame | None = None  # received while the last turn was closing: the next message
         while True:
             frame = pending if pending is not None else await _receive_frame(websocket)
@@ -126,6 +129,7 @@ class _Socket:
     audit: AuditWriter
     tenant: TenantRef
     principal: Principal
+    log_turns: bool  # a JSON log line per turn (LLMP_LOG_FORMAT=json), as for each HTTP request
 
 
 _Frame = str | bytes  # a text frame, or a binary one
@@ -214,7 +218,7 @@ async def _audited_turn(socket: _Socket, body: ChatIn, answered: asyncio.Event) 
     websocket = socket.websocket
     # A row per turn, by the socket's caller: the actor and tenant authentication named for the socket.
     audit = dataclasses.replace(audit_context(websocket.scope))
-    caller = Caller(socket.tenant, socket.principal, audit, new_hex_id())
+    caller = Caller(socket.tenant, socket.principal, audit, new_hex_id(), endpoint=WS_CHAT_PATH)
     at, started, status = datetime.now(UTC), time.perf_counter(), 200
     try:
         await _turn(socket, caller, body, answered)
@@ -226,6 +230,14 @@ async def _audited_turn(socket: _Socket, body: ChatIn, answered: asyncio.Event) 
         status = 499  # the client cancelled the answer
         raise
     finally:
+        if socket.log_turns:
+            log_request(
+                websocket.scope,
+                audit,
+                route=WS_CHAT_PATH,
+                status=status,
+                latency_ms=round((time.perf_counter() - started) * 1000),
+            )
         record_action(
             socket.audit,
             websocket.scope,

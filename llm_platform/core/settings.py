@@ -55,6 +55,20 @@ class Settings(BaseSettings):
     host: Annotated[str, Field(description="Address `llmp serve` binds")] = "127.0.0.1"
     port: Annotated[int, Field(description="Port `llmp serve` binds", ge=1, le=65535)] = 8000
     log_level: Annotated[str, Field(description="Python log level of the platform's loggers")] = "INFO"
+    log_format: Annotated[
+        Literal["text", "json"],
+        Field(
+            description="text: readable lines; json: one JSON object a line, and one line per request "
+            "(request id, tenant, actor, model, status, tokens, latency) in place of uvicorn's access log"
+        ),
+    ] = "text"
+    metrics_tenant_label: Annotated[
+        bool,
+        Field(
+            description="Model-call metrics (API) and running sequences (workers) carry a tenant label; off "
+            "for platforms with thousands of tenants, where a series per tenant is too many"
+        ),
+    ] = True
     opentelemetry: Annotated[
         bool,
         Field(description="FastAPI's OpenTelemetry traces, metrics and logs, sent to the global providers"),

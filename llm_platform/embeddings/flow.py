@@ -13,12 +13,14 @@ import base64
 import json
 import sys
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llm_platform.auth.model_call import Caller
 from llm_platform.cache.embedding_cache import CachedEmbeddings, embedding_cache_key
 from llm_platform.cache.response_cache import ResponseCache
 from llm_platform.core.errors import BadRequest
+from llm_platform.metrics.api import ApiMetrics
+from llm_platform.metrics.calls import ModelCall
 from llm_platform.ratelimit.meter import Meter, Ticket
 from models_registry.dispatch import Dispatcher
 from models_registry.models import ModelKind
@@ -107,10 +109,25 @@ class EmbeddingsFlow:
     dispatcher: Dispatcher
     usage: UsageWriter
     default_embedding_model: str
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
 
     async def embed(self, caller: Caller, asked: EmbeddingsAsk) -> Embedded:
+        call = ModelCall(self.metrics, caller.tenant.slug, caller.endpoint)
+        try:
+            embedded = await self._embed(caller, asked, call)
+        except BaseException as error:
+            call.refused(error)
+            raise
+        if embedded.cache_hit:
+            call.served_from_cache(embedded.prompt_tokens)
+        else:
+            call.answered(embedded.prompt_tokens, 0)
+        return embedded
+
+    async def _embed(self, caller: Caller, asked: EmbeddingsAsk, call: ModelCall) -> Embedded:
         tenant = caller.tenant
         model = await self.catalogue.model_for(tenant.id, asked.model or self.default_embedding_model)
+        call.model = model.name
         if model.kind is not ModelKind.embedding:
             raise BadRequest(
                 f"The model '{model.name}' is not an embedding model", code="invalid_model", param="model"
@@ -124,6 +141,7 @@ class EmbeddingsFlow:
             hit = CachedEmbeddings.from_bytes(raw) if raw is not None else None
             if hit is not None:
                 _check_dimensions(asked.dimensions, hit.vectors)
+            self.metrics.cache_lookup(tenant.slug, hit is not None)
         audit = caller.audit
         audit.model, audit.cache_hit, audit.store_text = model.name, hit is not None, policy.audit_store_text
         if audit.store_text:

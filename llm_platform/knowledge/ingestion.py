@@ -29,6 +29,7 @@ from llm_platform.knowledge import chunking
 from llm_platform.knowledge.embedding import TextEmbedder
 from llm_platform.knowledge.models import Chunk, Document, DocumentStatus
 from llm_platform.knowledge.service import bump_version, content_hash, release_stale_leases
+from llm_platform.metrics.api import ApiMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,13 @@ RETRY_AFTER_S = 10.0  # a document whose embedding failed waits this long, times
 
 class Ingester:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], embedder: TextEmbedder, settings: Settings
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        embedder: TextEmbedder,
+        settings: Settings,
+        metrics: ApiMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or ApiMetrics()
         self._sessions = sessions
         self.embedder = embedder
         self._settings = settings
@@ -80,7 +86,7 @@ class Ingester:
             await release_stale_leases(session)
         done = 0
         while (document_id := await self._claim()) is not None:
-            await self._ingest(document_id)
+            self._metrics.knowledge_ingestions[(await self._ingest(document_id),)].inc()
             done += 1
         return done
 
@@ -108,12 +114,13 @@ class Ingester:
                     return document_id
         return None
 
-    async def _ingest(self, document_id: uuid.UUID) -> None:
+    async def _ingest(self, document_id: uuid.UUID) -> str:
+        """Indexes one claimed document; returns what became of it (the ingestions metric's outcome)."""
         async with self._sessions() as session:
             columns = (Document.text, Document.tenant_id, Document.collection_id, Document.attempts)
             row = (await session.execute(select(*columns).where(Document.id == document_id))).first()
         if row is None:  # deleted meanwhile
-            return
+            return "deleted"
         text, tenant_id, collection_id, attempts = row
         try:
             model = await self.embedder.model()
@@ -127,12 +134,13 @@ class Ingester:
             )
             if not pieces:
                 await self._fail(document_id, "The document has no text to index")
-                return
+                return "failed"
             vectors = await self._embed(document_id, str(tenant_id), pieces)
         except PlatformError as exc:  # the embedding model is unavailable or refused: try again later
             await self._retry(document_id, attempts, exc.message)
-            return
+            return "retried"
         await self._finish(document_id, tenant_id, collection_id, pieces, vectors)
+        return "indexed"
 
     async def _embed(self, document_id: uuid.UUID, tenant: str, pieces: list[str]) -> np.ndarray:
         batch = self._settings.knowledge_embed_batch

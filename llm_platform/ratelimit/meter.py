@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from llm_platform.core.errors import RateLimited, ServiceUnavailable
 from llm_platform.core.ids import new_hex_id
 from llm_platform.core.redis_client import RedisBusy
+from llm_platform.metrics.api import ApiMetrics
 from llm_platform.ratelimit.admission import Decision, Limiter, Periods, Scope
 from llm_platform.ratelimit.headers import rate_limit_headers
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
@@ -141,6 +142,7 @@ class Meter:
         fallback: MemoryLimiter | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         ledger_sync: Callable[[], Awaitable[None]] | None = None,
+        metrics: ApiMetrics | None = None,
     ) -> None:
         self.policies = policies
         self._sessions = sessions  # to rebuild quota counters from the ledger
@@ -149,6 +151,8 @@ class Meter:
         self.clock = clock  # injectable, so tests can roll a month over
         self._ledger_sync = ledger_sync  # writes this process's pending usage before a counter is rebuilt
         self._redis_down_until = 0.0
+        self._metrics = metrics or ApiMetrics()
+        self._degraded = False  # the last decision was the fallback's (or a fail-closed refusal)
 
     async def admit(self, tenant_id: uuid.UUID, principal: Caller, reserve_tokens: int) -> Ticket:
         """Admits the request against its tenant's and API key's limits, or raises RateLimited /
@@ -164,11 +168,15 @@ class Meter:
             if self.fallback is not None and time.monotonic() < self._redis_down_until:
                 raise ConnectionError("Redis was unreachable a moment ago")
             decision = await self._decide(limiter, scopes, owners, lease, reserve_tokens, periods)
+            if self._degraded:
+                self._set_degraded(False)
         except _LIMITER_ERRORS as exc:
             if self.fallback is None:
                 raise
             self._redis_down_until = time.monotonic() + _REDIS_RETRY_S
             DEGRADED.labels(mode=mode.value).inc()
+            if not self._degraded:
+                self._set_degraded(True)
             logger.warning("rate limits degraded (Redis unreachable: %s); tenant fails %s", exc, mode.value)
             if mode is FailMode.closed:
                 raise ServiceUnavailable(
@@ -178,9 +186,19 @@ class Meter:
                 ) from exc
             limiter = self.fallback
             decision = await self._decide(limiter, scopes, owners, lease, reserve_tokens, periods)
+        metrics = self._metrics
         if not decision.allowed:
+            whose = "key" if scopes[decision.scope].name.startswith("key:") else "tenant"
+            metrics.limiter_refusals[(decision.reason or "requests", whose)].inc()
             raise _refusal(decision, scopes, periods, int(now.timestamp() * 1000), reserve_tokens)
+        # Redis's, or this process's own: the only limiter embedded, or the fallback while Redis is down.
+        in_process = self.fallback is None or limiter is self.fallback
+        metrics.limiter_admissions[("local" if in_process else "redis",)].inc()
         return Ticket(limiter, scopes, lease, periods, decision, reserve_tokens, now)
+
+    def _set_degraded(self, degraded: bool) -> None:
+        self._degraded = degraded
+        self._metrics.limits_degraded.set(1 if degraded else 0)
 
     async def _decide(
         self,

@@ -5,6 +5,7 @@ member or an API key with `inference`. Another tenant's documents answer 404, as
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Annotated
 
@@ -37,6 +38,7 @@ from llm_platform.knowledge.schemas import (
     SearchRequest,
     SearchResults,
 )
+from llm_platform.metrics.api import ApiMetricsDep
 
 router = APIRouter(prefix="/{tenant}/kb", tags=["knowledge base"])
 UPLOAD_PATH = r"/[^/]+/kb/documents"  # for the body-size limit: uploads may be larger than other bodies
@@ -151,10 +153,15 @@ async def delete_document(
 
 @router.post("/search")
 async def search(
-    body: SearchRequest, tenant: TenantDep, _: KnowledgeReaderDep, knowledge: KnowledgeBaseDep
+    body: SearchRequest,
+    tenant: TenantDep,
+    _: KnowledgeReaderDep,
+    knowledge: KnowledgeBaseDep,
+    metrics: ApiMetricsDep,
 ) -> SearchResults:
     """The passages that best match `query`: `hybrid` (dense and lexical fused by reciprocal rank
     fusion; score: the fused score), `dense` (score: cosine similarity) or `lexical` (full-text rank)."""
+    started = time.perf_counter()
     passages = await knowledge.search(
         tenant.id,
         body.query,
@@ -163,6 +170,7 @@ async def search(
         mode=body.mode,
         metadata=body.filter,
     )
+    metrics.knowledge_searched("api", time.perf_counter() - started)
     return SearchResults(data=passages)
 
 

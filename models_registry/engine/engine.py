@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from models_registry.engine.loader import eos_token_ids
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 from models_registry.engine.sampler import RowState, sample_next_tokens
 from models_registry.engine.scheduler import FairScheduler, QueueFull
+from models_registry.engine.stats import EngineStats, StepObserver
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class Engine:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         config: EngineConfig | None = None,
+        step_observer: StepObserver | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -84,6 +87,9 @@ class Engine:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="llmp-engine", daemon=True)
         self.steps = 0
+        self.prefill_tokens = 0
+        self.generated_tokens = 0
+        self._step_observer = step_observer
 
     # --- the caller's side (any thread) -----------------------------------------------------------
 
@@ -131,6 +137,22 @@ class Engine:
                 "capacity": self.config.max_running,
             }
 
+    def stats(self) -> EngineStats:
+        with self._lock:
+            waiting, by_tenant = self._scheduler.waiting, dict(self._scheduler.running)
+            running = len(self._rows) + len(self._prefilling)
+        return EngineStats(
+            waiting,
+            running,
+            by_tenant,
+            len(self._rows),
+            self._cache.max_rows,
+            self._reserved_tokens,
+            self.prefill_tokens,
+            self.generated_tokens,
+            self.steps,
+        )
+
     # --- the engine thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -151,6 +173,7 @@ class Engine:
                     self._reserved_tokens += sequence.reserved_tokens
                     self._prefilling.append(sequence)
                 self._drop_cancelled(cancelled)
+                started = time.perf_counter()
                 try:
                     self._prefill_step()
                     if self._rows:
@@ -159,6 +182,8 @@ class Engine:
                     logger.exception("engine step failed; failing the running requests")
                     self._fail_everything()
                 self.steps += 1
+                if self._step_observer is not None:
+                    self._step_observer(time.perf_counter() - started)
             self._fail_everything(reason="cancelled")
             with self._lock:
                 waiting = self._scheduler.drain()
@@ -222,6 +247,7 @@ class Engine:
             attention_mask[row, width - length :] = 1
             position_ids[row, width - length :] = torch.arange(length)
         cache = DynamicCache(config=self.model.config)
+        self.prefill_tokens += sum(lengths)
         output = self.model(
             input_ids=input_ids.to(self.device),
             attention_mask=attention_mask.to(self.device),
@@ -262,6 +288,7 @@ class Engine:
             logits_to_keep=1,
         )
         sequence.prefilled += len(chunk)
+        self.prefill_tokens += len(chunk)
         if sequence.prefilled == len(prompt):
             logits = output.logits[:, -1, :]
             first_token = sample_next_tokens(logits, [sequence.row_state], self._generator)[0]
@@ -302,6 +329,7 @@ class Engine:
     def _accept(self, sequence: GenerationState, token: int) -> bool:
         """Records a sampled token and streams its text. True when the sequence is done."""
         sequence.generated.append(token)
+        self.generated_tokens += 1
         sequence.row_state.record(token)
         sequence.pending_token = token
         params = sequence.request.params

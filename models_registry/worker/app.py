@@ -18,10 +18,12 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from llm_platform.core.errors import error_body
+from llm_platform.core.logging_setup import configure_logging
 from llm_platform.core.middleware import RequestIdMiddleware
 from llm_platform.core.settings import Settings
 from models_registry.engine.embedder import Embedder
@@ -35,8 +37,10 @@ from models_registry.engine.engine import (
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model, warm_up
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter, SamplingParams
 from models_registry.engine.scheduler import QueueFull
+from models_registry.engine.stats import EngineStats
 from models_registry.worker.embed_batcher import EmbedBatcher
 from models_registry.worker.heartbeat import HeartbeatSender
+from models_registry.worker.metrics import worker_registry
 from models_registry.worker.protocol import (
     EMBED_PATH,
     GENERATE_PATH,
@@ -65,8 +69,10 @@ class WorkerState:
     embedder: Embedder | None = None
     batcher: EmbedBatcher | None = None
     embed_capacity: int = 1  # requests one forward takes at most (one input each)
-    generated_tokens: int = 0
     requests: int = 0
+    load_s: float = 0.0  # how long loading the model took
+    warmup_s: float = 0.0
+    ready: bool = False  # loaded and warmed up: the registry hears so, and work comes
 
     def load(self) -> dict[str, int]:
         if self.engine is not None:
@@ -77,6 +83,12 @@ class WorkerState:
             "waiting": max(0, in_flight - self.embed_capacity),
             "capacity": self.embed_capacity,
         }
+
+    def engine_stats(self) -> EngineStats | None:
+        return self.engine.stats() if self.engine is not None else None
+
+    def embed_forwards(self) -> int | None:
+        return self.batcher.forwards if self.batcher is not None else None
 
 
 async def authorize(request: Request) -> WorkerState:
@@ -94,29 +106,25 @@ WorkerDep = Annotated[WorkerState, Depends(authorize)]
 def create_worker_app(
     settings: Settings, model_name: str, model_dir: str, device: str, url: str, kind: str = "chat"
 ) -> FastAPI:
+    configure_logging(settings.log_level, settings.log_format)
+    state = WorkerState(
+        f"{model_name}-{uuid.uuid4().hex[:8]}", model_name, settings.resolved_worker_secret, time.time()
+    )
+    registry, observe_step = worker_registry(state, settings.metrics_tenant_label)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = WorkerState(
-            f"{model_name}-{uuid.uuid4().hex[:8]}", model_name, settings.resolved_worker_secret, time.time()
-        )
-        if kind == "embedding":
-            state.embedder = embedder = await asyncio.to_thread(
-                Embedder.load, model_dir, device, settings.embed_precision
-            )
-            await asyncio.to_thread(embedder.embed, ["warm up"])
-            state.embed_capacity = settings.embed_batch_max_inputs
-            state.batcher = EmbedBatcher(
-                embedder.forward, settings.embed_batch_max_inputs, settings.embed_batch_max_tokens
-            ).start()
-        else:
-            model, tokenizer = await asyncio.to_thread(load_chat_model, model_dir, device)
-            await asyncio.to_thread(warm_up, model, tokenizer)
-            state.engine = Engine(model, tokenizer, _engine_config(settings)).start()
-        app.state.worker = state
+        # Registered while it loads (as starting: sent no work), so the pool shows it coming up.
         heartbeat = HeartbeatSender(settings, state.worker_id, url, (model_name,), state.load)
         await heartbeat.start()
-        logger.info("worker %s serving %s (%s) on %s (%s)", state.worker_id, model_name, kind, url, device)
         try:
+            await load_model()
+            app.state.worker = state
+            state.ready = True
+            await heartbeat.ready()
+            logger.info(
+                "worker %s serving %s (%s) on %s (%s)", state.worker_id, model_name, kind, url, device
+            )
             yield
         finally:
             await heartbeat.stop()
@@ -124,6 +132,25 @@ def create_worker_app(
                 await state.batcher.stop()
             if state.engine is not None:
                 await asyncio.to_thread(state.engine.shutdown)
+
+    async def load_model() -> None:
+        started = time.perf_counter()
+        if kind == "embedding":
+            state.embedder = embedder = await asyncio.to_thread(
+                Embedder.load, model_dir, device, settings.embed_precision
+            )
+            loaded = time.perf_counter()
+            await asyncio.to_thread(embedder.embed, ["warm up"])
+            state.embed_capacity = settings.embed_batch_max_inputs
+            state.batcher = EmbedBatcher(
+                embedder.forward, settings.embed_batch_max_inputs, settings.embed_batch_max_tokens
+            ).start()
+        else:
+            model, tokenizer = await asyncio.to_thread(load_chat_model, model_dir, device)
+            loaded = time.perf_counter()
+            await asyncio.to_thread(warm_up, model, tokenizer)
+            state.engine = Engine(model, tokenizer, _engine_config(settings), observe_step).start()
+        state.load_s, state.warmup_s = loaded - started, time.perf_counter() - loaded
 
     app = FastAPI(
         title=f"llm-platform worker: {model_name}", lifespan=lifespan, docs_url=None, redoc_url=None
@@ -171,7 +198,7 @@ def create_worker_app(
             raise _Rejected(503, "worker_busy", "the worker's queue is full") from exc
         worker.requests += 1
         return StreamingResponse(
-            _stream(worker, engine, body.request_id, events, references_used),
+            _stream(engine, body.request_id, events, references_used),
             media_type="application/x-ndjson",
         )
 
@@ -211,16 +238,10 @@ def create_worker_app(
             **worker.load(),
         }
 
-    @app.get(METRICS_PATH)
-    async def metrics(worker: WorkerDep) -> dict[str, object]:
-        return {
-            **worker.load(),
-            "requests_total": worker.requests,
-            "generated_tokens_total": worker.generated_tokens,
-            "engine_steps_total": worker.engine.steps if worker.engine else 0,
-            "embed_forwards_total": worker.batcher.forwards if worker.batcher else 0,
-            "uptime_s": round(time.time() - worker.started_at, 1),
-        }
+    @app.get(METRICS_PATH, include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus's text format; no secret, like the API's /metrics (it shows load, not data)."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
@@ -240,7 +261,6 @@ def _grounded(engine: Engine, body: GenerateRequest) -> tuple[list[ChatMessage],
 
 
 async def _stream(
-    worker: WorkerState,
     engine: Engine,
     request_id: str,
     events: asyncio.Queue[GenerationEvent],
@@ -252,8 +272,6 @@ async def _stream(
         while not finished:
             event = await events.get()
             finished = event.finished
-            if finished:
-                worker.generated_tokens += event.completion_tokens
             line = WorkerEvent.model_validate(asdict(event))  # the engine's event, minus its request id
             if finished:
                 line.references_used = references_used

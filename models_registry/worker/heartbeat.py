@@ -12,7 +12,14 @@ import httpx
 from redis.asyncio import Redis
 
 from llm_platform.core.settings import Settings
-from models_registry.worker.protocol import REGISTER_PATH, WorkerInfo, remove_worker_entry, write_worker_entry
+from models_registry.worker.protocol import (
+    READY,
+    REGISTER_PATH,
+    STARTING,
+    WorkerInfo,
+    remove_worker_entry,
+    write_worker_entry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +43,7 @@ class HeartbeatSender:
         self._task: asyncio.Task[None] | None = None
         self._redis: Redis | None = None
         self._http: httpx.AsyncClient | None = None
+        self._state = STARTING
 
     def _info(self) -> WorkerInfo:
         load = self._load()
@@ -46,6 +54,7 @@ class HeartbeatSender:
             capacity=load["capacity"],
             load=load["running"] + load["waiting"],
             heartbeat_at=time.time(),
+            state=self._state,
         )
 
     async def start(self) -> None:
@@ -58,6 +67,14 @@ class HeartbeatSender:
                 timeout=5.0,
             )
         self._task = asyncio.create_task(self._run(), name="heartbeat")
+
+    async def ready(self) -> None:
+        """The model is loaded and warmed up: said at once, not at the next beat, so work comes sooner."""
+        self._state = READY
+        try:
+            await self._beat()
+        except Exception as exc:  # the regular beats keep trying
+            logger.warning("heartbeat failed: %s", exc)
 
     async def stop(self) -> None:
         if self._task:

@@ -16,7 +16,7 @@ from models_registry.engine.params import RANGES, SamplingParams
 GENERATE_PATH = "/internal/generate"
 EMBED_PATH = "/internal/embed"
 HEALTH_PATH = "/internal/health"
-METRICS_PATH = "/internal/metrics"
+METRICS_PATH = "/metrics"  # Prometheus's text format, unauthenticated like the API's
 REGISTER_PATH = "/internal/workers"
 # With Redis, each worker's entry is a key with a TTL (a dead worker drops out by itself), listed in an
 # index set so that readers find them without a SCAN.
@@ -135,6 +135,11 @@ class EmbedResponse(BaseModel):
 
 # --- the worker registry ---------------------------------------------------------------------------
 
+# A worker registers as soon as it starts, and is sent work only once it has loaded and warmed up its
+# model: then it is ready.
+STARTING = "starting"
+READY = "ready"
+
 
 @dataclass(frozen=True)
 class WorkerInfo:
@@ -144,6 +149,7 @@ class WorkerInfo:
     capacity: int
     load: int  # running + waiting sequences at the last heartbeat
     heartbeat_at: float  # unix time
+    state: str = READY  # STARTING or READY (an entry without one comes from a worker that was ready)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -42,13 +42,21 @@ def test_healthz_and_readyz(only_tiny_model_enabled, client, redis_url):
     registered = _registered_worker_ids(redis_url)
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json() == {
+    body = ready.json()
+    tiny_workers = body.pop("models")[TINY_MODEL]
+    assert body == {
         "status": "ready",
         "checks": {"database": "ok", "redis": "ok", "workers": "ok"},
         "workers": len(registered),  # every live worker, whichever model it serves
         "models_without_workers": [],
     }
     assert {worker["worker_id"] for worker in tiny} <= registered
+    # Each enabled model we serve, with its workers and their state: the session's tiny worker is ready.
+    assert tiny_workers["status"] == "ok"
+    assert {(w["worker_id"], w["state"]) for w in tiny_workers["workers"]} == {
+        (worker["worker_id"], "ready") for worker in tiny
+    }
+    assert all(w["capacity"] >= 1 and w["load"] >= 0 for w in tiny_workers["workers"])
 
 
 def _registered_worker_ids(redis_url: str) -> set[str]:
@@ -72,6 +80,7 @@ def test_readyz_is_unavailable_without_redis(only_tiny_model_enabled, settings):
         "checks": {"database": "ok", "redis": "unreachable", "workers": "missing"},
         "workers": 0,
         "models_without_workers": [TINY_MODEL],
+        "models": {TINY_MODEL: {"status": "missing", "workers": []}},
     }
 
 
@@ -86,6 +95,7 @@ def test_readyz_names_an_enabled_model_without_a_worker(
         assert response.json()["status"] == "unavailable"
         assert response.json()["checks"] == {"database": "ok", "redis": "ok", "workers": "missing"}
         assert response.json()["models_without_workers"] == ["tiny-unserved"]
+        assert response.json()["models"]["tiny-unserved"] == {"status": "missing", "workers": []}
         # Where API replicas should stay in service while a model's workers are down, a setting makes
         # missing workers a report, not a 503.
         reporting = client.app.state.platform.settings.model_copy(update={"ready_requires_workers": False})

@@ -11,6 +11,7 @@ import torch
 from models_registry.engine.embedder import Embedder
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 from models_registry.worker.protocol import EmbedRequest
+from tests.metrics import scrape
 from tests.responses import assert_error, bearer
 from tests.workers import WORKER_SECRET, wait_registered
 
@@ -88,7 +89,7 @@ def test_token_ids_embed_as_their_text_does(encoder_dir):
 
 def test_concurrent_callers_are_batched_into_fewer_forwards(embed_worker):
     headers = {"Authorization": f"Bearer {WORKER_SECRET}"}
-    before = httpx.get(f"{embed_worker.url}/internal/metrics", headers=headers).json()
+    before = scrape(embed_worker.url)
 
     def call(i: int) -> list[list[float]]:
         body = {"request_id": f"b{i}", "tenant": "t", "model": "tiny-encoder", "inputs": [TEXTS[i % 3]] * 3}
@@ -99,9 +100,11 @@ def test_concurrent_callers_are_batched_into_fewer_forwards(embed_worker):
     callers = 16
     with ThreadPoolExecutor(callers) as pool:
         answers = list(pool.map(call, range(callers)))
-    after = httpx.get(f"{embed_worker.url}/internal/metrics", headers=headers).json()
-    forwards = after["embed_forwards_total"] - before["embed_forwards_total"]
-    assert after["requests_total"] - before["requests_total"] == callers
+    after = scrape(embed_worker.url)
+    forwards = after.value("llmp_worker_embed_forwards_total") - before.value(
+        "llmp_worker_embed_forwards_total"
+    )
+    assert after.value("llmp_worker_requests_total") - before.value("llmp_worker_requests_total") == callers
     # Each request one forward without batching; with it, those that arrive together share one (how
     # many arrive together depends on the machine's timing, so only "fewer" is certain).
     assert 1 <= forwards < callers

@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from llm_platform.audit import chain
@@ -125,7 +126,11 @@ def test_a_full_queue_spills_instead_of_blocking_or_dropping(database_url, clean
         # Entries may hold prompts and answers: readable by the platform's user alone, whatever the umask.
         assert (tmp_path / "spool").stat().st_mode & 0o777 == 0o700
         assert spooled.stat().st_mode & 0o777 == 0o600
+        # /metrics shows the spool's size, and the queue's depth.
+        assert _gauge("llmp_audit_spool_bytes") == spooled.stat().st_size > 0
+        assert _gauge("llmp_audit_queue_depth") == 2
         await writer.start()  # replays the spool
+        assert _gauge("llmp_audit_spool_bytes") == 0
         await writer.close()  # and writes out the queue
         await engine.dispose()
         total, distinct, verification = await _count_and_verify(settings, str(tenant_id))
@@ -245,3 +250,7 @@ def test_rows_read_back_exactly_as_written_on_postgres_and_sqlite(database_url, 
 
     for url in (database_url, sqlite_url):
         asyncio.run(scenario(url))
+
+
+def _gauge(name: str) -> float | None:
+    return REGISTRY.get_sample_value(name)
