@@ -136,7 +136,12 @@ class RedisWorkerRegistry:
             self._before_loss, self._lost_at = self._last_seen, now
             logger.warning("worker registry: Redis lost its entries; keeping the known workers for a TTL")
         self._epoch = epoch
-        seen = [WorkerInfo.from_json(raw) for raw in raws]
+        seen = []
+        for raw in raws:
+            try:
+                seen.append(WorkerInfo.from_json(raw))
+            except (ValueError, KeyError, TypeError):  # one unreadable entry must not hide the others
+                logger.warning("worker registry: an entry could not be read; skipped")
         if now - self._lost_at < self._ttl_s:
             reported = {worker.worker_id for worker in seen}
             seen += [worker for worker in self._before_loss if worker.worker_id not in reported]

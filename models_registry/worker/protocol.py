@@ -5,7 +5,7 @@ registry at REGISTER_PATH) and the API reads (models_registry.registry)."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -156,9 +156,12 @@ class WorkerInfo:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> WorkerInfo:
+        """An entry as a worker wrote it. Fields this version does not know are left out: during a
+        rolling upgrade a newer worker's entry must not break an older API process's reading."""
         data = json.loads(raw)
-        data["models"] = tuple(data["models"])
-        return cls(**data)
+        known = {field.name: data[field.name] for field in fields(cls) if field.name in data}
+        known["models"] = tuple(known["models"])
+        return cls(**known)
 
 
 async def write_worker_entry(redis: Redis, worker: WorkerInfo, ttl_s: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import redis
 from redis.asyncio import Redis
 
 from models_registry.registry import InProcessWorkerRegistry, RedisWorkerRegistry
-from models_registry.worker.protocol import WorkerInfo
+from models_registry.worker.protocol import WORKER_INDEX_KEY, WORKER_KEY_PREFIX, WorkerInfo
 
 
 @pytest.fixture
@@ -77,3 +78,25 @@ def test_the_redis_registry_logs_what_each_read_finds_changed(registry_log, redi
         ("INFO", "worker w1 joined the registry: tiny at http://127.0.0.1:9"),
         ("INFO", "worker w1 (tiny) dropped out of the registry (stopped, or silent past its TTL)"),
     ]
+
+
+def test_entries_from_newer_or_broken_workers_do_not_break_reading(registry_log, redis_url):
+    """A rolling upgrade: a newer worker's entry has fields this version does not know; they are left
+    out. An unreadable entry is skipped with a warning, and the other workers are still found."""
+    redis.Redis.from_url(redis_url).flushdb()
+    newer = {**json.loads(worker("w2").to_json()), "gpu": "H200", "state": "ready"}
+    sync = redis.Redis.from_url(redis_url)
+    sync.set(WORKER_KEY_PREFIX + "w2", json.dumps(newer))
+    sync.set(WORKER_KEY_PREFIX + "w3", b"{not json")
+    sync.sadd(WORKER_INDEX_KEY, "w2", "w3")
+
+    async def scenario() -> list[str]:
+        client = Redis.from_url(redis_url)
+        registry = RedisWorkerRegistry(client, ttl_s=5.0, fresh_s=0)
+        await registry.heartbeat(worker("w1"))
+        found = [w.worker_id for w in await registry.live_workers()]
+        await client.aclose()
+        return found
+
+    assert sorted(asyncio.run(scenario())) == ["w1", "w2"]
+    assert ("WARNING", "worker registry: an entry could not be read; skipped") in lines(registry_log)
