@@ -13,17 +13,18 @@ and rare words. What is measured:
   own extraction, chunking (its ~256-token chunks), embedding by the real MiniLM worker, rows and indexes.
   Chunks are counted as the API reports them (each document's `chunks`); ingest_words_per_chunk shows
   the chunk size that came out.
-- The search corpus: documents of ~64 chunks each, uploaded through the same public API until the tenant
-  holds at least each --sizes chunks (corpus_chunks: how many it reached). Embedding 100k chunks with
-  MiniLM on two cores would take over a quarter of an hour, so while the corpus loads, a stub embedder
-  (this module, --embed-stub: random unit vectors of MiniLM's 384 dimensions) takes the real worker's
-  place under the model's name. Everything else about ingestion (chunking, rows) and indexing (FAISS and
-  tantivy in the API process) is the kb's own; FAISS's cost does not depend on the vectors' values.
+- The search corpus: documents of CORPUS_DOC_CHUNKS chunks written straight into the tenant's tables
+  (ready, with texts drawn like the uploaded ones, ingest_words_per_chunk words each, and random unit
+  vectors of MiniLM's 384 dimensions) until the tenant holds each --sizes chunks (corpus_chunks: how many
+  it reached), then the tenant's index version bumped as ingestion does. Embedding 100k chunks with
+  MiniLM on two cores would take most of an hour, and uploading them through the API with a stub
+  embedder took as long on a busy machine; ingestion is measured above. Indexing (FAISS and tantivy in
+  the API process) is the kb's own; FAISS's cost does not depend on the vectors' values.
 - first_search_ms {size: ms}: the first search at each size, which brings the API's index up to the
   corpus (all of it at the first size; the chunks added since the previous size after that).
 - search_p50_ms / search_p99_ms: `POST /{tenant}/kb/search` (top_k 4), one client, sequential, --queries
-  per mode and size after 10 warm-up queries; queries are 4-10 words drawn the same way. The real
-  MiniLM worker is back in service, so dense and hybrid include embedding the query. Client wall time.
+  per mode and size after 10 warm-up queries; queries are 4-10 words drawn the same way. Dense and hybrid
+  include embedding the query by the real MiniLM worker. Client wall time.
 - rss_mb_100k: the API process's resident memory (VmRSS) after the searches at 100k chunks, when its
   indexes are loaded; rss_mb holds it for each size.
 - --embed-precision sets the MiniLM worker's LLMP_EMBED_PRECISION (reported as embed_precision).
@@ -49,7 +50,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import redis
-from sqlalchemy import delete
+from sqlalchemy import delete, insert, select
 
 from bench._support import (
     BENCH_DATABASE_URL,
@@ -63,9 +64,10 @@ from bench._support import (
 )
 from llm_platform.core.db import create_engine_for, create_session_factory
 from llm_platform.core.settings import Settings
+from llm_platform.knowledge import service as knowledge_service
+from llm_platform.knowledge.models import DEFAULT_COLLECTION, Chunk, Collection, Document, DocumentStatus
 from models_registry.engine.embedder import PRECISIONS
 from models_registry.models import ModelKind
-from models_registry.worker.protocol import EMBED_PATH, EmbedRequest, EmbedResponse
 from tenants import service
 from tenants.models import ApiKeyScope, Tenant, TenantLimits
 
@@ -74,9 +76,8 @@ DIMENSIONS = 384
 MODES = ("hybrid", "dense", "lexical")
 TOP_K = 4
 WARM_QUERIES = 10
-INGEST_DOC_WORDS = 2_400  # ~10 chunks of ~256 tokens
-CORPUS_DOC_WORDS = 15_000  # ~64 chunks: about 100 KB of JSON per upload
-CORPUS_BATCH_DOCS = 16  # documents uploaded before waiting for them
+INGEST_DOC_WORDS = 2_400  # ~18 chunks of up to 256 tokens
+CORPUS_DOC_CHUNKS = 64  # chunks per document of the search corpus
 READY_TIMEOUT_S = 1_800.0
 
 
@@ -135,6 +136,66 @@ async def _prepare(settings: Settings, model_dir: Path) -> tuple[str, str, uuid.
     return slug, key, tenant_id
 
 
+async def _seed(
+    settings: Settings, tenant_id: uuid.UUID, vocabulary: Vocabulary, chunks: int, words_per_chunk: float
+) -> int:
+    """Writes `chunks` more chunks (documents of CORPUS_DOC_CHUNKS, ready) straight into the tenant's
+    default collection, with texts drawn like the uploaded ones and random unit vectors, and bumps the
+    tenant's index version as ingestion does. Returns how many it wrote."""
+    rng = np.random.default_rng(len(vocabulary.words) + chunks)
+    engine = create_engine_for(settings)
+    written = 0
+    try:
+        async with create_session_factory(engine)() as session:
+            collection_id = await session.scalar(
+                select(Collection.id).where(
+                    Collection.tenant_id == tenant_id, Collection.name == DEFAULT_COLLECTION
+                )
+            )
+            while written < chunks:
+                count = min(CORPUS_DOC_CHUNKS, chunks - written)
+                texts = [vocabulary.document(int(words_per_chunk)) for _ in range(count)]
+                vectors = rng.standard_normal((count, DIMENSIONS)).astype(np.float32)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                document_id = uuid.uuid4()
+                await session.execute(
+                    insert(Document).values(
+                        id=document_id,
+                        tenant_id=tenant_id,
+                        collection_id=collection_id,
+                        title=f"corpus {written}",
+                        source_type="json",
+                        doc_metadata={},
+                        content_hash=document_id.hex,
+                        size_bytes=sum(len(text) for text in texts),
+                        text="",
+                        status=DocumentStatus.ready,
+                        chunks=count,
+                    )
+                )
+                await session.execute(
+                    insert(Chunk),
+                    [
+                        {
+                            "tenant_id": tenant_id,
+                            "document_id": document_id,
+                            "collection_id": collection_id,
+                            "chunk_index": position,
+                            "text": text,
+                            "content_hash": document_id.hex,
+                            "vector": vectors[position].tobytes(),
+                        }
+                        for position, text in enumerate(texts)
+                    ],
+                )
+                written += count
+            await knowledge_service.bump_version(session, tenant_id)
+            await session.commit()
+    finally:
+        await engine.dispose()
+    return written
+
+
 async def _drop_tenant(settings: Settings, tenant_id: uuid.UUID) -> None:
     """Deletes the run's tenant; its knowledge base goes with it (its tables reference the tenant)."""
     engine = create_engine_for(settings)
@@ -180,12 +241,6 @@ def start_embed_stub(stack: Stack) -> subprocess.Popen:  # type: ignore[type-arg
     port = free_port()
     command = [sys.executable, "-m", "bench.rag", "--embed-stub", str(port), "--redis-url", stack.redis_url]
     return _start(stack, [*command, "--secret", stack.worker_secret], port)
-
-
-def stop(process: subprocess.Popen) -> None:  # type: ignore[type-arg]
-    """Stops a worker; it takes itself out of the registry on the way."""
-    process.terminate()
-    process.wait(timeout=60)
 
 
 class Kb:
@@ -253,22 +308,18 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     try:
         api_url, api = stack.start_api()
         kb = Kb(api_url, slug, key)
-        worker = start_minilm(stack, args.embed_precision)
-        documents = -(-args.ingest_chunks // 10)
+        start_minilm(stack, args.embed_precision)
+        documents = -(-args.ingest_chunks // 18)
         texts = [vocabulary.document(INGEST_DOC_WORDS) for _ in range(documents)]
         ingested, seconds = kb.upload(texts)
         words_per_chunk = round(documents * INGEST_DOC_WORDS / ingested, 1)
         total = ingested
         for size in sizes:
             if total < size:
-                stop(worker)
-                stub = start_embed_stub(stack)
-                while total < size:
-                    batch = [vocabulary.document(CORPUS_DOC_WORDS) for _ in range(CORPUS_BATCH_DOCS)]
-                    total += kb.upload(batch)[0]
-                    print(f"corpus: {total} chunks", file=sys.stderr)
-                stop(stub)
-                worker = start_minilm(stack, args.embed_precision)
+                total += asyncio.run(
+                    _seed(stack.settings, tenant_id, vocabulary, size - total, words_per_chunk)
+                )
+                print(f"corpus: {total} chunks", file=sys.stderr)
             corpus[str(size)] = total
             # The first search brings the API's index up to the corpus (all of it at the first size,
             # the chunks added since the last size after that): the cost of a cold start, nearly.
@@ -297,29 +348,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def serve_embed_stub(port: int, redis_url: str, secret: str) -> None:
-    """The stub worker (bench/stub_worker.py) that also embeds, at once, into random unit vectors."""
-    import uvicorn
-    from fastapi import Header, HTTPException, Response
-
-    from bench.stub_worker import build_app
-
-    app = build_app(EMBEDDING_MODEL, port, redis_url, secret)
-    rng = np.random.default_rng()
-
-    @app.post(EMBED_PATH)
-    async def embed(request: EmbedRequest, authorization: str = Header("")) -> Response:
-        if authorization != f"Bearer {secret}":
-            raise HTTPException(401)
-        vectors = rng.standard_normal((len(request.inputs), DIMENSIONS), dtype=np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        tokens = sum(len(text.split()) for text in request.inputs)
-        answer = EmbedResponse(embeddings=vectors.tolist(), prompt_tokens=tokens)
-        return Response(answer.model_dump_json(), media_type="application/json")
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -333,12 +361,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
     parser.add_argument("--redis-url", default=BENCH_REDIS_URL)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--embed-stub", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--secret", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.embed_stub:
-        serve_embed_stub(args.embed_stub, args.redis_url, args.secret)
-        return
     report(run(args), args.json)
 
 
