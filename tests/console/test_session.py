@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from tests.console.conftest import sign_in
 
 
-def test_console_pages_carry_security_headers(console) -> None:  # type: ignore[no-untyped-def]
+def test_console_pages_carry_security_headers(console):
     redirect = httpx.get(f"{console.url}/console")
     assert redirect.status_code == 307 and redirect.headers["location"] == "/console/"
     for path in ("/console/", "/console/js/app.js", "/console/vendor/pico/pico.min.css"):
@@ -23,7 +23,7 @@ def test_console_pages_carry_security_headers(console) -> None:  # type: ignore[
     assert httpx.get(f"{console.url}/console/no-such-file.js").status_code == 404
 
 
-def test_sign_in_survives_a_reload_and_sign_out_ends_it(console, open_console, screenshots) -> None:  # type: ignore[no-untyped-def]
+def test_sign_in_survives_a_reload_and_sign_out_ends_it(console, open_console, screenshots):
     _, root = console.platform_admin()
     slug = console.tenant(root, ("ada@example.com", "member"))
     page = open_console()
@@ -50,7 +50,7 @@ def test_sign_in_survives_a_reload_and_sign_out_ends_it(console, open_console, s
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 
 
-def test_a_failed_sign_in_shows_the_apis_message(console, open_console) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_sign_in_shows_the_apis_message(console, open_console):
     page = open_console()
     page.get_by_label("Tenant").fill("nobody-here")
     page.get_by_label("Email").fill("who@example.com")

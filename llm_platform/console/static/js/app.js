@@ -143,7 +143,7 @@ async function render() {
   }
   document.title = `${found.label} · llm-platform console`;
   try {
-    await found.page.render(main, { ...context, tenant: route.tenant, scope: route.scope });
+    await found.page.render(main, Object.assign(Object.create(context), { tenant: route.tenant, scope: route.scope }));
   } catch (error) {
     main.replaceChildren(h("h2", {}, found.label), errorBox(error));
   }

@@ -105,7 +105,7 @@ export function pagedTable(columns, rows, { pageSize = 20, caption = null } = {}
           h("button", { class: "secondary", disabled: page >= pages - 1, onClick: () => { page += 1; draw(); } }, "Next"),
         )
       : null;
-    wrap.replaceChildren(h("div", { class: "table-wrap" }, table), pager);
+    wrap.replaceChildren(...[h("div", { class: "table-wrap" }, table), pager].filter(Boolean));
   };
   draw();
   return wrap;

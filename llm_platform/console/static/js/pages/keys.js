@@ -80,7 +80,7 @@ export async function render(main, ctx) {
 
   const name = h("input", { name: "name", required: true, maxlength: 100, placeholder: "ci-pipeline" });
   const scopeBoxes = SCOPES.map(([value, label]) =>
-    h("label", {}, h("input", { type: "checkbox", name: "scopes", value, checked: value === "inference" }), label));
+    h("label", {}, h("input", { type: "checkbox", name: "scopes", value, checked: value === "inference" ? "" : null }), label));
   const expires = h("input", { name: "expires_at", type: "date" });
   const rpm = h("input", { name: "requests_per_minute", type: "number", min: 1, placeholder: "tenant's" });
   const tpm = h("input", { name: "tokens_per_minute", type: "number", min: 1, placeholder: "tenant's" });

@@ -11,8 +11,8 @@ export async function render(main, ctx) {
     await busy(button, messages, async () => {
       await api(`/admin/tenants/${encodeURIComponent(tenant.slug)}`, { method: "PATCH", json: body });
       messages.replaceChildren(notice(done));
-      await ctx.reloadTenants();
-      draw(ctx.tenants);
+      draw(await api("/admin/tenants"));
+      await ctx.reloadTenants(); // the switcher's list
     });
   };
 
@@ -68,15 +68,14 @@ export async function render(main, ctx) {
       await busy(create, messages, async () => {
         const tenant = await api("/admin/tenants", { method: "POST", json: { slug: slug.value.trim(), name: name.value.trim() || null } });
         form.reset();
-        await ctx.reloadTenants();
         messages.replaceChildren(notice(`Tenant ${tenant.slug} created. `),
           h("p", {}, h("a", { href: `#/t/${encodeURIComponent(tenant.slug)}/users` }, `Add its first admin →`)));
-        draw(ctx.tenants);
+        draw(await api("/admin/tenants"));
+        await ctx.reloadTenants();
       });
     },
   }, h("label", {}, "Slug", slug), h("label", {}, "Name", name), create);
 
-  await ctx.reloadTenants();
-  draw(ctx.tenants);
+  draw(await api("/admin/tenants")); // the API's refusal, for anyone but a platform admin
   main.replaceChildren(h("h2", {}, "Tenants"), h("article", {}, h("header", {}, "New tenant"), form), messages, listing);
 }
