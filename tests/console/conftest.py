@@ -141,6 +141,7 @@ def screenshots(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
 
 
 def sign_in(page: Page, email: str, tenant: str | None = None) -> None:
+    page.get_by_role("heading", name="Sign in").wait_for()
     page.get_by_label("Tenant").fill(tenant or "")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)

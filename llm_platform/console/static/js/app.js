@@ -117,7 +117,10 @@ const context = {
   },
 };
 
+let rendering = 0;
+
 async function render() {
+  rendering += 1; // any page still loading is now stale
   const route = parseRoute();
   if (route.scope === "login" || !session.me) {
     nav.replaceChildren();
@@ -142,11 +145,16 @@ async function render() {
     return;
   }
   document.title = `${found.label} · llm-platform console`;
+  // Each page is built apart and shown only if no later navigation started meanwhile: a slow page
+  // (its API calls) must not replace the one the user went on to.
+  const mine = ++rendering;
+  const page = h("div", {});
   try {
-    await found.page.render(main, Object.assign(Object.create(context), { tenant: route.tenant, scope: route.scope }));
+    await found.page.render(page, Object.assign(Object.create(context), { tenant: route.tenant, scope: route.scope }));
   } catch (error) {
-    main.replaceChildren(h("h2", {}, found.label), errorBox(error));
+    page.replaceChildren(h("h2", {}, found.label), errorBox(error));
   }
+  if (mine === rendering) main.replaceChildren(page);
 }
 
 window.addEventListener("hashchange", render);
