@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 LOCK := requirements.lock
 
-.PHONY: install lock run test lint format services clean
+.PHONY: install lock run test lint format services browser console-assets clean
 
 # Exactly the locked versions, each file checked against its hash, pip itself included; then the project
 # without resolving anything (its dependencies came from the lock), built by the locked setuptools.
@@ -55,12 +55,20 @@ run: install
 services:
 	scripts/services.sh
 
+# The Chromium the console's browser tests drive (Debian's package).
+browser:
+	scripts/browser.sh
+
+# Refreshes the console's vendored front-end assets from npm, at the versions pinned in the script.
+console-assets:
+	scripts/console_assets.sh
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-test: install services lint
+test: install services browser lint
 	$(VENV)/bin/pytest
 
 format: install

@@ -19,6 +19,7 @@ from llm_platform.chat.openai_router import router as openai_router
 from llm_platform.chat.openai_router import unsupported_router as openai_unsupported_router
 from llm_platform.chat.router import router as chat_router
 from llm_platform.chat.ws_router import router as ws_router
+from llm_platform.console.mount import install_console
 from llm_platform.core.error_handlers import install_error_handlers
 from llm_platform.core.logging_setup import configure_logging
 from llm_platform.core.middleware import (
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_unsupported_router)
     if not settings.redis_url:  # with Redis, workers register there themselves
         app.include_router(worker_registry_router)
+    install_console(app)
     app.openapi_url = "/openapi.json"
     generate_openapi = app.openapi
 

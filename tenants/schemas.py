@@ -31,7 +31,7 @@ class ORMModel(BaseModel):
 
 # First path segments the platform itself uses: a tenant by one of these names would be unreachable.
 RESERVED_SLUGS = frozenset(
-    {"admin", "auth", "v1", "internal", "docs", "redoc", "openapi.json", "healthz", "readyz"}
+    {"admin", "auth", "v1", "internal", "docs", "redoc", "openapi.json", "healthz", "readyz", "console"}
 )
 
 

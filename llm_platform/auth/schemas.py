@@ -12,7 +12,7 @@ from llm_platform.core.request_body import RequestBody
 
 class TokenResponse(BaseModel):
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(description="null when it was set as an HttpOnly cookie instead")
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
     expires_in: int = Field(description="Seconds until the access token expires")
 

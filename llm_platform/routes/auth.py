@@ -1,4 +1,5 @@
-"""`/auth`: login (OAuth2 password flow), refresh, logout, and `GET /auth/me`."""
+"""`/auth`: login (OAuth2 password flow), refresh, logout, and `GET /auth/me`. A browser may keep the
+refresh token in an HttpOnly cookie instead of the body (auth/refresh_cookie.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request, Response, status
 from llm_platform.audit.context import AuditContext, audit_context
 from llm_platform.auth import service
 from llm_platform.auth.dependencies import LoginThrottleDep, PasswordsDep, PrincipalDep
+from llm_platform.auth.refresh_cookie import clear_refresh_cookie, refresh_token_of, set_refresh_cookie
 from llm_platform.auth.schemas import PrincipalOut, RefreshRequest, TokenResponse
 from llm_platform.core.db import SessionDep
 from llm_platform.core.openapi_errors import errors
@@ -34,10 +36,14 @@ async def issue_token(
     throttle: LoginThrottleDep,
     address: ClientAddressDep,
     request: Request,
+    response: Response,
     tenant: Annotated[
         str | None, Form(description="Tenant slug; omit for a platform admin", max_length=63)
     ] = None,
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    refresh_cookie: Annotated[
+        bool, Form(description="Set the refresh token as an HttpOnly cookie (for browsers), not in the body")
+    ] = False,
 ) -> TokenResponse:
     audit = audit_context(request.scope)
     audit.resource = f"account {tenant or '-'}:{username.strip().lower()}"  # failures too: whose login
@@ -51,28 +57,43 @@ async def issue_token(
         password=password,
         client_address=address,
     )
-    return _issued(pair, audit)
+    if refresh_cookie:
+        set_refresh_cookie(response, request, pair.refresh_token, settings.refresh_token_ttl_s)
+    return _issued(pair, audit, in_body=not refresh_cookie)
 
 
-@router.post("/refresh", responses=errors(401, 403, 503))
+@router.post("/refresh", responses=errors(401, 403, 503))  # 403: a cookie without the CSRF header
 async def refresh_token(
-    body: RefreshRequest, session: SessionDep, settings: SettingsDep, request: Request
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
+    body: RefreshRequest | None = None,  # none: the cookie's
 ) -> TokenResponse:
-    pair = await service.refresh(session, settings, body.refresh_token)
-    return _issued(pair, audit_context(request.scope))
+    token, from_cookie = refresh_token_of(request, body.refresh_token if body else None)
+    pair = await service.refresh(session, settings, token)
+    if from_cookie:
+        set_refresh_cookie(response, request, pair.refresh_token, settings.refresh_token_ttl_s)
+    return _issued(pair, audit_context(request.scope), in_body=not from_cookie)
 
 
-def _issued(pair: service.TokenPair, audit: AuditContext) -> TokenResponse:
+def _issued(pair: service.TokenPair, audit: AuditContext, *, in_body: bool) -> TokenResponse:
     audit.actor_kind, audit.actor_id, audit.tenant_id = "user", pair.user_id, pair.tenant_id
     return TokenResponse(
-        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token if in_body else None,
+        expires_in=pair.expires_in,
     )
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 503))
-async def logout(body: RefreshRequest, session: SessionDep) -> Response:
-    await service.logout(session, body.refresh_token)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 403, 503))
+async def logout(session: SessionDep, request: Request, body: RefreshRequest | None = None) -> Response:
+    token, from_cookie = refresh_token_of(request, body.refresh_token if body else None)
+    await service.logout(session, token)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    if from_cookie:
+        clear_refresh_cookie(response, request)
+    return response
 
 
 @router.get("/me")

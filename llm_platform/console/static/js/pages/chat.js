@@ -1,0 +1,200 @@
+// The playground: a model the tenant may use, a system prompt and sampling, the answer streamed as it
+// is generated (and stoppable), stored conversations to resume, and per answer its usage, time to first
+// token, total latency, cache hit and citations. A model's output is shown as text, never as markup.
+import { ApiError, api } from "../api.js";
+import { busy, empty, errorBox, h, when } from "../ui.js";
+
+function message(role, text) {
+  const body = h("p", { class: "body" }, text);
+  const article = h("article", { class: `message ${role}`, "data-role": role }, body);
+  return { article, body };
+}
+
+function stats(done, timing, cache) {
+  const parts = [];
+  if (done) {
+    parts.push(`${done.usage.prompt_tokens} prompt + ${done.usage.completion_tokens} completion tokens`);
+    parts.push(`model ${done.model}`);
+    parts.push(`finish: ${done.finish_reason}`);
+  }
+  if (timing.firstMs !== null) parts.push(`first token ${timing.firstMs} ms`);
+  parts.push(`total ${timing.totalMs} ms`);
+  if (cache) parts.push(cache === "hit" ? "cache hit" : "cache miss");
+  return h("p", { class: "stats muted" }, parts.join(" · "));
+}
+
+function citations(list) {
+  if (!list || list.length === 0) return null;
+  return h("ol", { class: "citations" },
+    list.map((c) => h("li", {}, `${c.title} (passage ${c.chunk_index + 1}, score ${c.score.toFixed(2)})`)));
+}
+
+// The SSE frames of POST /{tenant}/chat: {text} chunks, then {done: true, usage, ...}, or an error in
+// the one error shape when the model failed after the answer began.
+async function* frames(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const frame = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      for (const line of frame.split("\n")) {
+        if (!line.startsWith("data:")) continue;
+        const data = line.slice(5).trim();
+        if (data && data !== "[DONE]") yield JSON.parse(data);
+      }
+    }
+  }
+}
+
+export async function render(main, ctx) {
+  const base = `/${encodeURIComponent(ctx.tenant)}`;
+  const [models, stored] = await Promise.all([api(`${base}/models`), api(`${base}/conversations`)]);
+  const chatModels = models.filter((m) => m.kind === "chat");
+  const heading = h("h2", {}, "Playground");
+  if (chatModels.length === 0) {
+    main.replaceChildren(heading, empty(
+      "No chat model is available to this tenant. A platform admin can enable one (Models) or allow one in the tenant's limits."));
+    return;
+  }
+
+  let conversationId = null;
+  let running = null; // the AbortController of the answer being streamed
+
+  const model = h("select", { name: "model", "aria-label": "Model" },
+    chatModels.map((m) => h("option", { value: m.name }, `${m.name} (${m.context_length} tokens)`)));
+  const system = h("textarea", { name: "system", rows: 2, placeholder: "You are a helpful assistant." });
+  const temperature = h("input", { name: "temperature", type: "number", min: 0, max: 2, step: 0.1, placeholder: "model default" });
+  const topP = h("input", { name: "top_p", type: "number", min: 0, max: 1, step: 0.05, placeholder: "model default" });
+  const maxTokens = h("input", { name: "max_tokens", type: "number", min: 1, step: 1, placeholder: "model default" });
+  const prompt = h("textarea", { name: "prompt", rows: 3, required: true, placeholder: "Ask something…" });
+  const send = h("button", { type: "submit" }, "Send");
+  const stop = h("button", { type: "button", class: "secondary", disabled: true, onClick: () => running && running.abort() }, "Stop");
+  const messages = h("div", { class: "messages", "aria-live": "polite" });
+  const status = h("div", {});
+  const list = h("ul", {});
+
+  const showConversations = (items) => {
+    list.replaceChildren(...(items.length === 0
+      ? [h("li", { class: "empty" }, "No conversations yet: your first message starts one.")]
+      : items.map((c) => h("li", {}, h("button", {
+          class: c.id === conversationId ? "" : "outline secondary",
+          title: when(c.updated_at),
+          onClick: () => resume(c.id),
+        }, c.title)))));
+  };
+  const reloadConversations = async () => showConversations(await api(`${base}/conversations`));
+
+  const resume = async (id) => {
+    await busy(null, status, async () => {
+      const detail = await api(`${base}/conversations/${encodeURIComponent(id)}`);
+      conversationId = detail.id;
+      messages.replaceChildren(...detail.messages.map((m) => message(m.role, m.content).article));
+      showConversations(await api(`${base}/conversations`));
+    });
+  };
+
+  const number = (input) => (input.value === "" ? undefined : Number(input.value));
+
+  const ask = async (event) => {
+    event.preventDefault();
+    const text = prompt.value.trim();
+    if (!text || running) return;
+    status.replaceChildren();
+    if (conversationId === null) {
+      try {
+        conversationId = (await api(`${base}/conversations`, { method: "POST", json: { title: text.slice(0, 80) } })).id;
+      } catch (error) {
+        status.replaceChildren(errorBox(error));
+        return;
+      }
+      reloadConversations().catch(() => {});
+    }
+    messages.append(message("user", text).article);
+    const answer = message("assistant", "");
+    answer.article.setAttribute("aria-busy", "true");
+    messages.append(answer.article);
+    prompt.value = "";
+    running = new AbortController();
+    send.disabled = true;
+    stop.disabled = false;
+    const started = performance.now();
+    const timing = { firstMs: null, totalMs: 0 };
+    let done = null;
+    let cache = null;
+    let outcome = null;
+    try {
+      const response = await api(`${base}/chat`, {
+        method: "POST",
+        raw: true,
+        signal: running.signal,
+        json: {
+          prompt: text,
+          model: model.value,
+          system: system.value.trim() || undefined,
+          temperature: number(temperature),
+          top_p: number(topP),
+          max_tokens: number(maxTokens),
+          conversation_id: conversationId,
+          stream: true,
+        },
+      });
+      cache = response.headers.get("x-cache");
+      for await (const frame of frames(response)) {
+        if (frame.error) throw new ApiError(200, frame.error.message, frame.error.code);
+        if (frame.done) {
+          done = frame;
+        } else if (typeof frame.text === "string") {
+          if (timing.firstMs === null) timing.firstMs = Math.round(performance.now() - started);
+          answer.body.textContent += frame.text;
+        }
+      }
+    } catch (error) {
+      outcome = error.name === "AbortError" ? h("p", { class: "muted" }, "Stopped.") : errorBox(error);
+    } finally {
+      timing.totalMs = Math.round(performance.now() - started);
+      running = null;
+      send.disabled = false;
+      stop.disabled = true;
+      answer.article.removeAttribute("aria-busy");
+      answer.article.append(stats(done, timing, cache));
+      const cited = done && citations(done.citations);
+      if (cited) answer.article.append(cited);
+      if (outcome) answer.article.append(outcome);
+    }
+  };
+
+  const newConversation = h("button", {
+    class: "outline",
+    onClick: () => {
+      conversationId = null;
+      messages.replaceChildren();
+      reloadConversations().catch(() => {});
+    },
+  }, "New conversation");
+
+  showConversations(stored);
+  main.replaceChildren(
+    heading,
+    h("div", { class: "playground" },
+      h("aside", { class: "conversations" }, h("h3", {}, "Conversations"), newConversation, h("nav", {}, list)),
+      h("section", {},
+        h("form", { onSubmit: ask },
+          h("div", { class: "sampling" },
+            h("label", {}, "Model", model),
+            h("label", {}, "Temperature", temperature),
+            h("label", {}, "Top p", topP),
+            h("label", {}, "Max tokens", maxTokens)),
+          h("details", {}, h("summary", {}, "System prompt"), system),
+          messages,
+          status,
+          h("label", {}, "Message", prompt),
+          h("div", { class: "row-actions" }, send, stop)))));
+  prompt.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) ask(event);
+  });
+}

@@ -1,0 +1,88 @@
+"""The chat playground in a real browser, on the tiny model's worker: an answer streams in (text shows
+while the answer is still coming), then its usage, time to first token, latency and cache outcome; the
+conversation is stored and resumed; a model's output is text, never markup."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.conftest import TINY_MODEL
+from tests.console.conftest import sign_in
+
+# Records, on every change to the playground's messages, how much answer text shows and whether the
+# answer is still in progress (aria-busy): the proof that tokens showed before the answer ended.
+WATCH_ANSWER = """() => {
+  window.answerSeen = [];
+  new MutationObserver(() => {
+    const answer = document.querySelector('.message.assistant:last-child');
+    if (answer) window.answerSeen.push({chars: answer.querySelector('.body').textContent.length,
+                                        busy: answer.hasAttribute('aria-busy')});
+  }).observe(document.querySelector('.messages'), {subtree: true, childList: true, characterData: true,
+                                                   attributes: true});
+}"""
+
+
+def test_a_member_streams_an_answer_and_sees_its_usage(console, open_console, screenshots):
+    _, root = console.platform_admin()
+    slug = console.tenant(root, ("member@a.example.com", "member"))
+    page = open_console()
+    sign_in(page, "member@a.example.com", slug)
+    expect(page.get_by_role("heading", name="Playground")).to_be_visible()
+    expect(page.get_by_text("No conversations yet")).to_be_visible()
+    page.get_by_label("Model").select_option(TINY_MODEL)  # the catalogue's other models have no worker here
+
+    page.get_by_label("Temperature").fill("0")
+    page.get_by_label("Max tokens").fill("48")
+    page.evaluate(WATCH_ANSWER)
+    page.get_by_label("Message").fill("<b>What</b> is the capital of France?")
+    page.get_by_role("button", name="Send").click()
+
+    answer = page.locator(".message.assistant").last
+    stats = answer.locator(".stats")
+    expect(stats).to_contain_text(re.compile(r"\d+ prompt \+ \d+ completion tokens"))
+    expect(stats).to_contain_text(re.compile(r"first token \d+ ms"))
+    expect(stats).to_contain_text(re.compile(r"total \d+ ms"))
+    expect(stats).to_contain_text("cache miss")
+    expect(stats).to_contain_text(f"model {TINY_MODEL}")
+    seen = page.evaluate("window.answerSeen")
+    assert any(s["chars"] > 0 and s["busy"] for s in seen), seen  # text before the answer had ended
+    assert answer.locator(".body").inner_text().strip() != ""
+    # The prompt's markup is shown as typed, not rendered.
+    user = page.locator(".message.user").last
+    expect(user).to_have_text("<b>What</b> is the capital of France?")
+    assert user.locator("b").count() == 0
+    page.screenshot(path=screenshots / "playground.png", full_page=True)
+
+    # Stored: a new conversation, then the first one resumed.
+    first = page.locator(".conversations li button").first
+    expect(first).to_have_text("<b>What</b> is the capital of France?")
+    first_answer = answer.locator(".body").inner_text()
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator(".message")).to_have_count(0)
+
+    # The same question again, deterministic: the platform answers from its cache, and says so.
+    page.get_by_label("Message").fill("<b>What</b> is the capital of France?")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".message.assistant .stats")).to_contain_text("cache hit")
+    assert page.locator(".message.assistant .body").inner_text() == first_answer
+
+    page.locator(".conversations li button").last.click()
+    expect(page.locator(".message")).to_have_count(2)
+    expect(page.locator(".message.assistant .body")).to_have_text(first_answer)
+
+
+def test_the_playground_works_on_a_narrow_window(console, open_console, screenshots):
+    _, root = console.platform_admin()
+    slug = console.tenant(root, ("narrow@a.example.com", "tenant_admin"))
+    page = open_console(width=420, height=900)
+    sign_in(page, "narrow@a.example.com", slug)
+    page.get_by_label("Model").select_option(TINY_MODEL)
+    page.get_by_label("Max tokens").fill("8")
+    page.get_by_label("Message").fill("Hello")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".message.assistant .stats")).to_contain_text("completion tokens")
+    # Nothing wider than the window: no sideways scrolling.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=screenshots / "playground-narrow.png", full_page=True)
