@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import uuid
 
@@ -39,6 +41,9 @@ logger = logging.getLogger(__name__)
 RRF_K = 5
 MIN_CANDIDATES = 50  # per list, before fusion: fusion needs more than the top_k of each
 _LOAD_BATCH = 500  # documents whose chunks are read (and indexed) at a time while catching up
+# Reading a large tenant's rows leaves hundreds of MB freed but held by malloc's arenas: 100k chunks read
+# and indexed took RSS up by 281 MB, of which malloc_trim handed 157 MB back (the indexes keep ~124 MB).
+_TRIM_AFTER_CHUNKS = 10_000
 
 
 class KnowledgeBase:
@@ -194,6 +199,7 @@ async def _catch_up(
     new = sorted(ready - set(index.documents if index is not None else ()))
     if index is not None and gone:
         await asyncio.to_thread(_remove, index, gone)
+    added = 0
     for start in range(0, len(new), _LOAD_BATCH):
         rows = (
             await session.execute(
@@ -202,8 +208,22 @@ async def _catch_up(
                 .order_by(Chunk.document_id, Chunk.chunk_index)
             )
         ).all()
+        added += len(rows)
         index = await asyncio.to_thread(_add, index, rows)
+        del rows
+    if added >= _TRIM_AFTER_CHUNKS:
+        await asyncio.to_thread(_return_freed_memory)
     return index
+
+
+def _return_freed_memory() -> None:
+    """glibc's malloc_trim: memory freed after a large catch-up goes back to the system (not on other
+    C libraries, where this does nothing)."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _remove(index: TenantIndex, documents: set[uuid.UUID]) -> None:
