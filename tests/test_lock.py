@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -11,22 +10,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from tests.locks import locked
+
 ROOT = Path(__file__).resolve().parent.parent
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
-
-
-def _locked() -> dict[str, tuple[Version, int]]:
-    """Each locked package: its version and how many hashes the lock allows for it."""
-    locked: dict[str, tuple[Version, int]] = {}
-    name = ""
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
-        if pin := _PIN.match(line):
-            name = canonicalize_name(pin[1])
-            locked[name] = (Version(pin[2]), 0)
-        elif "--hash=sha256:" in line and name:
-            version, hashes = locked[name]
-            locked[name] = (version, hashes + 1)
-    return locked
 
 
 def _wanted() -> list[tuple[Requirement, str]]:
@@ -42,30 +28,30 @@ def _wanted() -> list[tuple[Requirement, str]]:
 
 
 def test_every_dependency_is_locked_within_its_range() -> None:
-    locked = _locked()
+    pins = locked()
     stale = []
     for requirement, source in _wanted():
-        pin = locked.get(canonicalize_name(requirement.name))
+        pin = pins.get(canonicalize_name(requirement.name))
         if pin is None or not requirement.specifier.contains(pin[0], prereleases=True):
             stale.append(f"{requirement} ({source}): locked {pin[0] if pin else 'nowhere'}")
     assert not stale, "requirements.lock is stale; run `make lock`:\n" + "\n".join(stale)
 
 
 def test_every_locked_package_has_a_hash() -> None:
-    locked = _locked()
-    assert len(locked) > 50
-    assert [name for name, (_, hashes) in locked.items() if hashes == 0] == []
+    pins = locked()
+    assert len(pins) > 50
+    assert [name for name, (_, hashes) in pins.items() if hashes == 0] == []
 
 
 def test_torch_is_locked_to_its_cpu_build() -> None:
     # An index's plain torch is a multi-GB CUDA build.
-    assert _locked()["torch"][0].local == "cpu"
+    assert locked()["torch"][0].local == "cpu"
 
 
 def test_installed_versions_are_the_locked_ones() -> None:
     """The tests run on what the lock says (a package pip upgraded by hand would make them prove less)."""
     drift = []
-    for name, (version, _) in _locked().items():
+    for name, (version, _) in locked().items():
         try:
             installed = Version(metadata.version(name))
         except metadata.PackageNotFoundError:

@@ -20,12 +20,11 @@ import yaml
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from packaging.version import Version
 
 from tests.deploy.conftest import CHART, ROOT
+from tests.locks import locked
 
 LLMP = Path(sys.executable).parent / "llmp"
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 
 
 @dataclass
@@ -61,20 +60,6 @@ IMAGES = {
     "api": image("Dockerfile", "docker/requirements-api.lock"),
     "worker": image("Dockerfile.worker", "docker/requirements-worker.lock"),
 }
-
-
-def locked(path: str) -> dict[str, tuple[Version, int]]:
-    """Each pin of a lock: its version and how many hashes it allows."""
-    pins: dict[str, tuple[Version, int]] = {}
-    name = ""
-    for line in (ROOT / path).read_text().splitlines():
-        if pin := _PIN.match(line):
-            name = canonicalize_name(pin[1])
-            pins[name] = (Version(pin[2]), 0)
-        elif "--hash=sha256:" in line and name:
-            version, hashes = pins[name]
-            pins[name] = (version, hashes + 1)
-    return pins
 
 
 def project() -> dict[str, Any]:
