@@ -90,7 +90,7 @@ class PlatformState:
         catalogue = Catalogue(policies, session_factory)
         metrics = ApiMetrics(settings.metrics_tenant_label)
         embedder = DispatchedEmbedder(
-            dispatcher, catalogue, settings.knowledge_embedding_model, settings.knowledge_embed_batch
+            dispatcher, catalogue, settings.default_embedding_model, settings.knowledge_embed_batch
         )
         return cls(
             settings=settings,

@@ -214,16 +214,16 @@ class Settings(BaseSettings):
         str, Field(description="Model used by /{tenant}/chat when the request names none")
     ] = "smollm2-135m"
     default_embedding_model: Annotated[
-        str, Field(description="Model used by /{tenant}/embeddings when the request names none")
+        str,
+        Field(
+            description="Embedding model of the knowledge bases, and of /{tenant}/embeddings when the "
+            "request names none"
+        ),
     ] = "all-minilm-l6-v2"
     engine_prefill_chunk_tokens: Annotated[
         int, Field(description="Prompt tokens prefilled per engine step (long prompts take several)", ge=1)
     ] = 256
 
-    knowledge_embedding_model: Annotated[
-        str | None,
-        Field(description="Embedding model of the knowledge bases; unset: the first enabled embedding model"),
-    ] = None
     knowledge_max_upload_bytes: Annotated[
         int, Field(description="Knowledge-base uploads above this size answer 413", ge=1024)
     ] = 20 * 1024 * 1024
