@@ -77,7 +77,8 @@ async def create_collection(
 async def delete_collection(
     name: str, tenant: TenantDep, _: KnowledgeWriterDep, session: SessionDep
 ) -> Response:
-    """Removes the collection, its documents and their vectors."""
+    """Removes the collection, its documents and their vectors. `default` always exists: deleting it
+    removes its documents and their vectors and keeps it, empty."""
     await service.delete_collection(session, tenant.id, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -127,6 +127,39 @@ def test_collections(platform, tenant_a, embedder):
     assert_error(client.delete(f"/{slug}/kb/collections/legal", headers=headers), 404, "collection_not_found")
 
 
+def test_default_always_exists(platform, tenant_a, tenant_b, embedder):
+    """`default` is there for a tenant that never touched its knowledge base: it is listed, it cannot
+    be created again, and deleting it empties it (its documents and their vectors go) and keeps it."""
+    client = platform.client
+    fresh, headers_b = tenant_b.slug, tenant_b.admin_headers
+    assert_error(
+        client.post(f"/{fresh}/kb/collections", json={"name": "default"}, headers=headers_b),
+        409,
+        "collection_exists",
+    )
+    assert client.delete(f"/{fresh}/kb/collections/default", headers=headers_b).status_code == 204
+    assert [c["name"] for c in client.get(f"/{fresh}/kb/collections", headers=headers_b).json()] == [
+        "default"
+    ]
+
+    slug, headers = tenant_a.slug, tenant_a.admin_headers
+    created_at = client.get(f"/{slug}/kb/collections", headers=headers).json()[0]["created_at"]
+    client.post(f"/{slug}/kb/collections", json={"name": "legal"}, headers=headers)
+    in_default = ingest(client, slug, headers, BAKERY)
+    in_legal = ingest(client, slug, headers, GARDEN, collection="legal")
+    assert client.delete(f"/{slug}/kb/collections/default", headers=headers).status_code == 204
+    listed = client.get(f"/{slug}/kb/collections", headers=headers).json()
+    assert [(c["name"], c["documents"]) for c in listed] == [("default", 0), ("legal", 1)]
+    assert listed[0]["created_at"] == created_at  # the same collection, emptied
+    assert client.get(f"/{slug}/kb/documents/{in_default['id']}", headers=headers).status_code == 404
+    assert search(client, slug, headers, "sourdough bread", mode="lexical") == []
+    assert [hit["document_id"] for hit in search(client, slug, headers, "orchids", mode="lexical")] == [
+        in_legal["id"]
+    ]
+    again = ingest(client, slug, headers, BAKERY)  # the emptied default takes documents as before
+    assert search(client, slug, headers, "sourdough bread", mode="lexical")[0]["document_id"] == again["id"]
+
+
 def test_identical_content_is_not_indexed_twice(platform, tenant_a, embedder):
     client, headers, slug = platform.client, tenant_a.admin_headers, tenant_a.slug
     first = ingest(client, slug, headers, BAKERY)
