@@ -230,6 +230,13 @@ class Settings(BaseSettings):
     knowledge_max_pdf_pages: Annotated[
         int, Field(description="PDFs with more pages than this are refused, not parsed", ge=1)
     ] = 500
+    knowledge_extract_timeout_s: Annotated[
+        float,
+        Field(
+            description="Reading a PDF's text that takes longer than this is stopped: the document is failed",
+            gt=0,
+        ),
+    ] = 30.0
     knowledge_max_text_chars: Annotated[
         int, Field(description="A document whose extracted text is longer than this is refused", ge=1000)
     ] = 5_000_000
