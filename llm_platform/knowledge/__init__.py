@@ -6,8 +6,9 @@ the chat turn, which retrieves passages through `KnowledgeBase.retrieve` to grou
 
 - `models.py`, `schemas.py`: tables and wire shapes. `service.py`: collections and documents, each
   function filtered by the tenant's id. `intake.py` + `extraction.py`: uploads (type, size, text out of
-  .txt/.md/.html/.pdf; a PDF in a child process stopped at a time limit, `extraction_process.py`). `ingestion.py`: the background ingester (claims, leases, retries). `chunking.py`:
-  chunks by the embedding model's tokens. `embedding.py`: the embedding model and its tokenizer.
+  .txt/.md/.html/.pdf; a PDF in a child process stopped at a time limit, `extraction_process.py`).
+  `ingestion.py`: the background ingester (claims, leases, retries). `chunking.py`: chunks by the
+  embedding model's tokens. `embedding.py`: the embedding model and its tokenizer.
   `index.py`: a tenant's chunks in memory, FAISS for meaning and `lexical.py` (tantivy, BM25) for
   words. `search.py`: `KnowledgeBase`, search and retrieval.
 

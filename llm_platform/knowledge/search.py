@@ -21,11 +21,12 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.knowledge import lexical
 from llm_platform.knowledge.embedding import TextEmbedder
 from llm_platform.knowledge.index import TenantIndex, reciprocal_rank_fusion
 from llm_platform.knowledge.models import Chunk, Collection, Document, DocumentStatus
-from llm_platform.knowledge.schemas import Passage
+from llm_platform.knowledge.schemas import LEXICAL_ONLY, Passage, SearchResults
 from llm_platform.knowledge.service import current_version
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ class KnowledgeBase:
     async def retrieve(
         self, tenant_id: uuid.UUID, query: str, top_k: int, collections: list[str] | None
     ) -> list[Passage]:
-        """The passages that best answer `query` (hybrid search), for grounding a chat answer."""
-        return await self.search(tenant_id, query, top_k=top_k, collections=collections)
+        """The passages that best answer `query` (hybrid search; by words alone while the embedding
+        model is unavailable), for grounding a chat answer."""
+        return (await self.search(tenant_id, query, top_k=top_k, collections=collections)).data
 
     async def search(
         self,
@@ -63,14 +65,16 @@ class KnowledgeBase:
         collections: list[str] | None = None,
         mode: str = "hybrid",
         metadata: dict[str, object] | None = None,
-    ) -> list[Passage]:
+    ) -> SearchResults:
+        """The best `top_k` passages. A hybrid search while the embedding model is unavailable answers
+        with the lexical list alone, saying so (`degraded`); a dense one raises ServiceUnavailable."""
         depth = top_k if mode != "hybrid" else max(top_k * 4, MIN_CANDIDATES)
         async with self._sessions() as session:
             version = await current_version(session, tenant_id)
             collection_ids = await _collection_ids(session, tenant_id, collections)
             matching = await _documents_with_metadata(session, tenant_id, metadata) if metadata else None
         if collection_ids == [] or matching == []:
-            return []
+            return SearchResults(data=[])
         # The query's embedding (a worker's forward) runs while the lexical index is searched.
         embedding = (
             asyncio.ensure_future(self.embedder.embed(str(tenant_id), [query])) if mode != "lexical" else None
@@ -79,7 +83,7 @@ class KnowledgeBase:
             async with self._lock(tenant_id):
                 index = await self._fresh(tenant_id, version)
                 if index is None:
-                    return []
+                    return SearchResults(data=[])
                 allowed = index.allowed(collection_ids, matching)
                 lexical_hits = (
                     await asyncio.to_thread(index.lexical.search, lexical.terms(query), depth, allowed)
@@ -87,10 +91,23 @@ class KnowledgeBase:
                     else []
                 )
             dense_hits: list[tuple[int, float]] = []
+            degraded = None
             if embedding is not None:
-                vector = (await embedding)[0]
-                async with self._lock(tenant_id):  # documents gone meanwhile are skipped by `index.search`
-                    dense_hits = await asyncio.to_thread(index.search, vector, depth, allowed)
+                try:
+                    vector = (await embedding)[0]
+                except ServiceUnavailable:
+                    if mode == "dense":
+                        raise
+                    # Words alone find exact terms still; a search that fails helps no one.
+                    logger.warning(
+                        "knowledge search of tenant %s answered by words only: its embedding model is "
+                        "unavailable",
+                        tenant_id,
+                    )
+                    degraded = LEXICAL_ONLY
+                else:
+                    async with self._lock(tenant_id):  # documents gone meanwhile: skipped by `index.search`
+                        dense_hits = await asyncio.to_thread(index.search, vector, depth, allowed)
         finally:
             if embedding is not None and not embedding.done():
                 embedding.cancel()
@@ -100,7 +117,7 @@ class KnowledgeBase:
             ranked = reciprocal_rank_fusion([[i for i, _ in dense_hits], [i for i, _ in lexical_hits]], RRF_K)
         else:
             ranked = dense_hits if mode == "dense" else lexical_hits
-        return await self._passages(tenant_id, ranked[:top_k])
+        return SearchResults(data=await self._passages(tenant_id, ranked[:top_k]), degraded=degraded)
 
     def _lock(self, tenant_id: uuid.UUID) -> asyncio.Lock:
         return self._locks.setdefault(tenant_id, asyncio.Lock())
