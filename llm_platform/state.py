@@ -122,7 +122,7 @@ class PlatformState:
                 queue_size=settings.audit_queue_size,
                 batch_size=settings.audit_batch_size,
             ),
-            knowledge=KnowledgeBase(session_factory, embedder),
+            knowledge=KnowledgeBase(session_factory, embedder, settings.knowledge_max_indexed_chunks),
             ingester=Ingester(session_factory, embedder, settings, metrics),
             metrics=metrics,
         )

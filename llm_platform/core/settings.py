@@ -253,6 +253,14 @@ class Settings(BaseSettings):
         float,
         Field(description="A document `indexing` this long without progress is picked up again", gt=0),
     ] = 60.0
+    knowledge_max_indexed_chunks: Annotated[
+        int,
+        Field(
+            description="Chunks an API process keeps indexed in memory, all tenants together (~2 KB each); "
+            "past it the least recently searched tenants' indexes are dropped, rebuilt at their next search",
+            ge=1,
+        ),
+    ] = 1_000_000
     knowledge_poll_s: Annotated[
         float, Field(description="How often ingestion looks for queued and abandoned documents", gt=0)
     ] = 2.0

@@ -18,7 +18,8 @@ Where things live, and how replicas agree:
 - Each process holds, per tenant, an index built from the database the first time the tenant searches:
   a FAISS `IndexIDMap2` of the normalised vectors as float16 (ids are chunk ids) and a tantivy full-text
   index of the texts, both in memory. Nothing is written to disk: a restarted process builds them again
-  (seconds for 100k chunks; bench/RESULTS.md).
+  (seconds for 100k chunks; bench/RESULTS.md). Past LLMP_KNOWLEDGE_MAX_INDEXED_CHUNKS in all, the least
+  recently searched tenants' indexes are dropped, and built again at their next search.
 - Every change to a tenant's chunks (a document ready or deleted, a collection deleted) bumps the
   tenant's row in `kb_versions` in the same transaction. Every search reads that version first; an
   index at an older one is brought up to date incrementally (documents gone removed, documents new

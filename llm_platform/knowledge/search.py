@@ -8,6 +8,9 @@ those of documents newly ready are read (vectors and texts) and added. So a chan
 process is seen by the next search on every process. A tenant's index is changed and searched under its
 own lock (FAISS indexes are not safe to read while another thread changes them), never while a query is
 being embedded: the embedding (a worker's forward) runs beside the lexical search.
+
+The indexes held are bounded by their chunks in all (LLMP_KNOWLEDGE_MAX_INDEXED_CHUNKS): past it, the
+least recently searched tenants' indexes are dropped, to be built again at their next search.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import OrderedDict
 
 import numpy as np
 from sqlalchemy import select
@@ -43,11 +47,25 @@ _LOAD_BATCH = 500  # documents whose chunks are read (and indexed) at a time whi
 
 
 class KnowledgeBase:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], embedder: TextEmbedder) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        embedder: TextEmbedder,
+        max_indexed_chunks: int,
+    ) -> None:
         self._sessions = sessions
         self.embedder = embedder
-        self._indexes: dict[uuid.UUID, TenantIndex] = {}
+        # Least recently searched first. Past `max_indexed_chunks` in all, the least recently searched
+        # tenants' indexes are dropped (the next search of one builds it again from the database); the
+        # tenant just searched always stays, even alone over the limit.
+        self._indexes: OrderedDict[uuid.UUID, TenantIndex] = OrderedDict()
+        self._max_indexed_chunks = max_indexed_chunks
+        # Never dropped with an index: a search may still hold the lock while it reads the index.
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+    def indexed_chunks(self) -> dict[uuid.UUID, int]:
+        """The chunks each tenant's index holds in this process's memory, least recently searched first."""
+        return {tenant_id: len(index) for tenant_id, index in self._indexes.items()}
 
     async def retrieve(
         self, tenant_id: uuid.UUID, query: str, top_k: int, collections: list[str] | None
@@ -126,6 +144,7 @@ class KnowledgeBase:
         """The tenant's index at `version` or later (the caller holds the tenant's lock)."""
         index = self._indexes.get(tenant_id)
         if index is not None and index.version >= version:
+            self._indexes.move_to_end(tenant_id)
             return index
         async with self._sessions() as session:
             version = await current_version(session, tenant_id)  # read before the documents
@@ -134,7 +153,15 @@ class KnowledgeBase:
             return None
         index.version = version  # a change since then is caught next time
         self._indexes[tenant_id] = index
+        self._indexes.move_to_end(tenant_id)
+        self._evict()
         return index
+
+    def _evict(self) -> None:
+        held = sum(len(index) for index in self._indexes.values())
+        while held > self._max_indexed_chunks and len(self._indexes) > 1:
+            _, dropped = self._indexes.popitem(last=False)
+            held -= len(dropped)
 
     async def _passages(self, tenant_id: uuid.UUID, ranked: list[tuple[int, float]]) -> list[Passage]:
         if not ranked:
