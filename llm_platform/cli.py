@@ -27,7 +27,7 @@ from llm_platform.core.migrate import revisions, upgrade_to_head
 from llm_platform.core.settings import Settings, settings_help
 from models_registry.models import Model, ModelBackend, ModelKind
 from tenants import service
-from tenants.models import UserRole
+from tenants.models import ApiKeyScope, UserRole
 
 T = TypeVar("T")
 
@@ -357,7 +357,9 @@ def bootstrap_demo(
             role=UserRole.tenant_admin,
             min_password_length=settings.min_password_length,
         )
-        _, secret = await service.create_api_key(session, tenant_id=tenant.id, name="demo")
+        # `kb:write` too: the README's knowledge-base lines add documents with this key.
+        scopes = [ApiKeyScope.inference, ApiKeyScope.kb_write]
+        _, secret = await service.create_api_key(session, tenant_id=tenant.id, name="demo", scopes=scopes)
         return secret
 
     secret = _run_with_session(settings, work)
@@ -382,7 +384,7 @@ def bootstrap_demo(
         chat = "Chat once the worker is up:"
     typer.echo(
         f"Created tenant '{slug}' with admin {admin_email} / {admin_password}\n"
-        f"API key (shown once, keep it): {secret}\n\n"
+        f"API key (scopes inference and kb:write; shown once, keep it): {secret}\n\n"
         f"{start}"
         f"Try it once the server is up:\n"
         f'  curl -s {base_url}/auth/me -H "Authorization: Bearer {secret}"\n'

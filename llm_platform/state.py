@@ -90,7 +90,7 @@ class PlatformState:
         catalogue = Catalogue(policies, session_factory)
         metrics = ApiMetrics(settings.metrics_tenant_label)
         embedder = DispatchedEmbedder(
-            dispatcher, catalogue, settings.knowledge_embedding_model, settings.knowledge_embed_batch
+            dispatcher, catalogue, settings.default_embedding_model, settings.knowledge_embed_batch
         )
         return cls(
             settings=settings,
@@ -122,7 +122,7 @@ class PlatformState:
                 queue_size=settings.audit_queue_size,
                 batch_size=settings.audit_batch_size,
             ),
-            knowledge=KnowledgeBase(session_factory, embedder),
+            knowledge=KnowledgeBase(session_factory, embedder, settings.knowledge_max_indexed_chunks),
             ingester=Ingester(session_factory, embedder, settings, metrics),
             metrics=metrics,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -52,6 +53,35 @@ def test_bootstrap_prints_a_working_curl_line(cli_env, server):
 
     again = llmp(cli_env, "admin", "bootstrap-demo").stdout
     assert "already exists" in again and "sk-" not in again
+
+
+def _readme_block_after(heading: str) -> list[str]:
+    """The commands of the README's first bash block after `heading`, continuation lines joined."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index(heading) :].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [command.strip() for command in block.replace("\\\n", " ").splitlines() if command.strip()]
+
+
+def test_the_readme_knowledge_base_lines_work_with_the_demo_key(cli_env, server):
+    llmp(cli_env, "migrate")
+    key = re.search(r"(sk-\S+)", llmp(cli_env, "admin", "bootstrap-demo").stdout).group(1)
+    me = httpx.get(f"{server}/auth/me", headers={"Authorization": f"Bearer {key}"}).json()
+    assert sorted(me["scopes"]) == ["inference", "kb:write"]
+
+    commands = _readme_block_after("The demo key also has the `kb:write` scope")
+    add, find, chat = (c.replace("sk-...", key).replace("http://127.0.0.1:8000", server) for c in commands)
+    assert "/demo/chat" in chat and '"knowledge_base": true' in chat  # its answer needs the chat worker
+
+    def run(command: str) -> dict:
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    added = run(add)
+    assert added["status"] == "queued" and added["id"]  # no embedding worker here: it stays queued
+    listed = httpx.get(f"{server}/demo/kb/documents", headers={"Authorization": f"Bearer {key}"}).json()
+    assert [d["title"] for d in listed["data"]] == ["Varnholm lighthouse"]
+    assert run(find) == {"data": [], "degraded": None}  # nothing ready to search yet, and no error
 
 
 def test_admin_commands_create_tenants_users_and_keys(cli_env, server):

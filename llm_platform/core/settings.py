@@ -214,22 +214,29 @@ class Settings(BaseSettings):
         str, Field(description="Model used by /{tenant}/chat when the request names none")
     ] = "smollm2-135m"
     default_embedding_model: Annotated[
-        str, Field(description="Model used by /{tenant}/embeddings when the request names none")
+        str,
+        Field(
+            description="Embedding model of the knowledge bases, and of /{tenant}/embeddings when the "
+            "request names none"
+        ),
     ] = "all-minilm-l6-v2"
     engine_prefill_chunk_tokens: Annotated[
         int, Field(description="Prompt tokens prefilled per engine step (long prompts take several)", ge=1)
     ] = 256
 
-    knowledge_embedding_model: Annotated[
-        str | None,
-        Field(description="Embedding model of the knowledge bases; unset: the first enabled embedding model"),
-    ] = None
     knowledge_max_upload_bytes: Annotated[
         int, Field(description="Knowledge-base uploads above this size answer 413", ge=1024)
     ] = 20 * 1024 * 1024
     knowledge_max_pdf_pages: Annotated[
         int, Field(description="PDFs with more pages than this are refused, not parsed", ge=1)
     ] = 500
+    knowledge_extract_timeout_s: Annotated[
+        float,
+        Field(
+            description="Reading a PDF's text that takes longer than this is stopped: the document is failed",
+            gt=0,
+        ),
+    ] = 30.0
     knowledge_max_text_chars: Annotated[
         int, Field(description="A document whose extracted text is longer than this is refused", ge=1000)
     ] = 5_000_000
@@ -246,6 +253,14 @@ class Settings(BaseSettings):
         float,
         Field(description="A document `indexing` this long without progress is picked up again", gt=0),
     ] = 60.0
+    knowledge_max_indexed_chunks: Annotated[
+        int,
+        Field(
+            description="Chunks an API process keeps indexed in memory, all tenants together (~2 KB each); "
+            "past it the least recently searched tenants' indexes are dropped, rebuilt at their next search",
+            ge=1,
+        ),
+    ] = 1_000_000
     knowledge_poll_s: Annotated[
         float, Field(description="How often ingestion looks for queued and abandoned documents", gt=0)
     ] = 2.0

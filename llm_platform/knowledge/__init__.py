@@ -6,8 +6,9 @@ the chat turn, which retrieves passages through `KnowledgeBase.retrieve` to grou
 
 - `models.py`, `schemas.py`: tables and wire shapes. `service.py`: collections and documents, each
   function filtered by the tenant's id. `intake.py` + `extraction.py`: uploads (type, size, text out of
-  .txt/.md/.html/.pdf). `ingestion.py`: the background ingester (claims, leases, retries). `chunking.py`:
-  chunks by the embedding model's tokens. `embedding.py`: the embedding model and its tokenizer.
+  .txt/.md/.html/.pdf; a PDF in a child process stopped at a time limit, `extraction_process.py`).
+  `ingestion.py`: the background ingester (claims, leases, retries). `chunking.py`: chunks by the
+  embedding model's tokens. `embedding.py`: the embedding model and its tokenizer.
   `index.py`: a tenant's chunks in memory, FAISS for meaning and `lexical.py` (tantivy, BM25) for
   words. `search.py`: `KnowledgeBase`, search and retrieval.
 
@@ -17,7 +18,8 @@ Where things live, and how replicas agree:
 - Each process holds, per tenant, an index built from the database the first time the tenant searches:
   a FAISS `IndexIDMap2` of the normalised vectors as float16 (ids are chunk ids) and a tantivy full-text
   index of the texts, both in memory. Nothing is written to disk: a restarted process builds them again
-  (seconds for 100k chunks; bench/RESULTS.md).
+  (seconds for 100k chunks; bench/RESULTS.md). Past LLMP_KNOWLEDGE_MAX_INDEXED_CHUNKS in all, the least
+  recently searched tenants' indexes are dropped, and built again at their next search.
 - Every change to a tenant's chunks (a document ready or deleted, a collection deleted) bumps the
   tenant's row in `kb_versions` in the same transaction. Every search reads that version first; an
   index at an older one is brought up to date incrementally (documents gone removed, documents new

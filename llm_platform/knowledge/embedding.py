@@ -1,6 +1,10 @@
-"""The knowledge base's embedding model: which one (LLMP_KNOWLEDGE_EMBEDDING_MODEL, else the first
-enabled `embedding` model of the catalogue), its tokenizer (to cut chunks by its tokens) and vectors
-through dispatch to its workers, in batches."""
+"""The knowledge base's embedding model: which one (LLMP_DEFAULT_EMBEDDING_MODEL, the embeddings API's
+default too), its tokenizer (to cut chunks by its tokens) and vectors through dispatch to its workers, in
+batches.
+
+The model is named, never guessed (say, as the catalogue's first embedding model): a tenant's vectors are
+comparable only if one model made them all, so enabling another embedding model must not move the
+knowledge bases onto it."""
 
 from __future__ import annotations
 
@@ -41,12 +45,10 @@ class TextEmbedder(Protocol):
 
 
 class DispatchedEmbedder:
-    def __init__(
-        self, dispatcher: Dispatcher, catalogue: Catalogue, configured: str | None, batch: int
-    ) -> None:
+    def __init__(self, dispatcher: Dispatcher, catalogue: Catalogue, model_name: str, batch: int) -> None:
         self._dispatcher = dispatcher
         self._catalogue = catalogue
-        self._configured = configured
+        self._model_name = model_name
         self._batch = batch
         self._models: dict[str, EmbeddingModel] = {}
 
@@ -75,10 +77,12 @@ class DispatchedEmbedder:
     async def _entry(self) -> CatalogueEntry:
         models = await self._catalogue.enabled_models()
         for entry in models:
-            if entry.kind is ModelKind.embedding and entry.name == (self._configured or entry.name):
+            if entry.kind is ModelKind.embedding and entry.name == self._model_name:
                 return entry
         # What a model call answers while its model has no worker: the same 503 for the same state.
-        raise ModelUnavailable("The knowledge base has no embedding model enabled; retry later")
+        raise ModelUnavailable(
+            f"The knowledge base's embedding model '{self._model_name}' is not enabled; retry later"
+        )
 
 
 def _tokenizer_file(entry: CatalogueEntry) -> Path:

@@ -1,5 +1,6 @@
-"""A document as it arrives: an upload's type checked and its text extracted (in a thread: parsing a
-PDF takes CPU), or text sent as JSON; then stored, queued for ingestion."""
+"""A document as it arrives: an upload's type checked and its text extracted (in a thread; a PDF in a
+child process stopped at a time limit: extraction_process.py), or text sent as JSON; then stored, queued
+for ingestion."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from llm_platform.core.errors import PayloadTooLarge
 from llm_platform.core.settings import Settings
 from llm_platform.knowledge import extraction
+from llm_platform.knowledge.extraction_process import extract_pdf
 from llm_platform.knowledge.models import Document
 from llm_platform.knowledge.schemas import DocumentCreate
 from llm_platform.knowledge.service import add_document, content_hash
@@ -43,14 +45,13 @@ async def add_upload(
     check_upload_size(len(upload.data), settings)
     title = upload.title or extraction.title_from(upload.filename) or "Untitled"
     text, failure = None, None
+    limits = {"max_pages": settings.knowledge_max_pdf_pages, "max_chars": settings.knowledge_max_text_chars}
     try:
-        text = await asyncio.to_thread(
-            extraction.extract,
-            upload.data,
-            kind,
-            max_pages=settings.knowledge_max_pdf_pages,
-            max_chars=settings.knowledge_max_text_chars,
-        )
+        if kind == "pdf":  # in a child process, stopped at the time limit
+            timeout_s = settings.knowledge_extract_timeout_s
+            text = await asyncio.to_thread(extract_pdf, upload.data, timeout_s=timeout_s, **limits)
+        else:
+            text = await asyncio.to_thread(extraction.extract, upload.data, kind, **limits)
     except extraction.ExtractionFailed as exc:  # recorded as a failed document, with the reason
         failure = str(exc)
     return await add_document(

@@ -83,5 +83,13 @@ class Passage(BaseModel):
     score: float
 
 
+LEXICAL_ONLY = "lexical_only"
+
+
 class SearchResults(BaseModel):
     data: list[Passage]
+    degraded: Literal["lexical_only"] | None = Field(
+        default=None,
+        description="`lexical_only`: a hybrid search answered by full-text search alone, the embedding "
+        "model being unavailable (a dense search answers 503 then); null when the search ran as asked",
+    )

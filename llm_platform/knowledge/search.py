@@ -8,6 +8,9 @@ those of documents newly ready are read (vectors and texts) and added. So a chan
 process is seen by the next search on every process. A tenant's index is changed and searched under its
 own lock (FAISS indexes are not safe to read while another thread changes them), never while a query is
 being embedded: the embedding (a worker's forward) runs beside the lexical search.
+
+The indexes held are bounded by their chunks in all (LLMP_KNOWLEDGE_MAX_INDEXED_CHUNKS): past it, the
+least recently searched tenants' indexes are dropped, to be built again at their next search.
 """
 
 from __future__ import annotations
@@ -18,16 +21,18 @@ import ctypes
 import ctypes.util
 import logging
 import uuid
+from collections import OrderedDict
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.knowledge import lexical
 from llm_platform.knowledge.embedding import TextEmbedder
 from llm_platform.knowledge.index import TenantIndex, reciprocal_rank_fusion
 from llm_platform.knowledge.models import Chunk, Collection, Document, DocumentStatus
-from llm_platform.knowledge.schemas import Passage
+from llm_platform.knowledge.schemas import LEXICAL_ONLY, Passage, SearchResults
 from llm_platform.knowledge.service import current_version
 
 logger = logging.getLogger(__name__)
@@ -47,17 +52,32 @@ _TRIM_AFTER_CHUNKS = 10_000
 
 
 class KnowledgeBase:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], embedder: TextEmbedder) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        embedder: TextEmbedder,
+        max_indexed_chunks: int,
+    ) -> None:
         self._sessions = sessions
         self.embedder = embedder
-        self._indexes: dict[uuid.UUID, TenantIndex] = {}
+        # Least recently searched first. Past `max_indexed_chunks` in all, the least recently searched
+        # tenants' indexes are dropped (the next search of one builds it again from the database); the
+        # tenant just searched always stays, even alone over the limit.
+        self._indexes: OrderedDict[uuid.UUID, TenantIndex] = OrderedDict()
+        self._max_indexed_chunks = max_indexed_chunks
+        # Never dropped with an index: a search may still hold the lock while it reads the index.
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+    def indexed_chunks(self) -> dict[uuid.UUID, int]:
+        """The chunks each tenant's index holds in this process's memory, least recently searched first."""
+        return {tenant_id: len(index) for tenant_id, index in self._indexes.items()}
 
     async def retrieve(
         self, tenant_id: uuid.UUID, query: str, top_k: int, collections: list[str] | None
     ) -> list[Passage]:
-        """The passages that best answer `query` (hybrid search), for grounding a chat answer."""
-        return await self.search(tenant_id, query, top_k=top_k, collections=collections)
+        """The passages that best answer `query` (hybrid search; by words alone while the embedding
+        model is unavailable), for grounding a chat answer."""
+        return (await self.search(tenant_id, query, top_k=top_k, collections=collections)).data
 
     async def search(
         self,
@@ -68,14 +88,16 @@ class KnowledgeBase:
         collections: list[str] | None = None,
         mode: str = "hybrid",
         metadata: dict[str, object] | None = None,
-    ) -> list[Passage]:
+    ) -> SearchResults:
+        """The best `top_k` passages. A hybrid search while the embedding model is unavailable answers
+        with the lexical list alone, saying so (`degraded`); a dense one raises ServiceUnavailable."""
         depth = top_k if mode != "hybrid" else max(top_k * 4, MIN_CANDIDATES)
         async with self._sessions() as session:
             version = await current_version(session, tenant_id)
             collection_ids = await _collection_ids(session, tenant_id, collections)
             matching = await _documents_with_metadata(session, tenant_id, metadata) if metadata else None
         if collection_ids == [] or matching == []:
-            return []
+            return SearchResults(data=[])
         # The query's embedding (a worker's forward) runs while the lexical index is searched.
         embedding = (
             asyncio.ensure_future(self.embedder.embed(str(tenant_id), [query])) if mode != "lexical" else None
@@ -84,7 +106,7 @@ class KnowledgeBase:
             async with self._lock(tenant_id):
                 index = await self._fresh(tenant_id, version)
                 if index is None:
-                    return []
+                    return SearchResults(data=[])
                 allowed = index.allowed(collection_ids, matching)
                 lexical_hits = (
                     await asyncio.to_thread(index.lexical.search, lexical.terms(query), depth, allowed)
@@ -92,10 +114,23 @@ class KnowledgeBase:
                     else []
                 )
             dense_hits: list[tuple[int, float]] = []
+            degraded = None
             if embedding is not None:
-                vector = (await embedding)[0]
-                async with self._lock(tenant_id):  # documents gone meanwhile are skipped by `index.search`
-                    dense_hits = await asyncio.to_thread(index.search, vector, depth, allowed)
+                try:
+                    vector = (await embedding)[0]
+                except ServiceUnavailable:
+                    if mode == "dense":
+                        raise
+                    # Words alone find exact terms still; a search that fails helps no one.
+                    logger.warning(
+                        "knowledge search of tenant %s answered by words only: its embedding model is "
+                        "unavailable",
+                        tenant_id,
+                    )
+                    degraded = LEXICAL_ONLY
+                else:
+                    async with self._lock(tenant_id):  # documents gone meanwhile: skipped by `index.search`
+                        dense_hits = await asyncio.to_thread(index.search, vector, depth, allowed)
         finally:
             if embedding is not None and not embedding.done():
                 embedding.cancel()
@@ -105,7 +140,7 @@ class KnowledgeBase:
             ranked = reciprocal_rank_fusion([[i for i, _ in dense_hits], [i for i, _ in lexical_hits]], RRF_K)
         else:
             ranked = dense_hits if mode == "dense" else lexical_hits
-        return await self._passages(tenant_id, ranked[:top_k])
+        return SearchResults(data=await self._passages(tenant_id, ranked[:top_k]), degraded=degraded)
 
     def _lock(self, tenant_id: uuid.UUID) -> asyncio.Lock:
         return self._locks.setdefault(tenant_id, asyncio.Lock())
@@ -114,6 +149,7 @@ class KnowledgeBase:
         """The tenant's index at `version` or later (the caller holds the tenant's lock)."""
         index = self._indexes.get(tenant_id)
         if index is not None and index.version >= version:
+            self._indexes.move_to_end(tenant_id)
             return index
         async with self._sessions() as session:
             version = await current_version(session, tenant_id)  # read before the documents
@@ -122,7 +158,15 @@ class KnowledgeBase:
             return None
         index.version = version  # a change since then is caught next time
         self._indexes[tenant_id] = index
+        self._indexes.move_to_end(tenant_id)
+        self._evict()
         return index
+
+    def _evict(self) -> None:
+        held = sum(len(index) for index in self._indexes.values())
+        while held > self._max_indexed_chunks and len(self._indexes) > 1:
+            _, dropped = self._indexes.popitem(last=False)
+            held -= len(dropped)
 
     async def _passages(self, tenant_id: uuid.UUID, ranked: list[tuple[int, float]]) -> list[Passage]:
         if not ranked:

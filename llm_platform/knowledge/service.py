@@ -51,7 +51,11 @@ async def find_collection(session: AsyncSession, tenant_id: uuid.UUID, name: str
 
 
 async def collection_for_write(session: AsyncSession, tenant_id: uuid.UUID, name: str) -> Collection:
-    """The named collection; `default` is made the first time it is needed, others must exist."""
+    """The named collection; `default` is made the first time it is needed, others must exist.
+
+    `default` exists for every tenant, as the API shows it: its row is made here, the one place, the
+    first time the tenant's collections are listed or written. Not with the tenant: tenants are a floor
+    below the knowledge base and know nothing of collections (nor do tenants made before it)."""
     found = await find_collection(session, tenant_id, name)
     if found is not None:
         return found
@@ -67,6 +71,7 @@ async def collection_for_write(session: AsyncSession, tenant_id: uuid.UUID, name
 
 
 async def create_collection(session: AsyncSession, tenant_id: uuid.UUID, name: str) -> Collection:
+    await collection_for_write(session, tenant_id, DEFAULT_COLLECTION)  # so that `default` is never new
     collection = Collection(tenant_id=tenant_id, name=name)
     session.add(collection)
     exists = Conflict(f"Collection '{name}' already exists", code="collection_exists", param="name")
@@ -94,14 +99,16 @@ async def list_collections(session: AsyncSession, tenant_id: uuid.UUID) -> list[
 
 
 async def delete_collection(session: AsyncSession, tenant_id: uuid.UUID, name: str) -> None:
-    """Removes the collection with its documents and their chunks (`default` comes back empty when
-    next needed)."""
-    collection = await find_collection(session, tenant_id, name)
-    if collection is None:
+    """Removes the collection with its documents and their chunks. `default` always exists: it is
+    emptied and kept (the one way to clear it at once)."""
+    if name == DEFAULT_COLLECTION:
+        collection = await collection_for_write(session, tenant_id, name)
+    elif (collection := await find_collection(session, tenant_id, name)) is None:
         raise _collection_not_found(name)
     await session.execute(delete(Chunk).where(Chunk.collection_id == collection.id))
     await session.execute(delete(Document).where(Document.collection_id == collection.id))
-    await session.delete(collection)
+    if name != DEFAULT_COLLECTION:
+        await session.delete(collection)
     await bump_version(session, tenant_id)
     await session.commit()
 

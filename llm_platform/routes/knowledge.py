@@ -77,7 +77,8 @@ async def create_collection(
 async def delete_collection(
     name: str, tenant: TenantDep, _: KnowledgeWriterDep, session: SessionDep
 ) -> Response:
-    """Removes the collection, its documents and their vectors."""
+    """Removes the collection, its documents and their vectors. `default` always exists: deleting it
+    removes its documents and their vectors and keeps it, empty."""
     await service.delete_collection(session, tenant.id, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -151,7 +152,7 @@ async def delete_document(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/search")
+@router.post("/search", responses=errors(503))
 async def search(
     body: SearchRequest,
     tenant: TenantDep,
@@ -160,9 +161,11 @@ async def search(
     metrics: ApiMetricsDep,
 ) -> SearchResults:
     """The passages that best match `query`: `hybrid` (dense and lexical fused by reciprocal rank
-    fusion; score: the fused score), `dense` (score: cosine similarity) or `lexical` (full-text rank)."""
+    fusion; score: the fused score), `dense` (score: cosine similarity) or `lexical` (full-text rank).
+    While the embedding model is unavailable, `hybrid` answers from full-text search alone with
+    `"degraded": "lexical_only"`, and `dense` answers 503."""
     started = time.perf_counter()
-    passages = await knowledge.search(
+    found = await knowledge.search(
         tenant.id,
         body.query,
         top_k=body.top_k,
@@ -171,7 +174,7 @@ async def search(
         metadata=body.filter,
     )
     metrics.knowledge_searched("api", time.perf_counter() - started)
-    return SearchResults(data=passages)
+    return found
 
 
 async def _read_json(request: Request) -> DocumentCreate:

@@ -27,7 +27,7 @@ ENCODER = "kb-encoder"
 def settings(settings: Settings) -> Settings:
     """The platform's test settings, with the knowledge base on the tiny encoder below (the catalogue
     outlives tests, and may hold other embedding models)."""
-    return settings.model_copy(update={"knowledge_embedding_model": ENCODER})
+    return settings.model_copy(update={"default_embedding_model": ENCODER})
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,10 @@ listed, read and deleted; collections; duplicates; who may write; audit rows of 
 
 from __future__ import annotations
 
+from sqlalchemy import text
+
 from llm_platform.knowledge.search import RRF_K
+from tests.conftest import register_model
 from tests.llm_platform.knowledge.conftest import ENCODER, add_text, ingest, search, wait_for
 from tests.responses import assert_error, bearer
 from tests.workers import wait_registered
@@ -12,6 +15,7 @@ LIGHTHOUSE = (
     "The Varnholm lighthouse was built in 1871 on a granite skerry.\n\n"
     "Its lens is a first-order Fresnel lens, part number FX-2291, polished by hand."
 )
+UNSERVED_ENCODER = "kb-a-unserved-encoder"  # an enabled embedding model no worker serves
 BAKERY = "Our bakery sells sourdough bread, rye loaves and cinnamon buns every morning."
 GARDEN = "The botanical garden keeps orchids, ferns and a greenhouse of cacti."
 
@@ -123,6 +127,39 @@ def test_collections(platform, tenant_a, embedder):
     assert_error(client.delete(f"/{slug}/kb/collections/legal", headers=headers), 404, "collection_not_found")
 
 
+def test_default_always_exists(platform, tenant_a, tenant_b, embedder):
+    """`default` is there for a tenant that never touched its knowledge base: it is listed, it cannot
+    be created again, and deleting it empties it (its documents and their vectors go) and keeps it."""
+    client = platform.client
+    fresh, headers_b = tenant_b.slug, tenant_b.admin_headers
+    assert_error(
+        client.post(f"/{fresh}/kb/collections", json={"name": "default"}, headers=headers_b),
+        409,
+        "collection_exists",
+    )
+    assert client.delete(f"/{fresh}/kb/collections/default", headers=headers_b).status_code == 204
+    assert [c["name"] for c in client.get(f"/{fresh}/kb/collections", headers=headers_b).json()] == [
+        "default"
+    ]
+
+    slug, headers = tenant_a.slug, tenant_a.admin_headers
+    created_at = client.get(f"/{slug}/kb/collections", headers=headers).json()[0]["created_at"]
+    client.post(f"/{slug}/kb/collections", json={"name": "legal"}, headers=headers)
+    in_default = ingest(client, slug, headers, BAKERY)
+    in_legal = ingest(client, slug, headers, GARDEN, collection="legal")
+    assert client.delete(f"/{slug}/kb/collections/default", headers=headers).status_code == 204
+    listed = client.get(f"/{slug}/kb/collections", headers=headers).json()
+    assert [(c["name"], c["documents"]) for c in listed] == [("default", 0), ("legal", 1)]
+    assert listed[0]["created_at"] == created_at  # the same collection, emptied
+    assert client.get(f"/{slug}/kb/documents/{in_default['id']}", headers=headers).status_code == 404
+    assert search(client, slug, headers, "sourdough bread", mode="lexical") == []
+    assert [hit["document_id"] for hit in search(client, slug, headers, "orchids", mode="lexical")] == [
+        in_legal["id"]
+    ]
+    again = ingest(client, slug, headers, BAKERY)  # the emptied default takes documents as before
+    assert search(client, slug, headers, "sourdough bread", mode="lexical")[0]["document_id"] == again["id"]
+
+
 def test_identical_content_is_not_indexed_twice(platform, tenant_a, embedder):
     client, headers, slug = platform.client, tenant_a.admin_headers, tenant_a.slug
     first = ingest(client, slug, headers, BAKERY)
@@ -181,3 +218,26 @@ def test_ingestion_through_the_embedding_worker(platform, tenant_a, embed_worker
     assert document["status"] == "ready" and document["chunks"] >= 2, document
     found = search(client, slug, headers, "the cat sat 7", top_k=3)
     assert found and all(hit["document_id"] == document["id"] for hit in found)
+
+
+def test_one_setting_names_the_embedding_model_of_the_api_and_the_knowledge_base(
+    platform, tenant_a, embed_worker, redis_url, db_engine, tmp_path
+):
+    """LLMP_DEFAULT_EMBEDDING_MODEL (here the kb's encoder) is what /embeddings uses when a request
+    names no model, and what the knowledge base embeds with, though another embedding model, first by
+    name, is enabled (a guess such as "the first embedding model" would take that one, which has no
+    worker: the document would stay queued)."""
+    register_model(db_engine, UNSERVED_ENCODER, str(tmp_path), 64, kind="embedding")
+    try:
+        wait_registered(redis_url, ENCODER)
+        client, slug, headers = platform.client, tenant_a.slug, tenant_a.admin_headers
+        answer = client.post(f"/{slug}/embeddings", json={"input": "the cat"}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"] == ENCODER
+        accepted = add_text(client, slug, headers, "the cat sat on the mat")
+        document = wait_for(client, slug, headers, accepted["id"], timeout_s=30)
+        assert document["status"] == "ready", document
+        assert search(client, slug, headers, "the cat", mode="dense")[0]["document_id"] == document["id"]
+    finally:  # the catalogue outlives the test
+        with db_engine.begin() as connection:
+            connection.execute(text("DELETE FROM models WHERE name = :name"), {"name": UNSERVED_ENCODER})

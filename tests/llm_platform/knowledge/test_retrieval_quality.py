@@ -31,7 +31,7 @@ INGEST_TIMEOUT_S = 180.0
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """The knowledge base on the real MiniLM (this folder's conftest puts it on a tiny encoder)."""
-    return settings.model_copy(update={"knowledge_embedding_model": EMBEDDING_MODEL})
+    return settings.model_copy(update={"default_embedding_model": EMBEDDING_MODEL})
 
 
 @pytest.fixture(scope="session")
