@@ -63,6 +63,17 @@ def test_a_tenant_admin_uploads_searches_and_the_playground_cites_the_document(
     expect(broken_row).to_contain_text(failure["error"])
     expect(page.locator("#upload-status")).to_contain_text(failure["error"])
 
+    # A type the platform does not read is refused at once, with the API's message.
+    program = tmp_path / "tool.exe"
+    program.write_bytes(b"MZ")
+    refused = httpx.post(
+        f"{console.url}/{slug}/kb/documents", files={"file": ("tool.exe", b"MZ")}, headers=admin
+    )
+    assert refused.status_code == 415
+    page.locator("input[name=file]").set_input_files(program)
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#upload-status .upload-line").first).to_have_text(refused.json()["error"]["message"])
+
     # Filters: by status, by collection.
     page.locator("select[name=filter-status]").select_option("failed")
     expect(page.locator("#documents tbody tr")).to_have_count(1)

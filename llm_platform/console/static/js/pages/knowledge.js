@@ -141,19 +141,20 @@ export async function render(main, ctx) {
   const uploadStatus = h("div", { id: "upload-status", "aria-live": "polite" });
   const send = h("button", { type: "submit" }, "Upload");
 
-  // Ingestion runs in the background: the document's status, asked again until it is done with.
-  const follow = async (id, name) => {
+  // Ingestion runs in the background: the document's status, asked again until it is done with, on a
+  // line of its own (uploading another file meanwhile is fine).
+  const follow = async (id, name, line) => {
     for (;;) {
       const doc = await api(`${base}/documents/${encodeURIComponent(id)}`);
       if (doc.status === "ready") {
-        uploadStatus.replaceChildren(notice(`"${name}" is ready: ${doc.chunks} passage${doc.chunks === 1 ? "" : "s"} indexed.`));
+        line.replaceChildren(notice(`"${name}" is ready: ${doc.chunks} passage${doc.chunks === 1 ? "" : "s"} indexed.`));
         return;
       }
       if (doc.status === "failed") {
-        uploadStatus.replaceChildren(errorBox(new Error(`"${name}" failed: ${doc.error}`)));
+        line.replaceChildren(errorBox(new Error(`"${name}" failed: ${doc.error}`)));
         return;
       }
-      uploadStatus.replaceChildren(h("p", { "aria-busy": "true" }, `"${name}": ${doc.status}…`));
+      line.replaceChildren(h("p", { "aria-busy": "true" }, `"${name}": ${doc.status}…`));
       await sleep(POLL_MS);
       if (!main.isConnected) return; // the user went on to another page
     }
@@ -171,20 +172,29 @@ export async function render(main, ctx) {
       progress.hidden = false;
       progress.value = 0;
       const name = title.value.trim() || chosen.name;
-      await busy(send, uploadStatus, async () => {
-        const accepted = await upload(`${base}/documents`, form, {
+      const line = h("div", { class: "upload-line" });
+      uploadStatus.prepend(line);
+      const accepted = await busy(send, line, async () => {
+        const answer = await upload(`${base}/documents`, form, {
           onProgress: (sent, total) => {
             progress.value = total ? Math.round((sent / total) * 100) : 0;
-            uploadStatus.replaceChildren(h("p", { class: "muted" }, `Uploading "${name}": ${progress.value}%`));
+            line.replaceChildren(h("p", { class: "muted" }, `Uploading "${name}": ${progress.value}%`));
           },
         });
         progress.value = 100;
         uploadForm.reset();
-        await loadDocuments(null, null);
-        await follow(accepted.id, name);
-        await loadDocuments(null, null);
-        await reloadCollections();
+        return answer;
       });
+      if (!accepted) return;
+      await loadDocuments(null, null);
+      try {
+        await follow(accepted.id, name, line);
+      } catch (error) {
+        line.replaceChildren(errorBox(error));
+      }
+      if (!main.isConnected) return;
+      await loadDocuments(null, null);
+      await reloadCollections();
     },
   },
   h("div", { class: "inline-form" },
