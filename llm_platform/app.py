@@ -40,6 +40,7 @@ from llm_platform.routes.knowledge import router as knowledge_router
 from llm_platform.routes.metrics import router as metrics_router
 from llm_platform.routes.models import admin_router as models_admin_router
 from llm_platform.routes.models import tenant_router as models_tenant_router
+from llm_platform.routes.models import workers_router
 from llm_platform.routes.tenants import platform_router, tenant_admin_router
 from llm_platform.routes.usage import router as usage_router
 from llm_platform.routes.workers import router as worker_registry_router
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage_router)
     app.include_router(audit_router)
     app.include_router(models_admin_router)
+    app.include_router(workers_router)
     app.include_router(models_tenant_router)
     app.include_router(conversations_router)
     app.include_router(knowledge_router)

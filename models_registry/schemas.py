@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import MISSING, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -85,3 +85,20 @@ class TenantModelOut(BaseModel):
     name: str
     kind: ModelKind
     context_length: int
+
+
+class WorkerOut(BaseModel):
+    """A live worker as platform admins see it (`GET /admin/workers`). Its URL is internal topology,
+    which is why only platform admins see it; the worker secret is in no entry at all."""
+
+    worker_id: str
+    url: str
+    models: list[str]
+    state: Literal["starting", "ready"] = Field(
+        description="starting: loading or warming up its model, sent no work yet; ready: serving"
+    )
+    capacity: int = Field(description="Sequences (or, for an embedding model, inputs) it runs at once")
+    load: int = Field(description="Running and queued at its last heartbeat")
+    queued: int | None = Field(description="Of `load`, those waiting for a slot (null: an older worker)")
+    heartbeat_at: datetime
+    heartbeat_age_s: float = Field(description="Seconds since that heartbeat, when the API answered")

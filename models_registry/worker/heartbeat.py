@@ -55,6 +55,7 @@ class HeartbeatSender:
             load=load["running"] + load["waiting"],
             heartbeat_at=time.time(),
             state=self._state,
+            waiting=load["waiting"],
         )
 
     async def start(self) -> None:

@@ -150,6 +150,7 @@ class WorkerInfo:
     load: int  # running + waiting sequences at the last heartbeat
     heartbeat_at: float  # unix time
     state: str = READY  # STARTING or READY (an entry without one comes from a worker that was ready)
+    waiting: int | None = None  # of `load`, those queued for a slot; None from a worker that predates it
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

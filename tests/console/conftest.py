@@ -1,5 +1,6 @@
 """The console in a real browser: Debian's Chromium (scripts/browser.sh) driven by Playwright, against
-`llmp serve` in a process of its own on the test Postgres and Redis, with the tiny model's worker.
+`llmp serve` in a process of its own on the test Postgres and Redis, with the tiny model's worker and the
+tiny encoder's (the knowledge bases' embedding model).
 
 One server and one browser serve the whole module (each starts in seconds); each test gets a fresh
 browser context (no cookies) and makes tenants of its own, so tests do not see each other's data.
@@ -23,7 +24,7 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from sqlalchemy import text
 
 from llm_platform.core.settings import Settings
-from tests.conftest import PASSWORD, TABLES, TINY_MODEL, create_platform_admin
+from tests.conftest import PASSWORD, TABLES, TINY_ENCODER, TINY_MODEL, create_platform_admin
 from tests.workers import WORKER_SECRET, ApiProcess, wait_registered, worker_env
 
 JWT_SECRET = "console-test-secret-" + "c" * 40
@@ -61,7 +62,9 @@ class Console:
 
 
 @pytest.fixture(scope="module")
-def console(database_url, redis_url, db_engine, tiny_worker, tmp_path_factory) -> Iterator[Console]:  # type: ignore[no-untyped-def]
+def console(
+    database_url, redis_url, db_engine, tiny_worker, embed_worker, tmp_path_factory
+) -> Iterator[Console]:  # type: ignore[no-untyped-def]
     with db_engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
     redis.Redis.from_url(redis_url).flushdb()
@@ -73,6 +76,8 @@ def console(database_url, redis_url, db_engine, tiny_worker, tmp_path_factory) -
         LLMP_JWT_SECRET=JWT_SECRET,
         LLMP_PASSWORD_HASH_MEMORY_KIB="1024",
         LLMP_PASSWORD_HASH_TIME_COST="1",
+        # The catalogue outlives tests and may hold other embedding models (whose workers are gone).
+        LLMP_KNOWLEDGE_EMBEDDING_MODEL=TINY_ENCODER,
     )
     api = ApiProcess(env).wait_ready()
     settings = Settings(
@@ -86,6 +91,7 @@ def console(database_url, redis_url, db_engine, tiny_worker, tmp_path_factory) -
     )
     try:
         wait_registered(redis_url, TINY_MODEL)
+        wait_registered(redis_url, TINY_ENCODER)
         yield Console(api.url, settings)
     finally:
         api.stop()
@@ -140,10 +146,14 @@ def screenshots(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     return folder
 
 
-def sign_in(page: Page, email: str, tenant: str | None = None) -> None:
+def sign_in(
+    page: Page, email: str, tenant: str | None = None, password: str = PASSWORD, *, ok: bool = True
+) -> None:
+    """Fills in the sign-in form and sends it; with `ok`, waits until signed in."""
     page.get_by_role("heading", name="Sign in").wait_for()
     page.get_by_label("Tenant").fill(tenant or "")
     page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("button", name="Sign out").wait_for()
+    if ok:
+        page.get_by_role("button", name="Sign out").wait_for()

@@ -155,3 +155,41 @@ def test_another_tenants_data_never_appears(console, open_console):
         expect(page.get_by_role("alert").first).to_have_text("Not found")
         assert "alpha-secret-key" not in page.content()
         assert "admin@alpha.example.com" not in page.content()
+
+
+def test_a_tenant_admin_changes_a_role_resets_a_password_and_disables_a_user(console, open_console):
+    _, root = console.platform_admin()
+    slug = console.tenant(root, ("admin@a.example.com", "tenant_admin"), ("bob@a.example.com", "member"))
+    admin = console.login("admin@a.example.com", slug)
+    page = open_console()
+    sign_in(page, "admin@a.example.com", slug)
+    page.get_by_role("link", name="Users").click()
+    row = page.get_by_role("row").filter(has_text="bob@a.example.com")
+
+    page.get_by_label("Role of bob@a.example.com").select_option("tenant_admin")
+    expect(page.get_by_text("bob@a.example.com is now tenant_admin.")).to_be_visible()
+    users = httpx.get(f"{console.url}/{slug}/admin/users", headers=admin).json()
+    assert {u["email"]: u["role"] for u in users}["bob@a.example.com"] == "tenant_admin"
+
+    new_password = "a brand new passphrase for bob"
+    row.get_by_role("button", name="Reset password").click()
+    page.get_by_role("dialog").get_by_label("New password").fill(new_password)
+    page.get_by_role("dialog").get_by_role("button", name="Set password").click()
+    expect(page.get_by_text("Password of bob@a.example.com reset.")).to_be_visible()
+    # Bob signs in with the new password (and no longer with the old one).
+    bob = open_console()
+    sign_in(bob, "bob@a.example.com", slug, new_password)
+    expect(bob.get_by_role("link", name="Users")).to_be_visible()  # a tenant admin now
+    old = {"tenant": slug, "username": "bob@a.example.com", "password": PASSWORD}
+    assert httpx.post(f"{console.url}/auth/token", data=old).status_code == 401
+
+    row.get_by_role("button", name="Disable").click()
+    expect(page.get_by_role("dialog")).to_contain_text("They can no longer sign in")
+    page.get_by_role("dialog").get_by_role("button", name="Disable").click()
+    expect(row).to_contain_text("disabled")
+    refused = httpx.post(f"{console.url}/auth/token", data=old | {"password": new_password})
+    assert refused.status_code == 401
+    again = open_console()
+    sign_in(again, "bob@a.example.com", slug, new_password, ok=False)
+    expect(again.get_by_role("alert")).to_have_text(refused.json()["error"]["message"])
+    expect(again.get_by_role("heading", name="Sign in")).to_be_visible()

@@ -1,17 +1,34 @@
-"""The rest of the admin pages in a real browser: the model catalogue, a tenant's limits (platform admins
-change them, its admins only read them), its settings, and usage against the monthly quota."""
+"""The rest of the admin pages in a real browser: the model catalogue and its live workers, a tenant's
+limits (platform admins change them, its admins only read them), its settings, usage against the monthly
+quota, and the playground's model picker saying which models have no worker."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import httpx
+import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import TINY_MODEL
 from tests.console.conftest import sign_in
 
 
-def test_a_platform_admin_registers_an_upstream_and_sets_a_tenants_limits(console, open_console, screenshots):
+@pytest.fixture
+def ghost(console):  # type: ignore[no-untyped-def]
+    """A model of ours that no worker serves (disabled again afterwards: the catalogue outlives tests)."""
+    _, root = console.platform_admin()
+    name = f"ghost-{uuid.uuid4().hex[:6]}"
+    body = {"name": name, "backend": "hf", "source": "/nowhere", "context_length": 256}
+    assert httpx.post(f"{console.url}/admin/models", json=body, headers=root).status_code == 201
+    yield name
+    httpx.patch(f"{console.url}/admin/models/{name}", json={"enabled": False}, headers=root)
+
+
+def test_a_platform_admin_sees_models_and_workers_and_sets_a_tenants_limits(
+    console, open_console, screenshots, ghost
+):
     root_email, root = console.platform_admin()
     slug = console.tenant(root, ("boss@a.example.com", "tenant_admin"))
     page = open_console()
@@ -29,6 +46,19 @@ def test_a_platform_admin_registers_an_upstream_and_sets_a_tenants_limits(consol
     page.get_by_role("dialog").get_by_role("button", name="Disable").click()
     expect(row).to_contain_text("disabled")
     assert httpx.get(f"{console.url}/admin/models/{name}", headers=root).json()["enabled"] is False
+
+    # The live workers, as the API lists them; the model without one is pointed out.
+    (worker,) = httpx.get(f"{console.url}/admin/workers", params={"model": TINY_MODEL}, headers=root).json()
+    served = page.locator(f"#workers tr[data-worker='{worker['worker_id']}']")
+    expect(served).to_contain_text(TINY_MODEL)
+    expect(served).to_contain_text("ready")
+    expect(served).to_contain_text(f"0 / {worker['capacity']}")
+    expect(served).to_contain_text(worker["url"])
+    expect(served).to_contain_text(re.compile(r"\d+\.\d s ago"))
+    expect(page.locator("#models-without-workers")).to_contain_text(ghost)
+    expect(page.locator("#workers")).not_to_contain_text(ghost)
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("#live-workers")).to_contain_text("Updated")
     page.screenshot(path=screenshots / "models.png", full_page=True)
 
     # The switcher acts on the tenant; a platform admin may change its limits.
@@ -52,6 +82,11 @@ def test_a_platform_admin_registers_an_upstream_and_sets_a_tenants_limits(consol
     expect(page.get_by_label("Monthly token quota")).to_have_value("5000")
     expect(page.get_by_label("Monthly token quota")).to_be_disabled()
     expect(page.get_by_role("button", name="Save limits")).to_be_hidden()
+    # The playground says which models have no worker, and offers one that has one first.
+    page.get_by_role("link", name="Playground").click()
+    expect(page.locator(f"select[name=model] option[value='{ghost}']")).to_contain_text("no worker running")
+    expect(page.locator(f"select[name=model] option[value='{TINY_MODEL}']")).not_to_contain_text("no worker")
+    assert page.locator("select[name=model] option").first.get_attribute("data-served") == "yes"
     page.get_by_role("link", name="Usage").click()
     expect(page.get_by_text("0 of 5000 tokens used this month")).to_be_visible()
     expect(page.get_by_text("No usage from")).to_be_visible()

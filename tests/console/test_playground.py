@@ -5,7 +5,9 @@ conversation is stored and resumed; a model's output is text, never markup."""
 from __future__ import annotations
 
 import re
+import time
 
+import httpx
 from playwright.sync_api import expect
 
 from tests.conftest import TINY_MODEL
@@ -86,3 +88,65 @@ def test_the_playground_works_on_a_narrow_window(console, open_console, screensh
     # Nothing wider than the window: no sideways scrolling.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.screenshot(path=screenshots / "playground-narrow.png", full_page=True)
+
+
+STOP_AT_FIRST_TEXT = """() => {
+  new MutationObserver((_, observer) => {
+    const body = document.querySelector('.message.assistant:last-child .body');
+    if (body && body.textContent.length > 0) {
+      observer.disconnect();
+      [...document.querySelectorAll('button')].find((b) => b.textContent === 'Stop').click();
+    }
+  }).observe(document.querySelector('.messages'), {subtree: true, childList: true, characterData: true});
+}"""
+LONG_PROMPT = "Tell me a very long story."
+LONG_ANSWER = 440  # tokens: most of what the tiny model's 512-token context leaves after the prompt
+
+
+def test_stop_cuts_an_answer_short_and_only_its_tokens_are_billed(console, open_console):
+    _, root = console.platform_admin()
+    slug = console.tenant(root, ("stopper@a.example.com", "member"))
+    # No cache: the answer asked below must be generated each time, not replayed.
+    assert (
+        httpx.patch(
+            f"{console.url}/{slug}/admin/settings", json={"cache_enabled": False}, headers=root
+        ).status_code
+        == 200
+    )
+    member = console.login("stopper@a.example.com", slug)
+    ask = {"prompt": LONG_PROMPT, "model": TINY_MODEL, "temperature": 0, "max_tokens": LONG_ANSWER}
+    # Left alone, this (greedy, so the same each time) answer runs to the token limit.
+    full = httpx.post(f"{console.url}/{slug}/chat", json=ask, headers=member, timeout=60)
+    assert full.status_code == 200, full.text
+    full = full.json()
+    assert full["finish_reason"] == "length" and full["usage"]["completion_tokens"] == LONG_ANSWER, full
+    billed_before = used_tokens(console, slug, member)
+
+    page = open_console()
+    sign_in(page, "stopper@a.example.com", slug)
+    page.get_by_label("Model").select_option(TINY_MODEL)
+    page.get_by_label("Temperature").fill("0")
+    page.get_by_label("Max tokens").fill(str(LONG_ANSWER))
+    page.get_by_label("Message").fill(LONG_PROMPT)
+    # Stop is pressed as soon as the answer's first text shows: the whole answer takes the tiny model
+    # well under a second, less than a click from the test process could be relied on to beat.
+    page.evaluate(STOP_AT_FIRST_TEXT)
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator(".message.assistant").last
+    expect(answer.locator(".stopped")).to_contain_text("Stopped")
+    expect(answer).not_to_have_attribute("aria-busy", "")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    assert "completion tokens" not in answer.locator(".stats").inner_text()  # it never finished
+    shown = answer.locator(".body").text_content() or ""
+    assert 0 < len(shown) < len(full["response"]) and full["response"].startswith(shown)
+
+    # Billed for what was generated before the stop: some tokens, fewer than the whole answer's.
+    deadline = time.monotonic() + 10
+    while (billed := used_tokens(console, slug, member) - billed_before) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert 0 < billed < LONG_ANSWER, billed
+
+
+def used_tokens(console, slug: str, headers: dict[str, str]) -> int:  # type: ignore[no-untyped-def]
+    report = httpx.get(f"{console.url}/{slug}/usage", headers=headers).json()
+    return report["totals"]["completion_tokens"]

@@ -69,6 +69,32 @@ export async function api(path, { method = "GET", json, form, query, raw = false
   return response.json();
 }
 
+// Sends a multipart form with XMLHttpRequest, the one browser API that reports an upload's progress:
+// `onProgress(sent, total)` as the body goes out. Answers the parsed body; errors as api() does.
+export function upload(path, formData, { onProgress, retry = true } = {}) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", urlOf(path));
+    if (accessToken) xhr.setRequestHeader("Authorization", `Bearer ${accessToken}`);
+    xhr.responseType = "text";
+    if (onProgress) xhr.upload.addEventListener("progress", (event) => onProgress(event.loaded, event.total));
+    xhr.addEventListener("error", () => reject(new ApiError(0, "The platform cannot be reached: check your connection and try again", "network")));
+    xhr.addEventListener("load", async () => {
+      if (xhr.status === 401 && retry && accessToken) {
+        if (await refresh()) {
+          upload(path, formData, { onProgress, retry: false }).then(resolve, reject);
+          return;
+        }
+        window.dispatchEvent(new CustomEvent("llmp:session-ended"));
+      }
+      const response = new Response(xhr.status === 204 ? null : xhr.responseText, { status: xhr.status, statusText: xhr.statusText });
+      if (!response.ok) reject(await errorOf(response));
+      else resolve(xhr.status === 204 ? null : await response.json());
+    });
+    xhr.send(formData);
+  });
+}
+
 function keep(tokens) {
   accessToken = tokens.access_token;
   clearTimeout(refreshTimer);

@@ -5,6 +5,7 @@ import { errorBox, h } from "./ui.js";
 import * as audit from "./pages/audit.js";
 import * as chat from "./pages/chat.js";
 import * as keys from "./pages/keys.js";
+import * as knowledge from "./pages/knowledge.js";
 import * as login from "./pages/login.js";
 import * as models from "./pages/models.js";
 import * as settings from "./pages/settings.js";
@@ -15,6 +16,7 @@ import * as users from "./pages/users.js";
 // Pages of a tenant, in the navigation's order; `admin`: shown to its admins (the API decides anyway).
 const TENANT_PAGES = [
   { path: "chat", label: "Playground", page: chat, admin: false },
+  { path: "knowledge", label: "Knowledge base", page: knowledge, admin: false },
   { path: "usage", label: "Usage", page: usage, admin: false },
   { path: "keys", label: "API keys", page: keys, admin: true },
   { path: "users", label: "Users", page: users, admin: true },

@@ -51,10 +51,24 @@ async function* frames(response) {
   }
 }
 
+// Which of the models we serve have a ready worker, from the public readiness probe (it answers 503,
+// with the same body, while any has none); null when it cannot be read. Upstream models are not in it.
+async function servedModels() {
+  try {
+    const response = await fetch("/readyz", { credentials: "omit" });
+    const body = await response.json();
+    return body.models || null;
+  } catch {
+    return null;
+  }
+}
+
 export async function render(main, ctx) {
   const base = `/${encodeURIComponent(ctx.tenant)}`;
-  const [models, stored] = await Promise.all([api(`${base}/models`), api(`${base}/conversations`)]);
-  const chatModels = models.filter((m) => m.kind === "chat");
+  const [models, stored, served] = await Promise.all([api(`${base}/models`), api(`${base}/conversations`), servedModels()]);
+  const hasWorker = (m) => !served || !served[m.name] || served[m.name].status === "ok";
+  // Models with a worker first: the one picked by default can answer.
+  const chatModels = models.filter((m) => m.kind === "chat").sort((a, b) => hasWorker(b) - hasWorker(a));
   const heading = h("h2", {}, "Playground");
   if (chatModels.length === 0) {
     main.replaceChildren(heading, empty(
@@ -63,17 +77,19 @@ export async function render(main, ctx) {
   }
 
   let conversationId = null;
-  let running = null; // the AbortController of the answer being streamed
+  let streaming = null; // the AbortController of the answer being streamed
 
   const model = h("select", { name: "model", "aria-label": "Model" },
-    chatModels.map((m) => h("option", { value: m.name }, `${m.name} (${m.context_length} tokens)`)));
+    chatModels.map((m) => h("option", { value: m.name, "data-served": hasWorker(m) ? "yes" : "no" },
+      `${m.name} (${m.context_length} tokens)${hasWorker(m) ? "" : " · no worker running"}`)));
+  const grounded = h("input", { name: "knowledge_base", type: "checkbox", role: "switch" });
   const system = h("textarea", { name: "system", rows: 2, placeholder: "You are a helpful assistant." });
   const temperature = h("input", { name: "temperature", type: "number", min: 0, max: 2, step: 0.1, placeholder: "model default" });
   const topP = h("input", { name: "top_p", type: "number", min: 0, max: 1, step: 0.05, placeholder: "model default" });
   const maxTokens = h("input", { name: "max_tokens", type: "number", min: 1, step: 1, placeholder: "model default" });
   const prompt = h("textarea", { name: "prompt", rows: 3, required: true, placeholder: "Ask something…" });
   const send = h("button", { type: "submit" }, "Send");
-  const stop = h("button", { type: "button", class: "secondary", disabled: true, onClick: () => running && running.abort() }, "Stop");
+  const stop = h("button", { type: "button", class: "secondary", disabled: true, onClick: () => streaming && streaming.abort() }, "Stop");
   const messages = h("div", { class: "messages", "aria-live": "polite" });
   const status = h("div", {});
   const list = h("ul", {});
@@ -103,7 +119,7 @@ export async function render(main, ctx) {
   const ask = async (event) => {
     event.preventDefault();
     const text = prompt.value.trim();
-    if (!text || running) return;
+    if (!text || streaming) return;
     status.replaceChildren();
     if (conversationId === null) {
       try {
@@ -119,7 +135,7 @@ export async function render(main, ctx) {
     answer.article.setAttribute("aria-busy", "true");
     messages.append(answer.article);
     prompt.value = "";
-    running = new AbortController();
+    streaming = new AbortController();
     send.disabled = true;
     stop.disabled = false;
     const started = performance.now();
@@ -131,7 +147,7 @@ export async function render(main, ctx) {
       const response = await api(`${base}/chat`, {
         method: "POST",
         raw: true,
-        signal: running.signal,
+        signal: streaming.signal,
         json: {
           prompt: text,
           model: model.value,
@@ -140,6 +156,7 @@ export async function render(main, ctx) {
           top_p: number(topP),
           max_tokens: number(maxTokens),
           conversation_id: conversationId,
+          knowledge_base: grounded.checked || undefined,
           stream: true,
         },
       });
@@ -154,10 +171,12 @@ export async function render(main, ctx) {
         }
       }
     } catch (error) {
-      outcome = error.name === "AbortError" ? h("p", { class: "muted" }, "Stopped.") : errorBox(error);
+      outcome = error.name === "AbortError"
+        ? h("p", { class: "muted stopped" }, "Stopped: the answer was cut short here, and only the tokens generated so far are billed.")
+        : errorBox(error);
     } finally {
       timing.totalMs = Math.round(performance.now() - started);
-      running = null;
+      streaming = null;
       send.disabled = false;
       stop.disabled = true;
       answer.article.removeAttribute("aria-busy");
@@ -189,6 +208,7 @@ export async function render(main, ctx) {
             h("label", {}, "Temperature", temperature),
             h("label", {}, "Top p", topP),
             h("label", {}, "Max tokens", maxTokens)),
+          h("label", {}, grounded, "Ground answers in the knowledge base (answers cite the documents they were given)"),
           h("details", {}, h("summary", {}, "System prompt"), system),
           messages,
           status,

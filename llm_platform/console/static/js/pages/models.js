@@ -1,7 +1,10 @@
 // Platform admins: the model catalogue. Register an OpenAI-compatible upstream, enable or disable a
-// model, set its default sampling parameters.
+// model, set its default sampling parameters; and the live workers of each model, refreshed while the
+// page is open.
 import { api } from "../api.js";
-import { ask, busy, empty, h, notice, pagedTable, when } from "../ui.js";
+import { ask, busy, empty, errorBox, h, notice, pagedTable, when } from "../ui.js";
+
+const WORKERS_REFRESH_MS = 5000;
 
 const PARAMS = [
   ["max_tokens", "Max tokens", 1],
@@ -102,7 +105,65 @@ export async function render(main) {
   h("details", {}, h("summary", {}, "Default parameters"), h("div", { class: "inline-form" }, PARAMS.map(([n, label]) => h("label", {}, label, inputs[n])))),
   register);
 
-  draw(await api("/admin/models"));
+  const catalogue = await api("/admin/models");
+  draw(catalogue);
+  const workers = workersSection(main, catalogue);
   main.replaceChildren(h("h2", {}, "Models"),
-    h("article", {}, h("header", {}, "Register an OpenAI-compatible upstream"), form), messages, listing);
+    h("article", {}, h("header", {}, "Register an OpenAI-compatible upstream"), form), messages, listing, workers);
+}
+
+function age(seconds) {
+  return seconds < 60 ? `${seconds.toFixed(1)} s ago` : `${Math.round(seconds / 60)} min ago`;
+}
+
+// The live workers, one table row per worker and model, and the enabled models we serve that have none:
+// what a platform admin checks when calls to a model answer 503.
+function workersSection(main, catalogue) {
+  const table = h("div", {});
+  const problems = h("div", {});
+  const refreshed = h("span", { class: "muted" });
+  const refresh = h("button", { class: "secondary outline", type: "button" }, "Refresh");
+
+  const draw = (workers) => {
+    const rows = workers.flatMap((w) => w.models.map((model) => ({ model, ...w })))
+      .sort((a, b) => a.model.localeCompare(b.model) || a.worker_id.localeCompare(b.worker_id));
+    const served = new Set(rows.filter((r) => r.state === "ready").map((r) => r.model));
+    const unserved = catalogue.filter((m) => m.enabled && m.backend === "hf" && !served.has(m.name)).map((m) => m.name);
+    problems.replaceChildren(unserved.length
+      ? h("p", { class: "error", id: "models-without-workers" }, `No ready worker: ${unserved.join(", ")}. Calls to ${unserved.length === 1 ? "it" : "them"} answer 503 until one starts (llmp worker --model NAME).`)
+      : "");
+    if (rows.length === 0) {
+      table.replaceChildren(empty("No live workers: start one with `llmp worker --model NAME` (`make run` starts the bundled model's)."));
+      return;
+    }
+    table.replaceChildren(h("div", { class: "table-wrap" }, h("table", { class: "striped", id: "workers" },
+      h("thead", {}, h("tr", {}, ["Model", "Worker", "State", "Load", "Queued", "Last heartbeat", "URL"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows.map((r) => h("tr", { "data-worker": r.worker_id, "data-model": r.model },
+        h("td", { "data-label": "Model" }, r.model),
+        h("td", { "data-label": "Worker" }, r.worker_id),
+        h("td", { "data-label": "State" }, r.state),
+        h("td", { "data-label": "Load" }, `${r.load} / ${r.capacity}`),
+        h("td", { "data-label": "Queued" }, r.queued === null ? "—" : String(r.queued)),
+        h("td", { "data-label": "Last heartbeat", title: when(r.heartbeat_at) }, age(r.heartbeat_age_s)),
+        h("td", { "data-label": "URL" }, h("code", {}, r.url))))))));
+  };
+
+  let timer = null;
+  const load = async () => {
+    clearTimeout(timer);
+    // Stop polling once the page is gone (another page, or signed out).
+    if (!main.isConnected && timer !== null) return;
+    await busy(refresh, problems, async () => {
+      draw(await api("/admin/workers"));
+      refreshed.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    });
+    timer = setTimeout(load, WORKERS_REFRESH_MS);
+  };
+  refresh.addEventListener("click", load);
+  load().catch((error) => problems.replaceChildren(errorBox(error)));
+  return h("section", { id: "live-workers" },
+    h("h3", {}, "Live workers"),
+    h("p", { class: "muted" }, "Load is running and queued sequences against the worker's capacity. Refreshed every few seconds."),
+    h("div", { class: "row-actions" }, refresh, refreshed),
+    problems, table);
 }
