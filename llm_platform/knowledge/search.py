@@ -136,6 +136,8 @@ class KnowledgeBase:
                 embedding.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await embedding
+            elif embedding is not None and not embedding.cancelled():
+                embedding.exception()  # seen: a failure here is reported by what raised, or handled above
         if mode == "hybrid":
             ranked = reciprocal_rank_fusion([[i for i, _ in dense_hits], [i for i, _ in lexical_hits]], RRF_K)
         else:

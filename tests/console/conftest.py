@@ -77,7 +77,7 @@ def console(
         LLMP_PASSWORD_HASH_MEMORY_KIB="1024",
         LLMP_PASSWORD_HASH_TIME_COST="1",
         # The catalogue outlives tests and may hold other embedding models (whose workers are gone).
-        LLMP_KNOWLEDGE_EMBEDDING_MODEL=TINY_ENCODER,
+        LLMP_DEFAULT_EMBEDDING_MODEL=TINY_ENCODER,
     )
     api = ApiProcess(env).wait_ready()
     settings = Settings(
