@@ -44,6 +44,11 @@ def _operations(document: dict) -> Iterator[tuple[str, str, dict]]:
             yield method.upper(), path, operation
 
 
+def _takes_cursor(operation: dict) -> bool:
+    """A paged list: it takes the `cursor` of a previous page."""
+    return any(parameter["name"] == "cursor" for parameter in operation.get("parameters", []))
+
+
 def _error_schema(response: dict) -> str | None:
     return response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
 
@@ -78,9 +83,13 @@ def test_errors_declared_where_they_occur(document):
             assert {"400", "413"} <= declared and ("422" in declared or "/v1/" in path), where
         if operation.get("parameters") and "/v1/" not in path:
             assert "422" in declared, where
+        if _takes_cursor(operation):
+            assert "400" in declared, where  # a cursor the API did not make
     paths = document["paths"]
     for path in ("/v1/chat/completions", "/{tenant}/v1/chat/completions", "/{tenant}/chat"):
         assert {"400", "404", "429", "503"} <= set(paths[path]["post"]["responses"]), path
+    paged = {path for _, path, operation in _operations(document) if _takes_cursor(operation)}
+    assert {"/{tenant}/conversations", "/{tenant}/kb/documents", "/{tenant}/admin/audit"} <= paged
     assert "400" in paths["/v1/models"]["get"]["responses"]  # a platform admin names no tenant there
     assert "429" in paths["/auth/token"]["post"]["responses"]
     assert "401" in paths["/auth/logout"]["post"]["responses"]  # a spent or unknown refresh token

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_platform.audit.models import AuditHead, AuditRecord
-from llm_platform.core.errors import BadRequest
+from llm_platform.core import cursors
 
 MAX_PAGE = 500
 
@@ -45,27 +44,11 @@ async def list_records(session: AsyncSession, query: AuditQuery) -> tuple[list[A
     if query.status is not None:
         statement = statement.where(AuditRecord.status == query.status)
     if query.cursor is not None:
-        at, row_id = _decode(query.cursor)
-        statement = statement.where(tuple_(AuditRecord.at, AuditRecord.id) < tuple_(at, row_id))
+        statement = statement.where(cursors.older_than(AuditRecord.at, AuditRecord.id, query.cursor, int))
     limit = min(max(query.limit, 1), MAX_PAGE)
     statement = statement.order_by(AuditRecord.at.desc(), AuditRecord.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(statement)).all())
-    if len(rows) <= limit:
-        return rows, None
-    last = rows[limit - 1]
-    return rows[:limit], _encode(last.at, last.id)
-
-
-def _encode(at: datetime, row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, int]:
-    try:
-        at, row_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
-        return datetime.fromisoformat(at), int(row_id)
-    except ValueError as exc:
-        raise BadRequest("Invalid cursor", code="invalid_cursor", param="cursor") from exc
+    rows = (await session.scalars(statement)).all()
+    return cursors.cut(rows, limit, lambda row: (row.at, row.id))
 
 
 async def prune(session: AsyncSession, before: datetime) -> int:

@@ -11,10 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llm_platform.auth.principal import Principal
 from llm_platform.chat.models import Conversation, ConversationMessage
+from llm_platform.core import cursors
 from llm_platform.core.db import utcnow
 from llm_platform.core.errors import NotFound
 from llm_platform.core.unicode_text import storable
 from models_registry.worker.protocol import ChatMessage
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 100
 
 
 def _owned_by(tenant_id: uuid.UUID, principal: Principal):  # type: ignore[no-untyped-def]
@@ -58,15 +62,21 @@ async def get_conversation(
 
 
 async def list_conversations(
-    session: AsyncSession, tenant_id: uuid.UUID, principal: Principal, limit: int = 50
-) -> list[Conversation]:
-    query = (
-        select(Conversation)
-        .where(*_owned_by(tenant_id, principal))
-        .order_by(Conversation.updated_at.desc())
-        .limit(limit)
-    )
-    return list(await session.scalars(query))
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    principal: Principal,
+    *,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE,
+) -> tuple[list[Conversation], str | None]:
+    """The caller's own, most recently active first (a new turn moves its conversation to the top).
+    The cursor names the last conversation of the page (updated_at, id)."""
+    query = select(Conversation).where(*_owned_by(tenant_id, principal))
+    if cursor is not None:
+        query = query.where(cursors.older_than(Conversation.updated_at, Conversation.id, cursor, uuid.UUID))
+    query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    rows = (await session.scalars(query)).all()
+    return cursors.cut(rows, limit, lambda conversation: (conversation.updated_at, conversation.id))
 
 
 async def messages(session: AsyncSession, conversation: Conversation) -> list[ConversationMessage]:

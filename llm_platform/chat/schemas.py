@@ -97,6 +97,11 @@ class ConversationOut(BaseModel):
     updated_at: datetime
 
 
+class ConversationPage(BaseModel):
+    data: list[ConversationOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
 class StoredMessage(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -8,17 +8,16 @@ is how every process learns that its in-memory index is stale (see llm_platform.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import uuid
-from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llm_platform.core import cursors
 from llm_platform.core.db import save_unique, utcnow
 from llm_platform.core.errors import BadRequest, Conflict, NotFound
 from llm_platform.knowledge.models import (
@@ -199,16 +198,11 @@ async def list_documents(
     if status is not None:
         query = query.where(Document.status == status)
     if cursor is not None:
-        at, last_id = _decode(cursor)
-        query = query.where(
-            or_(Document.created_at < at, (Document.created_at == at) & (Document.id < last_id))
-        )
+        query = query.where(cursors.older_than(Document.created_at, Document.id, cursor, uuid.UUID))
     rows = (
         await session.execute(query.order_by(Document.created_at.desc(), Document.id.desc()).limit(limit + 1))
     ).all()
-    page = [_out(*row) for row in rows[:limit]]
-    next_cursor = _encode(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-    return page, next_cursor
+    return cursors.cut([_out(*row) for row in rows], limit, lambda d: (d.created_at, d.id))
 
 
 async def delete_document(session: AsyncSession, tenant_id: uuid.UUID, document_id: uuid.UUID) -> None:
@@ -270,15 +264,3 @@ def _out(document: Document, collection: str) -> DocumentOut:
         error=document.error,
         metadata=document.doc_metadata,  # type: ignore[arg-type]
     )
-
-
-def _encode(at: datetime, document_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{document_id}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        at, document_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
-        return datetime.fromisoformat(at), uuid.UUID(document_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("Invalid cursor", code="invalid_cursor", param="cursor") from exc

@@ -90,6 +90,32 @@ def test_the_playground_works_on_a_narrow_window(console, open_console, screensh
     page.screenshot(path=screenshots / "playground-narrow.png", full_page=True)
 
 
+def test_older_conversations_load_a_page_at_a_time(console, open_console):
+    _, root = console.platform_admin()
+    slug = console.tenant(root, ("pager@a.example.com", "member"))
+    member = console.login("pager@a.example.com", slug)
+    with httpx.Client(base_url=console.url, headers=member) as client:
+        for n in range(21):  # a page holds 20
+            created = client.post(f"/{slug}/conversations", json={"title": f"Conversation {n:02d}"})
+            assert created.status_code == 201, created.text
+
+    page = open_console()
+    sign_in(page, "pager@a.example.com", slug)
+    conversations = page.locator(".conversations li button")
+    older = page.get_by_role("button", name="Older conversations")
+    expect(conversations).to_have_count(20)
+    expect(conversations.first).to_have_text("Conversation 20")  # the most recent first
+    expect(page.get_by_role("button", name="Conversation 00")).to_have_count(0)
+    older.click()
+    expect(conversations).to_have_count(21)
+    expect(conversations.last).to_have_text("Conversation 00")
+    expect(older).to_be_hidden()
+    # The oldest resumes like any other (it has no messages yet) and is marked as the current one.
+    conversations.last.click()
+    expect(conversations.last).not_to_have_class(re.compile("outline"))
+    expect(page.locator(".message")).to_have_count(0)
+
+
 STOP_AT_FIRST_TEXT = """() => {
   new MutationObserver((_, observer) => {
     const body = document.querySelector('.message.assistant:last-child .body');

@@ -60,7 +60,8 @@ def test_turns_are_stored_and_sent_back_to_the_model(tenant_a_caller, tenant_a):
     assert stored["messages"][3]["model"] == TINY_MODEL
     assert stored["title"] == "My name is Ada."
     listing = client.get(f"/{tenant_a.slug}/conversations", headers=headers).json()
-    assert [c["id"] for c in listing] == [conversation]
+    assert [c["id"] for c in listing["data"]] == [conversation]
+    assert listing["next_cursor"] is None
 
 
 def test_streamed_turns_are_stored_too(tenant_a_caller, tenant_a):
@@ -94,7 +95,10 @@ def test_conversations_belong_to_their_owner(tenant_a_caller, platform, tenant_a
         404,
         "conversation_not_found",
     )
-    assert client.get(f"/{tenant_a.slug}/conversations", headers=other_key).json() == []
+    assert client.get(f"/{tenant_a.slug}/conversations", headers=other_key).json() == {
+        "data": [],
+        "next_cursor": None,
+    }
     assert_error(client.get(f"/{tenant_a.slug}/conversations/{conversation}", headers=other_tenant), 404)
     assert_error(client.get(f"/{tenant_b.slug}/conversations/{conversation}", headers=other_tenant), 404)
     used_by_other = client.post(
@@ -114,7 +118,7 @@ def test_a_conversation_body_refuses_unknown_fields(platform, tenant_a):
     headers = bearer(platform.create_key(tenant_a)["key"])
     response = platform.client.post(f"/{tenant_a.slug}/conversations", json={"titel": "x"}, headers=headers)
     assert assert_error(response, 422)["param"] == "titel"
-    assert platform.client.get(f"/{tenant_a.slug}/conversations", headers=headers).json() == []
+    assert platform.client.get(f"/{tenant_a.slug}/conversations", headers=headers).json()["data"] == []
 
 
 def test_nul_characters_are_stored_as_replacements_and_refused_in_titles(tenant_a_caller, tenant_a):

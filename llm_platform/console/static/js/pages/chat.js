@@ -1,8 +1,11 @@
 // The playground: a model the tenant may use, a system prompt and sampling, the answer streamed as it
 // is generated (and stoppable), stored conversations to resume, and per answer its usage, time to first
 // token, total latency, cache hit and citations. A model's output is shown as text, never as markup.
+// The conversations list shows the most recently active first, a page at a time with the API's cursor.
 import { ApiError, api } from "../api.js";
 import { busy, empty, errorBox, h, when } from "../ui.js";
+
+const PAGE = 20; // conversations a page of the list holds; "Older conversations" loads the next
 
 function message(role, text) {
   const body = h("p", { class: "body" }, text);
@@ -65,7 +68,7 @@ async function servedModels() {
 
 export async function render(main, ctx) {
   const base = `/${encodeURIComponent(ctx.tenant)}`;
-  const [models, stored, served] = await Promise.all([api(`${base}/models`), api(`${base}/conversations`), servedModels()]);
+  const [models, stored, served] = await Promise.all([api(`${base}/models`), api(`${base}/conversations`, { query: { limit: PAGE } }), servedModels()]);
   const hasWorker = (m) => !served || !served[m.name] || served[m.name].status === "ok";
   // Models with a worker first: the one picked by default can answer.
   const chatModels = models.filter((m) => m.kind === "chat").sort((a, b) => hasWorker(b) - hasWorker(a));
@@ -93,24 +96,48 @@ export async function render(main, ctx) {
   const messages = h("div", { class: "messages", "aria-live": "polite" });
   const status = h("div", {});
   const list = h("ul", {});
+  const listErrors = h("div", {});
+  const older = h("button", { type: "button", class: "secondary", hidden: true }, "Older conversations");
+  let cursor = null;
 
-  const showConversations = (items) => {
-    list.replaceChildren(...(items.length === 0
-      ? [h("li", { class: "empty" }, "No conversations yet: your first message starts one.")]
-      : items.map((c) => h("li", {}, h("button", {
-          class: c.id === conversationId ? "" : "outline secondary",
-          title: when(c.updated_at),
-          onClick: () => resume(c.id),
-        }, c.title)))));
+  // The current conversation's button stands out; the others are outlined.
+  const mark = () => {
+    for (const button of list.querySelectorAll("button[data-conversation]")) {
+      button.className = button.dataset.conversation === conversationId ? "" : "outline secondary";
+    }
   };
-  const reloadConversations = async () => showConversations(await api(`${base}/conversations`));
+  // A page of the list: the first replaces what is shown, a later one (`next`, a cursor) goes below it.
+  const showConversations = (page, next) => {
+    const items = page.data.map((c) => h("li", {}, h("button", {
+      "data-conversation": c.id,
+      title: when(c.updated_at),
+      onClick: () => resume(c.id),
+    }, c.title)));
+    if (next) list.append(...items);
+    else list.replaceChildren(...(items.length === 0
+      ? [h("li", { class: "empty" }, "No conversations yet: your first message starts one.")]
+      : items));
+    cursor = page.next_cursor;
+    older.hidden = !cursor;
+    mark();
+  };
+  let loads = 0;
+  const loadConversations = async (button, next) => {
+    const mine = ++loads;
+    await busy(button, listErrors, async () => {
+      const page = await api(`${base}/conversations`, { query: { limit: PAGE, cursor: next } });
+      if (mine === loads) showConversations(page, next); // else a later load's page is the one to show
+    });
+  };
+  const reloadConversations = () => loadConversations(null, null);
+  older.addEventListener("click", () => loadConversations(older, cursor));
 
   const resume = async (id) => {
     await busy(null, status, async () => {
       const detail = await api(`${base}/conversations/${encodeURIComponent(id)}`);
       conversationId = detail.id;
       messages.replaceChildren(...detail.messages.map((m) => message(m.role, m.content).article));
-      showConversations(await api(`${base}/conversations`));
+      mark();
     });
   };
 
@@ -128,7 +155,7 @@ export async function render(main, ctx) {
         status.replaceChildren(errorBox(error));
         return;
       }
-      reloadConversations().catch(() => {});
+      reloadConversations();
     }
     messages.append(message("user", text).article);
     const answer = message("assistant", "");
@@ -192,15 +219,15 @@ export async function render(main, ctx) {
     onClick: () => {
       conversationId = null;
       messages.replaceChildren();
-      reloadConversations().catch(() => {});
+      reloadConversations(); // back to the first page, the most recently active on top
     },
   }, "New conversation");
 
-  showConversations(stored);
+  showConversations(stored, null);
   main.replaceChildren(
     heading,
     h("div", { class: "playground" },
-      h("aside", { class: "conversations" }, h("h3", {}, "Conversations"), newConversation, h("nav", {}, list)),
+      h("aside", { class: "conversations" }, h("h3", {}, "Conversations"), newConversation, h("nav", {}, list), listErrors, older),
       h("section", {},
         h("form", { onSubmit: ask },
           h("div", { class: "sampling" },
