@@ -25,7 +25,7 @@ from llm_platform.ratelimit.meter import Meter, Ticket
 from models_registry.dispatch import Dispatcher
 from models_registry.models import ModelKind
 from models_registry.service import Catalogue
-from models_registry.worker.protocol import MAX_EMBED_INPUTS, EmbedRequest
+from models_registry.worker.protocol import MAX_EMBED_INPUTS, EmbedRequest, other_dimensions
 from tenants.policy import TenantPolicies
 from tenants.usage import UsageRecord
 from tenants.usage_writer import UsageWriter
@@ -186,9 +186,5 @@ class EmbeddingsFlow:
 def _check_dimensions(asked: int | None, vectors: list[list[float]]) -> None:
     """The model's vectors are not cut to another size. The API loads no model: a cached answer's vectors
     say the size (refused before it is served or counted); a worker refuses a miss before its forward."""
-    if asked is not None and vectors and asked != len(vectors[0]):
-        raise BadRequest(
-            f"This model's embeddings have {len(vectors[0])} dimensions; 'dimensions' may only be that",
-            code="invalid_request",
-            param="dimensions",
-        )
+    if vectors and (refusal := other_dimensions(asked, len(vectors[0]))):
+        raise BadRequest(refusal, code="invalid_request", param="dimensions")

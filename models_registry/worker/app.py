@@ -51,6 +51,7 @@ from models_registry.worker.protocol import (
     EmbedResponse,
     GenerateRequest,
     WorkerEvent,
+    other_dimensions,
 )
 from models_registry.worker.references import fit_references, with_references
 
@@ -207,10 +208,8 @@ def create_worker_app(
         embedder, batcher = worker.embedder, worker.batcher
         if embedder is None or batcher is None:
             raise _Rejected(400, "invalid_request", f"{worker.model_name} is not an embedding model", "model")
-        if body.dimensions is not None and body.dimensions != embedder.dimensions:
-            size = embedder.dimensions
-            message = f"This model's embeddings have {size} dimensions; 'dimensions' may only be that"
-            raise _Rejected(400, "invalid_request", message, "dimensions")
+        if refusal := other_dimensions(body.dimensions, embedder.dimensions):
+            raise _Rejected(400, "invalid_request", refusal, "dimensions")
         try:  # tokenizing is quick (a fast tokenizer), and refuses what no forward should see
             prepared = embedder.prepare(body.inputs)
         except ContextLengthExceeded as exc:

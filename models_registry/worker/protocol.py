@@ -127,6 +127,14 @@ class EmbedRequest(BaseModel):
     dimensions: int | None = Field(None, ge=1)
 
 
+def other_dimensions(asked: int | None, size: int) -> str | None:
+    """Why a request naming `asked` dimensions is refused by a model whose vectors have `size` (None: it
+    is not): vectors are never cut. The API checks a cached answer, the worker a fresh one."""
+    if asked is None or asked == size:
+        return None
+    return f"This model's embeddings have {size} dimensions; 'dimensions' may only be that"
+
+
 class EmbedResponse(BaseModel):
     embeddings: list[list[float]]
     prompt_tokens: int
