@@ -15,6 +15,7 @@ from llm_platform.cache.response_cache import CachedAnswer
 from llm_platform.chat.generation import Generation
 from llm_platform.chat.settle import Settlement, model_failed
 from llm_platform.core.errors import PlatformError, ServiceUnavailable
+from llm_platform.core.unicode_text import storable
 from models_registry.dispatch import Dispatcher, WorkerFailed
 from models_registry.worker.protocol import WorkerEvent
 
@@ -46,8 +47,11 @@ async def stream_answer(
                     if event.text:
                         if not parts:
                             settlement.call.first_token()
-                        parts.append(event.text)
-                        yield WorkerEvent(text=event.text)
+                        # A model may emit NUL, which the stored conversation cannot hold: the client,
+                        # the cache and the conversation all get the same text.
+                        text = storable(event.text)
+                        parts.append(text)
+                        yield WorkerEvent(text=text)
                     if event.finished:
                         if event.finish_reason == "error":
                             settlement.failed()

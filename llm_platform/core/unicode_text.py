@@ -7,7 +7,8 @@ input. So request bodies refuse such strings where they are validated, and whate
 
 Postgres text cannot hold NUL (U+0000) either. What a client names (a tenant, a title) is refused with it;
 what the platform must keep whatever it holds (a prompt, a model's answer, a path in the audit log) is
-stored with each NUL replaced.
+stored with each NUL replaced. A model's answer has its NULs replaced as it streams, so that the client
+reads what the conversation keeps.
 """
 
 from __future__ import annotations
