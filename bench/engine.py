@@ -1,11 +1,16 @@
 """Engine benchmark: our continuous batching against one `generate()` per request, serialized.
 
-    python -m bench.engine [--streams 1,8,32] [--max-tokens 128] [--device cpu] [--json]
+    python -m bench.engine [--streams 1,8,32] [--max-tokens 128] [--device cpu]
+                           [--precision float32|bfloat16|auto] [--no-prepack] [--json]
 
 Reports output tokens/s, time to first token (TTFT) p50/p95 and inter-token latency (ITL) p50/p95 for
 N concurrent streaming requests, then a fairness run: tenant A keeps twice the running-slot cap
-outstanding while tenant B sends one request at a time; B's TTFT p95 under that flood and alone.
-With --json the last line is one JSON object (a contract: keep its keys).
+outstanding while tenant B sends one request at a time; B's TTFT p95 under that flood and alone; then
+the prefix-reuse run: 32 requests of one tenant sharing a ~400-token system prompt, on a fresh engine
+without and with the prefix cache (TTFT p50, prompt tokens prefilled). The throughput and fairness runs
+keep the prefix cache off, so their figures measure batching and scheduling alone.
+With --json the last line is one JSON object (a contract: keep its keys; added since: dtype, prepack,
+compile (always "off": measured slower, bench/RESULTS.md), threads, prefix_reuse).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from transformers.generation.streamers import BaseStreamer
 
 from models_registry.engine.attention import use_native_gqa
 from models_registry.engine.engine import Engine, EngineConfig, GenerationRequest
-from models_registry.engine.loader import chat_prompt_ids, load_chat_model, pick_dtype, warm_up
+from models_registry.engine.loader import chat_dtype, chat_prompt_ids, load_chat_model, warm_up
+from models_registry.engine.packed import pack_linear_layers
 from models_registry.engine.params import SamplingParams
 
 TOPICS = [
@@ -199,7 +205,66 @@ def fairness(
     }
 
 
-def random_llama(hidden: int = 2048, layers: int = 16, device: str = "cpu") -> LlamaForCausalLM:
+SYSTEM_POLICY = (
+    "You are the internal assistant of Example Corp. Follow the handbook: answer in plain English, "
+    "cite the policy section you rely on, never reveal personal data, escalate security questions to "
+    "the on-call engineer, and keep answers under two hundred words. "
+)
+
+
+def prefix_reuse(model, tokenizer, args, requests: int = 32, max_tokens: int = 8) -> dict:  # type: ignore[no-untyped-def]
+    """One tenant's `requests` at once, sharing a ~400-token system prompt: without and with reuse."""
+    system = SYSTEM_POLICY * 8
+    batch = [
+        chat_prompt_ids(
+            tokenizer,
+            [
+                {"role": "system", "content": system},
+                {"role": "user", "content": f"Tell me about {TOPICS[i % len(TOPICS)]}. ({i})"},
+            ],
+        )
+        for i in range(requests)
+    ]
+    shared = len(chat_prompt_ids(tokenizer, [{"role": "system", "content": system}]))
+    report: dict = {"requests": requests, "shared_prompt_tokens": shared}
+    for label, cache_bytes in (("without", 0), ("with", 256 * 2**20)):
+        config = EngineConfig(max_running=args.max_running, prefix_cache_bytes=cache_bytes)
+        engine = Engine(model, tokenizer, config).start()
+        run_ours(engine, prompts(tokenizer, 2), 2)  # warm the engine's own paths (no shared prefix)
+        traces = run_ours(engine, batch, max_tokens)
+        stats = engine.stats()
+        engine.shutdown()
+        ttfts = [t.token_times[0] - t.submitted for t in traces if t.token_times]
+        report[label] = {
+            "ttft_p50_s": round(percentile(ttfts, 50), 4),
+            "ttft_p95_s": round(percentile(ttfts, 95), 4),
+            "prefill_tokens": stats.prefill_tokens,
+            "reused_tokens": stats.reused_tokens,
+        }
+    return report
+
+
+def in_passing_thread(function, *args):  # type: ignore[no-untyped-def]
+    """`function(*args)` on a thread that ends with it (and its OpenMP helper threads with it)."""
+    box: dict = {}
+
+    def body() -> None:
+        try:
+            box["result"] = function(*args)
+        except BaseException as error:  # re-raised on the caller's thread
+            box["error"] = error
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def random_llama(
+    hidden: int = 2048, layers: int = 16, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> LlamaForCausalLM:
     """A Llama of about 1B parameters with random weights: throughput depends on shapes, not weights."""
     config = LlamaConfig(
         vocab_size=49152,
@@ -213,7 +278,7 @@ def random_llama(hidden: int = 2048, layers: int = 16, device: str = "cpu") -> L
     )
     torch.manual_seed(0)
     target = torch.device(device)
-    model = LlamaForCausalLM(config).to(dtype=pick_dtype(target), device=target).eval()
+    model = LlamaForCausalLM(config).to(dtype=dtype, device=target).eval()
     use_native_gqa(model)
     return model
 
@@ -235,6 +300,9 @@ def main() -> None:
     parser.add_argument(
         "--random-1b", action="store_true", help="random-weight ~1B Llama (with the bundled tokenizer)"
     )
+    parser.add_argument("--precision", choices=["float32", "bfloat16", "auto"], default="float32")
+    parser.add_argument("--no-prepack", action="store_true", help="plain nn.Linear (no oneDNN packing)")
+    parser.add_argument("--skip-prefix-reuse", action="store_true")
     parser.add_argument("--max-running", type=int, default=32)
     parser.add_argument("--naive-limit", type=int, default=8, help="naive runs on min(N, this) requests")
     parser.add_argument("--skip-fairness", action="store_true")
@@ -245,30 +313,57 @@ def main() -> None:
         from models_registry.bundled import resolve_bundled
 
         args.model_dir = resolve_bundled("bundled:smollm2-135m", Path("var/models"))
-    model, tokenizer = load_chat_model(args.model_dir, args.device)
-    model_name = args.model_dir.name
-    if args.random_1b:
-        model, model_name = random_llama(device=args.device), "random-llama-1b"
-    warm_up(model, tokenizer)
-    engine = Engine(model, tokenizer, EngineConfig(max_running=args.max_running)).start()
-    run_ours(engine, prompts(tokenizer, 2), 8)  # warm the engine's own paths
+    prepack = not args.no_prepack
+    dtype = chat_dtype(torch.device(args.device), args.precision)
+
+    def load():  # type: ignore[no-untyped-def]
+        model, tokenizer = load_chat_model(args.model_dir, args.device, args.precision, prepack)
+        if args.random_1b:
+            model = random_llama(device=args.device, dtype=dtype)
+            if prepack:
+                pack_linear_layers(model)
+        warm_up(model, tokenizer)
+        return model, tokenizer
+
+    # Like the worker (models_registry/worker/model_thread.py), only one thread at a time runs model
+    # work: loading and each naive run happen on threads that end, and each engine is shut down before
+    # the next run. Two live OpenMP pools on these 2 cores made every run slower.
+    model, tokenizer = in_passing_thread(load)
+    model_name = "random-llama-1b" if args.random_1b else args.model_dir.name
+
+    def engine_for(cache_bytes: int = 0) -> Engine:
+        config = EngineConfig(max_running=args.max_running, prefix_cache_bytes=cache_bytes)
+        return Engine(model, tokenizer, config).start()
 
     results = []
     for streams in [int(n) for n in args.streams.split(",")]:
         batch = prompts(tokenizer, streams)
+        engine = engine_for()
+        run_ours(engine, prompts(tokenizer, 2), 8)  # warm the engine's own paths
         ours = summarize("ours", streams, run_ours(engine, batch, args.max_tokens))
+        engine.shutdown()
         naive_batch = batch[: min(streams, args.naive_limit)]
-        naive = summarize("naive", streams, run_naive(model, tokenizer, naive_batch, args.max_tokens))
+        naive_traces = in_passing_thread(run_naive, model, tokenizer, naive_batch, args.max_tokens)
+        naive = summarize("naive", streams, naive_traces)
         results += [ours, naive]
         if not args.json:
             print(json.dumps(ours), json.dumps(naive), sep="\n", flush=True)
-    fair = {} if args.skip_fairness else fairness(engine, tokenizer, args.max_tokens)
-    engine.shutdown()
+    fair = {}
+    if not args.skip_fairness:
+        engine = engine_for()
+        fair = fairness(engine, tokenizer, args.max_tokens)
+        engine.shutdown()
+    reuse = {} if args.skip_prefix_reuse else prefix_reuse(model, tokenizer, args)
     report = {
         "model": model_name,
-        "device": f"{args.device} ({describe_machine(args.device)}, {pick_dtype(torch.device(args.device))})",
+        "device": f"{args.device} ({describe_machine(args.device)}, {dtype})",
+        "dtype": str(dtype).removeprefix("torch."),
+        "prepack": prepack and args.device == "cpu",
+        "compile": "off",
+        "threads": torch.get_num_threads(),
         "results": results,
         "fairness": fair,
+        "prefix_reuse": reuse,
     }
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
 

@@ -66,7 +66,7 @@ from llm_platform.core.db import create_engine_for, create_session_factory
 from llm_platform.core.settings import Settings
 from llm_platform.knowledge import service as knowledge_service
 from llm_platform.knowledge.models import DEFAULT_COLLECTION, Chunk, Collection, Document, DocumentStatus
-from models_registry.engine.embedder import PRECISIONS
+from models_registry.engine.loader import PRECISIONS
 from models_registry.models import ModelKind
 from tenants import service
 from tenants.models import ApiKeyScope, Tenant, TenantLimits

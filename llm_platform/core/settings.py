@@ -182,6 +182,17 @@ class Settings(BaseSettings):
     engine_max_batch_tokens: Annotated[
         int, Field(description="Prompt + max_tokens summed over a worker's admitted sequences", ge=16)
     ] = 131072
+    engine_precision: Annotated[
+        Literal["auto", "float32", "bfloat16"],
+        Field(
+            description="A chat worker's weights and arithmetic on a CPU: auto is bfloat16 where the CPU "
+            "has it in hardware (AVX512-BF16, AMX), else float32 (GPUs always use bfloat16)"
+        ),
+    ] = "auto"
+    engine_prepack: Annotated[
+        bool,
+        Field(description="Reorder a CPU chat model's linear weights for oneDNN at load (~2x faster decode)"),
+    ] = True
     embed_batch_max_inputs: Annotated[
         int, Field(description="Inputs per forward pass of an embedding worker, from all its callers", ge=1)
     ] = 64
@@ -222,6 +233,14 @@ class Settings(BaseSettings):
     ] = "all-minilm-l6-v2"
     engine_prefill_chunk_tokens: Annotated[
         int, Field(description="Prompt tokens prefilled per engine step (long prompts take several)", ge=1)
+    ] = 256
+    engine_prefix_cache_mb: Annotated[
+        int,
+        Field(
+            description="Memory per chat worker for the KV of recent prompts, reused per tenant when a "
+            "prompt starts the same way (a system prompt, a conversation's history); 0: off",
+            ge=0,
+        ),
     ] = 256
 
     knowledge_max_upload_bytes: Annotated[

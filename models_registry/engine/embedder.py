@@ -18,12 +18,11 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from models_registry.engine.loader import cpu_has_bf16, pick_dtype
+from models_registry.engine.loader import pick_dtype, wants_bf16
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 
 MAX_BATCH = 64  # inputs per forward pass of `embed`
 _UNBOUNDED = 1_000_000  # what tokenizers report as model_max_length when they set none
-PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 class Embedder:
@@ -41,11 +40,7 @@ class Embedder:
         # float32). Measured on all-MiniLM-L6-v2, 256-token inputs, 2 vCPUs with AVX512-BF16: 2.3x the
         # float32 throughput, cosine >= 0.9999 to float32's vectors (bench/RESULTS.md). On a GPU the
         # weights are already bf16 (pick_dtype).
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}")
-        self.autocast = self.device.type == "cpu" and (
-            precision == "bfloat16" or (precision == "auto" and cpu_has_bf16())
-        )
+        self.autocast = self.device.type == "cpu" and wants_bf16(precision)
         limits = [
             getattr(model.config, "max_position_embeddings", None) or 512,
             tokenizer.model_max_length if tokenizer.model_max_length < _UNBOUNDED else 512,

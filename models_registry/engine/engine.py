@@ -31,6 +31,7 @@ from models_registry.engine.generation import (
 from models_registry.engine.kv_cache import BatchKVCache
 from models_registry.engine.loader import eos_token_ids
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
+from models_registry.engine.prefix_cache import PrefixCache
 from models_registry.engine.sampler import RowState, sample_next_tokens
 from models_registry.engine.scheduler import FairScheduler, QueueFull
 from models_registry.engine.stats import EngineStats, StepObserver
@@ -51,6 +52,7 @@ class EngineConfig:
     max_seq_len: int = 4096  # prompt + completion, capped by the model's own context
     max_batch_tokens: int = 131072  # sum of prompt + max_tokens over admitted sequences (bounds KV memory)
     prefill_chunk_tokens: int = 256  # prompt tokens prefilled per step (bounds how long a step stalls)
+    prefix_cache_bytes: int = 256 * 2**20  # KV of recent prompts kept for reuse, per worker (0: off)
 
 
 class Engine:
@@ -84,10 +86,12 @@ class Engine:
             max_rows=self.config.max_running + self.config.fair_headroom,
             max_columns=self.max_seq_len + 1,
         )
+        self._prefixes = PrefixCache(self.config.prefix_cache_bytes)
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="llmp-engine", daemon=True)
         self.steps = 0
-        self.prefill_tokens = 0
+        self.prefill_tokens = 0  # computed; a reused prefix's tokens count in reused_tokens instead
+        self.reused_tokens = 0
         self.generated_tokens = 0
         self._step_observer = step_observer
 
@@ -149,6 +153,8 @@ class Engine:
             self._cache.max_rows,
             self._reserved_tokens,
             self.prefill_tokens,
+            self.reused_tokens,
+            self._prefixes.nbytes,
             self.generated_tokens,
             self.steps,
         )
@@ -216,6 +222,9 @@ class Engine:
         stall the running batch for long; a stall costs less the emptier the batch is, so the budget
         grows as the batch empties (up to IDLE_PREFILL_FACTOR times with nothing decoding).
         """
+        for sequence in self._prefilling:
+            if sequence.prefilled == 0:
+                self._reuse_prefix(sequence)
         free_fraction = max(0.0, 1.0 - len(self._rows) / self.config.max_running)
         budget = round(self.config.prefill_chunk_tokens * (1 + (IDLE_PREFILL_FACTOR - 1) * free_fraction))
         running_by_tenant = Counter(s.request.tenant for s in self._rows)
@@ -235,6 +244,19 @@ class Engine:
                 break
             if sequence in self._prefilling:  # not among the whole prompts above: a long one, in chunks
                 budget -= self._prefill_chunk(sequence, budget)
+
+    def _reuse_prefix(self, sequence: GenerationState) -> None:
+        """Starts a prompt from the cached KV of its longest known start (its tenant's only), if any:
+        only the rest is prefilled, in the chunked path."""
+        hit = self._prefixes.lookup(sequence.request.tenant, sequence.request.prompt_ids)
+        if hit is None:
+            return
+        cache = DynamicCache(config=self.model.config)
+        for layer, (keys, values) in enumerate(hit.states):
+            cache.update(keys, values, layer)  # the next chunk's update concatenates: the entry stays
+        sequence.prefill_cache = cache
+        sequence.prefilled = sequence.reused = hit.tokens
+        self.reused_tokens += hit.tokens
 
     def _prefill_together(self, sequences: list[GenerationState]) -> None:
         lengths = [len(s.request.prompt_ids) for s in sequences]
@@ -302,6 +324,7 @@ class Engine:
         self, sequence: GenerationState, first_token: int, states: list[tuple[torch.Tensor, torch.Tensor]]
     ) -> None:
         """Streams the first token; unless that already ends it, the sequence joins the running batch."""
+        self._prefixes.store(sequence.request.tenant, sequence.request.prompt_ids, states, sequence.reused)
         if self._accept(sequence, first_token):
             self._finish(sequence, sequence.finish_reason or "stop")
             return

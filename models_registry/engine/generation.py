@@ -47,6 +47,7 @@ class GenerationState:
     stop_filter: StopStringFilter
     generated: list[int] = field(default_factory=list)
     prefilled: int = 0
+    reused: int = 0  # prompt tokens whose KV came from the prefix cache
     prefill_cache: DynamicCache | None = None
     pending_token: int | None = None  # sampled, not yet fed through the model
     finish_reason: str | None = None

@@ -8,6 +8,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from models_registry.engine.attention import use_native_gqa
+from models_registry.engine.packed import pack_linear_layers
+
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 class UnsupportedModel(ValueError):
@@ -30,14 +33,35 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def load_chat_model(path: str | Path, device: str = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Loads weights and tokenizer from a local directory; never reaches for a model hub."""
+def wants_bf16(precision: str) -> bool:
+    """A CPU precision setting (float32, bfloat16, or auto: bfloat16 where the CPU has it in hardware)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}")
+    return precision == "bfloat16" or (precision == "auto" and cpu_has_bf16())
+
+
+def chat_dtype(device: torch.device, precision: str = "float32") -> torch.dtype:
+    """A chat model's weights and activations: bf16 on GPUs; on CPUs as `precision` says."""
+    return torch.bfloat16 if device.type == "cuda" or wants_bf16(precision) else torch.float32
+
+
+def load_chat_model(
+    path: str | Path, device: str = "cpu", precision: str = "float32", prepack: bool = True
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Loads weights and tokenizer from a local directory; never reaches for a model hub.
+
+    On a CPU, `precision` picks float32 or bfloat16 (see wants_bf16), and `prepack` reorders the linear
+    layers' weights for oneDNN (packed.py: about twice the decode speed).
+    """
     target = torch.device(device)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(target), local_files_only=True)
+    dtype = chat_dtype(target, precision)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
     check_supported(model)
     model = model.to(target).eval()
     use_native_gqa(model)
+    if prepack:
+        pack_linear_layers(model)
     return model, tokenizer
 
 

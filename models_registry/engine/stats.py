@@ -19,5 +19,7 @@ class EngineStats:
     kv_slots_total: int  # rows it can hold (max_running + fair_headroom)
     reserved_tokens: int  # prompt + max_tokens of the admitted sequences (bounded by max_batch_tokens)
     prefill_tokens: int  # prompt tokens prefilled since start (a counter)
+    reused_tokens: int  # prompt tokens whose KV came from the prefix cache instead (a counter)
+    prefix_cache_bytes: int  # memory the prefix cache holds
     generated_tokens: int  # tokens sampled since start (a counter)
     steps: int  # scheduler steps run since start (a counter)

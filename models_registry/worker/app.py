@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -41,6 +41,7 @@ from models_registry.engine.stats import EngineStats
 from models_registry.worker.embed_batcher import EmbedBatcher
 from models_registry.worker.heartbeat import HeartbeatSender
 from models_registry.worker.metrics import worker_registry
+from models_registry.worker.model_thread import ModelThread
 from models_registry.worker.protocol import (
     EMBED_PATH,
     GENERATE_PATH,
@@ -69,6 +70,7 @@ class WorkerState:
     engine: Engine | None = None
     embedder: Embedder | None = None
     batcher: EmbedBatcher | None = None
+    model_thread: ModelThread = field(default_factory=ModelThread)
     embed_capacity: int = 1  # requests one forward takes at most (one input each)
     requests: int = 0
     load_s: float = 0.0  # how long loading the model took
@@ -133,23 +135,27 @@ def create_worker_app(
                 await state.batcher.stop()
             if state.engine is not None:
                 await asyncio.to_thread(state.engine.shutdown)
+            await asyncio.to_thread(state.model_thread.close)
 
     async def load_model() -> None:
         started = time.perf_counter()
+        # All model work on one thread (model_thread.py: why); a chat model's ends before the engine's.
+        run = state.model_thread.run
         if kind == "embedding":
-            state.embedder = embedder = await asyncio.to_thread(
-                Embedder.load, model_dir, device, settings.embed_precision
-            )
+            state.embedder = embedder = await run(Embedder.load, model_dir, device, settings.embed_precision)
             loaded = time.perf_counter()
-            await asyncio.to_thread(embedder.embed, ["warm up"])
+            await run(embedder.embed, ["warm up"])
             state.embed_capacity = settings.embed_batch_max_inputs
             state.batcher = EmbedBatcher(
-                embedder.forward, settings.embed_batch_max_inputs, settings.embed_batch_max_tokens
+                embedder.forward, settings.embed_batch_max_inputs, settings.embed_batch_max_tokens, run
             ).start()
         else:
-            model, tokenizer = await asyncio.to_thread(load_chat_model, model_dir, device)
+            model, tokenizer = await run(
+                load_chat_model, model_dir, device, settings.engine_precision, settings.engine_prepack
+            )
             loaded = time.perf_counter()
-            await asyncio.to_thread(warm_up, model, tokenizer)
+            await run(warm_up, model, tokenizer)
+            await asyncio.to_thread(state.model_thread.close)
             state.engine = Engine(model, tokenizer, _engine_config(settings), observe_step).start()
         state.load_s, state.warmup_s = loaded - started, time.perf_counter() - loaded
 
@@ -294,4 +300,5 @@ def _engine_config(settings: Settings) -> EngineConfig:
         max_seq_len=settings.engine_max_seq_len,
         max_batch_tokens=settings.engine_max_batch_tokens,
         prefill_chunk_tokens=settings.engine_prefill_chunk_tokens,
+        prefix_cache_bytes=settings.engine_prefix_cache_mb * 2**20,
     )

@@ -2,7 +2,7 @@
 
 Callers queue their prepared inputs (token ids); one collector takes what is queued, in arrival order,
 up to a number of inputs and a padded token budget (inputs x the longest of them: what the forward
-really computes), runs one forward in a thread, and hands each caller its vectors once all of its
+really computes), runs one forward off the event loop, and hands each caller its vectors once all of its
 inputs are done. Requests that arrive while a forward runs are gathered into the next, so a burst of
 callers costs a few forwards rather than one each. A large request is spread over several forwards and
 shares them with the requests queued behind it.
@@ -17,7 +17,7 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
@@ -56,8 +56,15 @@ class _Input:
 
 
 class EmbedBatcher:
-    def __init__(self, forward: Forward, max_inputs: int, max_padded_tokens: int) -> None:
+    def __init__(
+        self,
+        forward: Forward,
+        max_inputs: int,
+        max_padded_tokens: int,
+        run_forward: Callable[..., Awaitable[list[list[float]]]] = asyncio.to_thread,
+    ) -> None:
         self._forward = forward
+        self._run_forward = run_forward  # how a forward leaves the event loop (the worker: ModelThread)
         self._max_inputs = max_inputs
         self._max_padded_tokens = max_padded_tokens
         self._queue: deque[_Input] = deque()
@@ -110,7 +117,7 @@ class EmbedBatcher:
     async def _embed(self, batch: list[_Input]) -> None:
         self.forwards += 1
         try:
-            vectors = await asyncio.to_thread(
+            vectors = await self._run_forward(
                 self._forward, [item.ids for item in batch], [item.normalize for item in batch]
             )
         except Exception as exc:  # a failed forward fails the requests it carried, not the collector

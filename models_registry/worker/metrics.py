@@ -81,6 +81,14 @@ class WorkerCollector(Collector):
                 stats.reserved_tokens,
             )
             yield counter("llmp_worker_prefill_tokens", "Prompt tokens prefilled", stats.prefill_tokens)
+            yield counter(
+                "llmp_worker_prefix_reused_tokens",
+                "Prompt tokens not prefilled: their KV came from the tenant's prefix cache",
+                stats.reused_tokens,
+            )
+            yield gauge(
+                "llmp_worker_prefix_cache_bytes", "Memory of the prefix cache", stats.prefix_cache_bytes
+            )
             yield counter("llmp_worker_decode_tokens", "Tokens generated", stats.generated_tokens)
             yield counter("llmp_worker_engine_steps", "Scheduler steps run", stats.steps)
             if self._tenant_label:

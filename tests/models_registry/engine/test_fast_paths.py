@@ -1,0 +1,137 @@
+"""The engine's speed paths against the plain float32 path: oneDNN-packed weights, bfloat16, and the
+per-tenant prefix cache. Same greedy tokens where the arithmetic is float32; a stated bound for bf16."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models_registry.engine.engine import Engine, EngineConfig, GenerationRequest
+from models_registry.engine.loader import chat_prompt_ids, load_chat_model
+from models_registry.engine.packed import PackedLinear
+from models_registry.engine.params import SamplingParams
+from models_registry.engine.prefix_cache import PrefixCache, common_prefix_length
+from tests.models_registry.engine.test_engine import QUESTIONS, Collector, reference
+
+GREEDY = SamplingParams(max_tokens=32, temperature=0)
+SYSTEM = "You are the support assistant of Example Corp. Answer briefly, cite the handbook. " * 3
+
+
+@pytest.fixture(scope="module")
+def plain(tiny_model_dir):  # type: ignore[no-untyped-def]
+    return load_chat_model(tiny_model_dir, precision="float32", prepack=False)
+
+
+@pytest.fixture(scope="module")
+def packed(tiny_model_dir):  # type: ignore[no-untyped-def]
+    return load_chat_model(tiny_model_dir, precision="float32")
+
+
+def _prompt(tokenizer, question: str, system: str | None = SYSTEM) -> list[int]:  # type: ignore[no-untyped-def]
+    messages = [{"role": "system", "content": system}] if system else []
+    return chat_prompt_ids(tokenizer, [*messages, {"role": "user", "content": question}])
+
+
+def test_packed_weights_give_the_plain_float32_tokens(plain, packed):
+    model, tokenizer = packed
+    assert isinstance(model.lm_head, PackedLinear)
+    assert not any(type(m) is torch.nn.Linear for m in model.modules())
+    for question in QUESTIONS:
+        ids = _prompt(tokenizer, question, system=None)
+        assert reference(model, tokenizer, ids, 32)[1] == reference(plain[0], tokenizer, ids, 32)[1]
+    batch = torch.randint(0, 200, (3, 20))
+    with torch.inference_mode():
+        assert torch.allclose(model(input_ids=batch).logits, plain[0](input_ids=batch).logits, atol=1e-4)
+
+
+def test_bfloat16_stays_close_to_float32(tiny_model_dir, plain):
+    """bf16 rounds every weight and activation to 8 bits of mantissa, so greedy text drifts from
+    float32's after a while. The bound: the first 4 greedy tokens equal on every test prompt; and along
+    float32's 32-token answer (teacher-forced), bf16's top choice is float32's at >= 95% of positions,
+    float32's token never more than 0.5 nats below bf16's best. (SmolLM2-135M: first divergence after
+    8-32 tokens, 98.9% agreement, worst gap 0.125 nats: bench/RESULTS.md.)"""
+    model, tokenizer = load_chat_model(tiny_model_dir, precision="bfloat16")
+    assert model.dtype == torch.bfloat16
+    agreeing = positions = 0
+    for question in QUESTIONS:
+        ids = _prompt(tokenizer, question, system=None)
+        expected = reference(plain[0], tokenizer, ids, 32)[1]
+        assert reference(model, tokenizer, ids, 4)[1] == expected[:4], question
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids + expected])).logits[0, len(ids) - 1 : -1]
+        log_probs = logits.float().log_softmax(-1)
+        gap = log_probs.max(-1).values - log_probs.gather(-1, torch.tensor(expected).unsqueeze(-1)).squeeze(
+            -1
+        )
+        assert gap.max() <= 0.5, question
+        agreeing, positions = agreeing + int((gap == 0).sum()), positions + len(expected)
+    assert agreeing >= 0.95 * positions
+
+
+def _run(engine: Engine, tenant: str, ids: list[int]) -> tuple[str, int]:
+    collector = Collector()
+    engine.submit(GenerationRequest(f"r{len(ids)}-{tenant}-{id(collector)}", tenant, ids, GREEDY, collector))
+    chunks, final = collector.wait()
+    return "".join(chunks), final.completion_tokens
+
+
+@pytest.fixture
+def engines(plain):  # type: ignore[no-untyped-def]
+    model, tokenizer = plain
+    without = Engine(model, tokenizer, EngineConfig(max_running=4, prefix_cache_bytes=0)).start()
+    with_reuse = Engine(model, tokenizer, EngineConfig(max_running=4)).start()
+    yield without, with_reuse, tokenizer
+    without.shutdown()
+    with_reuse.shutdown()
+
+
+def test_a_shared_system_prompt_is_prefilled_once_with_the_same_answers(engines):
+    without, with_reuse, tokenizer = engines
+    prompts = [_prompt(tokenizer, question) for question in QUESTIONS]
+    shared = common_prefix_length(prompts[0], prompts[1])  # up to the user's first word
+    assert shared > len(prompts[0]) / 2
+    expected = [_run(without, "acme", ids) for ids in prompts]
+    got = [_run(with_reuse, "acme", ids) for ids in prompts]
+    assert got == expected
+    reused = with_reuse.stats().reused_tokens
+    assert reused == (len(prompts) - 1) * shared
+    assert with_reuse.stats().prefill_tokens == sum(len(ids) for ids in prompts) - reused
+    assert without.stats().reused_tokens == 0
+
+
+def test_one_tenants_prefixes_never_serve_another(engines):
+    _, with_reuse, tokenizer = engines
+    ids = _prompt(tokenizer, "hi")
+    first = _run(with_reuse, "acme", ids)
+    assert _run(with_reuse, "globex", ids) == first
+    assert with_reuse.stats().reused_tokens == 0  # globex prefilled the whole prompt itself
+    assert _run(with_reuse, "acme", ids) == first
+    assert with_reuse.stats().reused_tokens == len(ids) - 1
+
+
+def _states(tokens: int, layers: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(torch.randn(1, 2, tokens, 4), torch.randn(1, 2, tokens, 4)) for _ in range(layers)]
+
+
+def test_the_prefix_cache_stays_within_its_memory_and_drops_the_least_recently_used():
+    entry_bytes = 2 * 2 * (2 * 40 * 4) * 4  # layers x (keys, values) x elements x 4 bytes
+    cache = PrefixCache(max_bytes=2 * entry_bytes, min_tokens=8)
+    first, second, third = ([n] * 40 for n in (1, 2, 3))
+    cache.store("t", first, _states(40))
+    cache.store("t", second, _states(40))
+    assert cache.lookup("t", [*first, 9]) is not None  # first is now the most recently used
+    cache.store("t", third, _states(40))
+    assert cache.nbytes <= cache.max_bytes and len(cache) == 2
+    assert cache.lookup("t", [*second, 9]) is None
+    hit = cache.lookup("t", [*first[:30], 7, 7])
+    assert hit is not None and hit.tokens == 30 and hit.states[0][0].shape[2] == 30
+
+
+def test_a_prompt_already_covered_is_not_stored_twice_and_a_short_match_is_not_used():
+    cache = PrefixCache(max_bytes=10**9, min_tokens=8)
+    prompt = list(range(1, 41))
+    cache.store("t", prompt, _states(40))
+    cache.store("t", [*prompt[:36], 99, 98], _states(38), reused=36)  # adds 2 tokens: not worth keeping
+    assert len(cache) == 1
+    assert cache.lookup("t", [*prompt[:5], 0, 0]) is None  # 5 < min_tokens
+    assert cache.lookup("t", prompt).tokens == 39  # the last token is always prefilled
