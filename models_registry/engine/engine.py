@@ -19,7 +19,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from models_registry.engine.detokenizer import IncrementalDetokenizer, StopStringFilter
 from models_registry.engine.generation import (
@@ -31,6 +31,7 @@ from models_registry.engine.generation import (
 from models_registry.engine.kv_cache import BatchKVCache
 from models_registry.engine.loader import eos_token_ids
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
+from models_registry.engine.prefill import PaddedBatch, prefill_cache
 from models_registry.engine.prefix_cache import PrefixCache
 from models_registry.engine.sampler import RowState, sample_next_tokens
 from models_registry.engine.scheduler import FairScheduler, QueueFull
@@ -173,7 +174,7 @@ class Engine:
                     for request_id in cancelled:
                         queued = self._scheduler.remove(request_id)
                         if queued is not None:
-                            self._emit_final(queued, "cancelled")
+                            queued.send_final("cancelled")
                     admitted = self._scheduler.admit(self._fits)
                 for _, sequence in admitted:
                     self._reserved_tokens += sequence.reserved_tokens
@@ -194,7 +195,7 @@ class Engine:
             with self._lock:
                 waiting = self._scheduler.drain()
             for sequence in waiting:
-                self._emit_final(sequence, "cancelled")
+                sequence.send_final("cancelled")
 
     def _has_work(self) -> bool:
         return bool(self._rows or self._prefilling or self._scheduler.waiting or self._cancelled)
@@ -216,81 +217,56 @@ class Engine:
     def _prefill_step(self) -> None:
         """Spends this step's prompt-token budget, the least-served tenants' prompts first.
 
-        Prompts that fit the remaining budget whole are prefilled together in left-padded forwards, one
-        per level of service (so a newcomer's first token does not wait for a flooding tenant's
-        prompts); a longer prompt continues in chunks of its own. The budget exists so prefill does not
-        stall the running batch for long; a stall costs less the emptier the batch is, so the budget
-        grows as the batch empties (up to IDLE_PREFILL_FACTOR times with nothing decoding).
+        A prompt that starts like one of its tenant's recent prompts starts from that prompt's cached
+        KV (prefix_cache.py) and prefills only the rest. Prompts whose rest fits the remaining budget
+        are prefilled together in left-padded forwards, one per level of service (so a newcomer's first
+        token does not wait for a flooding tenant's prompts) and cached prefix; a longer rest continues
+        in chunks of its own. The budget exists so prefill does not stall the running batch for long; a
+        stall costs less the emptier the batch is, so the budget grows as the batch empties (up to
+        IDLE_PREFILL_FACTOR times with nothing decoding).
         """
         for sequence in self._prefilling:
-            if sequence.prefilled == 0:
-                self._reuse_prefix(sequence)
+            if sequence.prefilled == 0 and sequence.prefix is None:
+                sequence.prefix = self._prefixes.lookup(sequence.request.tenant, sequence.request.prompt_ids)
         free_fraction = max(0.0, 1.0 - len(self._rows) / self.config.max_running)
         budget = round(self.config.prefill_chunk_tokens * (1 + (IDLE_PREFILL_FACTOR - 1) * free_fraction))
         running_by_tenant = Counter(s.request.tenant for s in self._rows)
         order = sorted(
             self._prefilling, key=lambda s: running_by_tenant[s.request.tenant]
         )  # stable: FIFO ties
-        groups: dict[int, list[GenerationState]] = {}
+        groups: dict[tuple[int, int, int], list[GenerationState]] = {}
         for sequence in order:
-            remaining = len(sequence.request.prompt_ids) - sequence.prefilled
+            prefix = sequence.prefix
+            remaining = len(sequence.request.prompt_ids) - (prefix.tokens if prefix else sequence.prefilled)
             if sequence.prefill_cache is None and remaining <= budget:
-                groups.setdefault(running_by_tenant[sequence.request.tenant], []).append(sequence)
+                level = running_by_tenant[sequence.request.tenant]
+                key = (level, prefix.entry, prefix.tokens) if prefix else (level, -1, 0)
+                groups.setdefault(key, []).append(sequence)
                 budget -= remaining
-        for level in sorted(groups):
-            self._prefill_together(groups[level])
+        for key in sorted(groups):
+            self._prefill_together(groups[key])
         for sequence in order:
             if budget <= 0:
                 break
             if sequence in self._prefilling:  # not among the whole prompts above: a long one, in chunks
                 budget -= self._prefill_chunk(sequence, budget)
 
-    def _reuse_prefix(self, sequence: GenerationState) -> None:
-        """Starts a prompt from the cached KV of its longest known start (its tenant's only), if any:
-        only the rest is prefilled, in the chunked path."""
-        hit = self._prefixes.lookup(sequence.request.tenant, sequence.request.prompt_ids)
-        if hit is None:
-            return
-        cache = DynamicCache(config=self.model.config)
-        for layer, (keys, values) in enumerate(hit.states):
-            cache.update(keys, values, layer)  # the next chunk's update concatenates: the entry stays
-        sequence.prefill_cache = cache
-        sequence.prefilled = sequence.reused = hit.tokens
-        self.reused_tokens += hit.tokens
-
     def _prefill_together(self, sequences: list[GenerationState]) -> None:
-        lengths = [len(s.request.prompt_ids) for s in sequences]
-        width = max(lengths)
-        input_ids = torch.zeros(len(sequences), width, dtype=torch.long)
-        attention_mask = torch.zeros(len(sequences), width, dtype=torch.long)
-        position_ids = torch.zeros(len(sequences), width, dtype=torch.long)
-        for row, (sequence, length) in enumerate(zip(sequences, lengths, strict=True)):
-            input_ids[row, width - length :] = torch.tensor(sequence.request.prompt_ids)
-            attention_mask[row, width - length :] = 1
-            position_ids[row, width - length :] = torch.arange(length)
-        cache = DynamicCache(config=self.model.config)
-        self.prefill_tokens += sum(lengths)
-        output = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention_mask.to(self.device),
-            position_ids=position_ids.to(self.device),
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        """One left-padded forward over prompts that share their cached prefix (or have none)."""
+        prefix = sequences[0].prefix
+        start = prefix.tokens if prefix else 0
+        batch = PaddedBatch.of([s.request.prompt_ids for s in sequences], start)
+        cache = prefill_cache(self.model.config, prefix, len(sequences))
+        self.prefill_tokens += sum(batch.lengths)
+        output = self.model(**batch.inputs(self.device), cache=cache, use_cache=True, logits_to_keep=1)
         first_tokens = sample_next_tokens(
             output.logits[:, -1, :], [s.row_state for s in sequences], self._generator
         )
-        for row, (sequence, length) in enumerate(zip(sequences, lengths, strict=True)):
-            sequence.prefilled = length
-            states = [
-                (
-                    layer.keys[row : row + 1, :, width - length :],
-                    layer.values[row : row + 1, :, width - length :],
-                )
-                for layer in cache.layers
-            ]
-            self._start_decoding(sequence, first_tokens[row], states)
+        for row, sequence in enumerate(sequences):
+            sequence.prefilled = start + batch.lengths[row]
+            sequence.reused = start
+            self.reused_tokens += start
+            self._start_decoding(sequence, first_tokens[row], batch.row_states(cache, row))
             # Only once it is decoding (or done): if anything above fails, the sequence is still
             # in _prefilling, where the failure handler finds it and tells its client.
             self._prefilling.remove(sequence)
@@ -298,10 +274,12 @@ class Engine:
     def _prefill_chunk(self, sequence: GenerationState, budget: int) -> int:
         """Prefills the next chunk of one long prompt; returns the tokens spent."""
         prompt = sequence.request.prompt_ids
+        if sequence.prefill_cache is None:  # its first chunk: after its cached prefix, if any
+            sequence.prefill_cache = prefill_cache(self.model.config, sequence.prefix)
+            sequence.prefilled = sequence.reused = sequence.prefix.tokens if sequence.prefix else 0
+            self.reused_tokens += sequence.reused
         start = sequence.prefilled
         chunk = prompt[start : start + budget]
-        if sequence.prefill_cache is None:
-            sequence.prefill_cache = DynamicCache(config=self.model.config)
         output = self.model(
             input_ids=torch.tensor([chunk], device=self.device),
             position_ids=torch.arange(start, start + len(chunk), device=self.device).unsqueeze(0),
@@ -361,15 +339,15 @@ class Engine:
             return True
         text = sequence.stop_filter.feed(sequence.detokenizer.push(token))
         if sequence.stop_filter.stopped:
-            self._emit(sequence, text)
+            sequence.send_text(text)
             sequence.finish_reason = "stop"
             return True
         total = len(sequence.request.prompt_ids) + len(sequence.generated)
         if len(sequence.generated) >= params.max_tokens or total >= self.max_seq_len:
-            self._emit(sequence, text)
+            sequence.send_text(text)
             sequence.finish_reason = "length"
             return True
-        self._emit(sequence, text)
+        sequence.send_text(text)
         return False
 
     def _finish_row(self, row: int, reason: str, error: str | None = None) -> None:
@@ -384,44 +362,7 @@ class Engine:
         self._reserved_tokens -= sequence.reserved_tokens
         with self._lock:
             self._scheduler.release(sequence.request.tenant)
-        self._emit_final(sequence, reason, error)
-
-    def _emit_final(self, sequence: GenerationState, reason: str, error: str | None = None) -> None:
-        tail = (
-            ""
-            if reason in ("cancelled", "error")
-            else sequence.stop_filter.feed(sequence.detokenizer.flush())
-        )
-        tail += "" if reason in ("cancelled", "error") else sequence.stop_filter.flush()
-        self._send(
-            sequence,
-            GenerationEvent(
-                request_id=sequence.request.request_id,
-                text=tail,
-                finished=True,
-                finish_reason=reason,
-                prompt_tokens=len(sequence.request.prompt_ids),
-                completion_tokens=len(sequence.generated),
-                error=error,
-            ),
-        )
-
-    def _emit(self, sequence: GenerationState, text: str) -> None:
-        if text:  # with running counts, so a stream cut short is billed for what it produced
-            event = GenerationEvent(
-                request_id=sequence.request.request_id,
-                text=text,
-                prompt_tokens=len(sequence.request.prompt_ids),
-                completion_tokens=len(sequence.generated),
-            )
-            self._send(sequence, event)
-
-    @staticmethod
-    def _send(sequence: GenerationState, event: GenerationEvent) -> None:
-        try:
-            sequence.request.sink(event)
-        except Exception:  # a broken consumer must not take the engine down
-            logger.exception("event sink of request %s failed", sequence.request.request_id)
+        sequence.send_final(reason, error)
 
     def _fail_everything(self, reason: str = "error") -> None:
         error = None if reason == "cancelled" else "the model failed while generating"

@@ -3,6 +3,7 @@ engine's bookkeeping for a request between admission and its final event."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -10,7 +11,10 @@ from transformers import DynamicCache
 
 from models_registry.engine.detokenizer import IncrementalDetokenizer, StopStringFilter
 from models_registry.engine.params import SamplingParams
+from models_registry.engine.prefix_cache import PrefixHit
 from models_registry.engine.sampler import RowState
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class GenerationState:
     stop_filter: StopStringFilter
     generated: list[int] = field(default_factory=list)
     prefilled: int = 0
+    prefix: PrefixHit | None = None  # the cached start of its prompt, found before its prefill
     reused: int = 0  # prompt tokens whose KV came from the prefix cache
     prefill_cache: DynamicCache | None = None
     pending_token: int | None = None  # sampled, not yet fed through the model
@@ -55,3 +60,38 @@ class GenerationState:
     @property
     def reserved_tokens(self) -> int:
         return len(self.request.prompt_ids) + self.request.params.max_tokens
+
+    def send_text(self, text: str) -> None:
+        if text:  # with running counts, so a stream cut short is billed for what it produced
+            self._send(
+                GenerationEvent(
+                    request_id=self.request.request_id,
+                    text=text,
+                    prompt_tokens=len(self.request.prompt_ids),
+                    completion_tokens=len(self.generated),
+                )
+            )
+
+    def send_final(self, reason: str, error: str | None = None) -> None:
+        """The last event: the text held back (an incomplete character, a possible stop string) unless
+        the answer was cancelled or failed, and the final counts."""
+        tail = ""
+        if reason not in ("cancelled", "error"):
+            tail = self.stop_filter.feed(self.detokenizer.flush()) + self.stop_filter.flush()
+        self._send(
+            GenerationEvent(
+                request_id=self.request.request_id,
+                text=tail,
+                finished=True,
+                finish_reason=reason,
+                prompt_tokens=len(self.request.prompt_ids),
+                completion_tokens=len(self.generated),
+                error=error,
+            )
+        )
+
+    def _send(self, event: GenerationEvent) -> None:
+        try:
+            self.request.sink(event)
+        except Exception:  # a broken consumer must not take the engine down
+            logger.exception("event sink of request %s failed", self.request.request_id)

@@ -21,6 +21,7 @@ LayerStates = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values
 
 @dataclass(frozen=True)
 class PrefixHit:
+    entry: int  # which entry: prompts hitting the same entry at the same length share the states
     tokens: int  # how many of the prompt's first tokens the states cover
     states: LayerStates
 
@@ -66,8 +67,8 @@ class PrefixCache:
         if best_key is None or best_length < self.min_tokens:
             return None
         self._entries.move_to_end(best_key)
-        states = self._entries[best_key].states
-        return PrefixHit(best_length, [(k[:, :, :best_length], v[:, :, :best_length]) for k, v in states])
+        states = [(k[:, :, :best_length], v[:, :, :best_length]) for k, v in self._entries[best_key].states]
+        return PrefixHit(best_key, best_length, states)
 
     def store(self, tenant: str, prompt: list[int], states: LayerStates, reused: int = 0) -> None:
         """Keeps a prefilled prompt's states (copied: the caller's may be views of a larger buffer).
