@@ -35,6 +35,7 @@ from models_registry.engine.engine import (
     GenerationRequest,
 )
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model, warm_up
+from models_registry.engine.packed import PackedLinear
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter, SamplingParams
 from models_registry.engine.scheduler import QueueFull
 from models_registry.engine.stats import EngineStats
@@ -71,6 +72,7 @@ class WorkerState:
     embedder: Embedder | None = None
     batcher: EmbedBatcher | None = None
     model_thread: ModelThread = field(default_factory=ModelThread)
+    arithmetic: str = ""  # how the model computes, for the log: "bfloat16, oneDNN-packed", ...
     embed_capacity: int = 1  # requests one forward takes at most (one input each)
     requests: int = 0
     load_s: float = 0.0  # how long loading the model took
@@ -126,7 +128,13 @@ def create_worker_app(
             state.ready = True
             await heartbeat.ready()
             logger.info(
-                "worker %s serving %s (%s) on %s (%s)", state.worker_id, model_name, kind, url, device
+                "worker %s serving %s (%s) on %s (%s, %s)",
+                state.worker_id,
+                model_name,
+                kind,
+                url,
+                device,
+                state.arithmetic,
             )
             yield
         finally:
@@ -144,6 +152,8 @@ def create_worker_app(
         if kind == "embedding":
             state.embedder = embedder = await run(Embedder.load, model_dir, device, settings.embed_precision)
             loaded = time.perf_counter()
+            dtype = str(embedder.model.dtype).removeprefix("torch.")
+            state.arithmetic = "bfloat16 autocast" if embedder.autocast else dtype
             await run(embedder.embed, ["warm up"])
             state.embed_capacity = settings.embed_batch_max_inputs
             state.batcher = EmbedBatcher(
@@ -154,6 +164,8 @@ def create_worker_app(
                 load_chat_model, model_dir, device, settings.engine_precision, settings.engine_prepack
             )
             loaded = time.perf_counter()
+            packed = any(isinstance(module, PackedLinear) for module in model.modules())
+            state.arithmetic = str(model.dtype).removeprefix("torch.") + (", oneDNN-packed" if packed else "")
             await run(warm_up, model, tokenizer)
             await asyncio.to_thread(state.model_thread.close)
             state.engine = Engine(model, tokenizer, _engine_config(settings), observe_step).start()
