@@ -8,8 +8,10 @@ copy a CPU decode step is faster (bench/RESULTS.md, engine), with the same logit
 keep transformers' own path.
 
 One case SDPA's CPU kernel serves badly: a bf16 decode step (one query per row). Its flash kernel takes
-2.1 ms per layer at 32 rows over ~120 cached positions, 57% of the step; two batched matmuls with the
-softmax in float32 take a quarter of that (decode_attention). In float32 SDPA is as fast, so it stays.
+2.1 ms per layer at 32 rows over ~120 cached positions, 57% of the step; two batched float32 matmuls
+over the upcast window take a fifth of that (decode_attention). Measured in the engine, in-process A/B,
+a bf16 step: 1 row 27.4 -> 27.1 ms, 8 rows 43.2 -> 32.2, 32 rows 106.6 -> 62.9. In float32, SDPA and
+decode_attention measured the same, so float32 keeps SDPA.
 """
 
 from __future__ import annotations
@@ -19,9 +21,6 @@ from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 IMPLEMENTATION = "llmp_gqa_sdpa"
-# Below this many rows SDPA's bf16 decode is as fast (measured in the engine: 1 row 29.6 ms a step with
-# SDPA against 32.3 with decode_attention; 8 rows 43.8 against 36.1; 32 rows 117.9 against 74.2).
-BF16_DECODE_MIN_ROWS = 4
 
 
 def gqa_sdpa_attention(
@@ -34,7 +33,7 @@ def gqa_sdpa_attention(
     scaling: float | None = None,
     **_: object,
 ) -> tuple[torch.Tensor, None]:
-    if query.dtype == torch.bfloat16 and query.shape[2] == 1 and query.shape[0] >= BF16_DECODE_MIN_ROWS:
+    if query.dtype == torch.bfloat16 and query.shape[2] == 1:
         return decode_attention(query, key, value, attention_mask, scaling), None
     causal = attention_mask is None and query.shape[2] > 1
     output = torch.nn.functional.scaled_dot_product_attention(
@@ -73,10 +72,12 @@ def decode_attention(
     cache; returns (rows, 1, heads, dim) like gqa_sdpa_attention."""
     rows, heads, _, dim = query.shape
     kv_heads = key.shape[1]
+    # In float32: CPU batched matmuls of these small shapes are faster in float32 than in bf16, and the
+    # upcast copies only this layer's cached window.
     # Query head h reads KV head h // group (transformers' repeat_kv order).
-    grouped = query.reshape(rows, kv_heads, heads // kv_heads, dim)
-    scores = torch.matmul(grouped, key.transpose(-1, -2)).float() * (scaling or dim**-0.5)
+    grouped = query.float().reshape(rows, kv_heads, heads // kv_heads, dim)
+    scores = torch.matmul(grouped, key.float().transpose(-1, -2)) * (scaling or dim**-0.5)
     if attention_mask is not None:  # boolean, True where a row may attend (sdpa_mask)
         scores = scores.masked_fill(~attention_mask.view(rows, 1, 1, -1), float("-inf"))
-    probabilities = scores.softmax(-1).to(value.dtype)
-    return torch.matmul(probabilities, value).reshape(rows, 1, heads, dim)
+    output = torch.matmul(scores.softmax(-1), value.float())
+    return output.reshape(rows, 1, heads, dim).to(query.dtype)
