@@ -30,7 +30,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from models_registry.engine.attention import use_native_gqa
 from models_registry.engine.engine import Engine, EngineConfig, GenerationRequest
-from models_registry.engine.loader import chat_dtype, chat_prompt_ids, load_chat_model, warm_up
+from models_registry.engine.loader import chat_prompt_ids, load_chat_model, warm_up, weights_dtype
 from models_registry.engine.packed import pack_linear_layers
 from models_registry.engine.params import SamplingParams
 
@@ -314,7 +314,7 @@ def main() -> None:
 
         args.model_dir = resolve_bundled("bundled:smollm2-135m", Path("var/models"))
     prepack = not args.no_prepack
-    dtype = chat_dtype(torch.device(args.device), args.precision)
+    dtype = weights_dtype(torch.device(args.device), args.precision)
 
     def load():  # type: ignore[no-untyped-def]
         model, tokenizer = load_chat_model(args.model_dir, args.device, args.precision, prepack)

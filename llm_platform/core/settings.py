@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import HTTPConnection
 
 MIN_JWT_SECRET_BYTES = 32
+# A worker's arithmetic on a CPU (models_registry/engine/loader.py: wants_bf16).
+Precision = Literal["auto", "float32", "bfloat16"]
 
 
 class Environment(StrEnum):
@@ -183,7 +185,7 @@ class Settings(BaseSettings):
         int, Field(description="Prompt + max_tokens summed over a worker's admitted sequences", ge=16)
     ] = 131072
     engine_precision: Annotated[
-        Literal["auto", "float32", "bfloat16"],
+        Precision,
         Field(
             description="A chat worker's weights and arithmetic on a CPU: auto is bfloat16 where the CPU "
             "has it in hardware (AVX512-BF16, AMX), else float32 (GPUs always use bfloat16)"
@@ -203,7 +205,7 @@ class Settings(BaseSettings):
         ),
     ] = 8192
     embed_precision: Annotated[
-        Literal["auto", "float32", "bfloat16"],
+        Precision,
         Field(
             description="An embedding worker's arithmetic on a CPU: auto is bfloat16 where the CPU has it "
             "in hardware (AVX512-BF16, AMX: ~2.3x faster, cosine >= 0.9999 to float32), else float32"

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from models_registry.engine.loader import pick_dtype, wants_bf16
+from models_registry.engine.loader import wants_bf16, weights_dtype
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 
 MAX_BATCH = 64  # inputs per forward pass of `embed`
@@ -39,8 +39,8 @@ class Embedder:
         # bfloat16 on a CPU: autocast (weights stay float32; matmuls run in bf16, norms and softmax in
         # float32). Measured on all-MiniLM-L6-v2, 256-token inputs, 2 vCPUs with AVX512-BF16: 2.3x the
         # float32 throughput, cosine >= 0.9999 to float32's vectors (bench/RESULTS.md). On a GPU the
-        # weights are already bf16 (pick_dtype).
-        self.autocast = self.device.type == "cpu" and wants_bf16(precision)
+        # weights are already bf16 (weights_dtype).
+        self.autocast = wants_bf16(precision) and self.device.type == "cpu"  # checks `precision` anywhere
         limits = [
             getattr(model.config, "max_position_embeddings", None) or 512,
             tokenizer.model_max_length if tokenizer.model_max_length < _UNBOUNDED else 512,
@@ -57,7 +57,7 @@ class Embedder:
         """`precision` on a CPU: float32, bfloat16, or auto (bfloat16 where the CPU has it in hardware)."""
         target = torch.device(device)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModel.from_pretrained(path, dtype=pick_dtype(target), local_files_only=True)
+        model = AutoModel.from_pretrained(path, dtype=weights_dtype(target), local_files_only=True)
         max_length = _sentence_transformers_max_length(Path(path))
         return cls(model.to(target).eval(), tokenizer, max_length, precision)
 

@@ -264,7 +264,6 @@ class Engine:
         )
         for row, sequence in enumerate(sequences):
             sequence.prefilled = start + batch.lengths[row]
-            sequence.reused = start
             self.reused_tokens += start
             self._start_decoding(sequence, first_tokens[row], batch.row_states(cache, row))
             # Only once it is decoding (or done): if anything above fails, the sequence is still
@@ -276,7 +275,7 @@ class Engine:
         prompt = sequence.request.prompt_ids
         if sequence.prefill_cache is None:  # its first chunk: after its cached prefix, if any
             sequence.prefill_cache = prefill_cache(self.model.config, sequence.prefix)
-            sequence.prefilled = sequence.reused = sequence.prefix.tokens if sequence.prefix else 0
+            sequence.prefilled = sequence.reused
             self.reused_tokens += sequence.reused
         start = sequence.prefilled
         chunk = prompt[start : start + budget]

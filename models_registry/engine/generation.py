@@ -52,10 +52,14 @@ class GenerationState:
     generated: list[int] = field(default_factory=list)
     prefilled: int = 0
     prefix: PrefixHit | None = None  # the cached start of its prompt, found before its prefill
-    reused: int = 0  # prompt tokens whose KV came from the prefix cache
     prefill_cache: DynamicCache | None = None
     pending_token: int | None = None  # sampled, not yet fed through the model
     finish_reason: str | None = None
+
+    @property
+    def reused(self) -> int:
+        """Prompt tokens whose KV comes from the prefix cache instead of this prompt's prefill."""
+        return self.prefix.tokens if self.prefix is not None else 0
 
     @property
     def reserved_tokens(self) -> int:

@@ -28,11 +28,6 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def pick_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPUs (half the memory, tensor cores), float32 on CPUs (bf16 matmuls are slow there)."""
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
 def wants_bf16(precision: str) -> bool:
     """A CPU precision setting (float32, bfloat16, or auto: bfloat16 where the CPU has it in hardware)."""
     if precision not in PRECISIONS:
@@ -40,8 +35,9 @@ def wants_bf16(precision: str) -> bool:
     return precision == "bfloat16" or (precision == "auto" and cpu_has_bf16())
 
 
-def chat_dtype(device: torch.device, precision: str = "float32") -> torch.dtype:
-    """A chat model's weights and activations: bf16 on GPUs; on CPUs as `precision` says."""
+def weights_dtype(device: torch.device, precision: str = "float32") -> torch.dtype:
+    """A model's weights: bf16 on GPUs (half the memory, tensor cores); on CPUs as `precision` says
+    (float32 by default: without bf16 in hardware, oneDNN emulates it, slower than float32)."""
     return torch.bfloat16 if device.type == "cuda" or wants_bf16(precision) else torch.float32
 
 
@@ -55,7 +51,7 @@ def load_chat_model(
     """
     target = torch.device(device)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    dtype = chat_dtype(target, precision)
+    dtype = weights_dtype(target, precision)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
     check_supported(model)
     model = model.to(target).eval()
