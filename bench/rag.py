@@ -27,13 +27,14 @@ and rare words. What is measured:
   include embedding the query by the real MiniLM worker. Client wall time.
 - rss_mb_100k: the API process's resident memory (VmRSS) after the searches at 100k chunks, when its
   indexes are loaded; rss_mb holds it for each size.
-- --embed-precision sets the MiniLM worker's LLMP_EMBED_PRECISION (reported as embed_precision).
+- --embed-precision sets the MiniLM worker's LLMP_EMBED_PRECISION (reported as embed_precision);
+  --no-prepack sets its LLMP_ENGINE_PREPACK off (reported as embed_prepack).
 The run's tenant, and with it its knowledge base, is deleted at the end.
 
 With --json the last line is one JSON object (a contract: keep its keys): ingest_chunks_per_s,
 ingest_chunks, ingest_words_per_chunk, search_p50_ms and search_p99_ms as {mode: {size: ms}} with the
 size as a string ("10000"), corpus_chunks {size: chunks}, first_search_ms {size: ms}, rss_mb {size: MB},
-rss_mb_100k (null unless 100000 is among --sizes), queries, embed_precision.
+rss_mb_100k (null unless 100000 is among --sizes), queries, embed_precision, embed_prepack.
 """
 
 from __future__ import annotations
@@ -231,9 +232,10 @@ def _start(stack: Stack, command: list[str], port: int) -> subprocess.Popen:  # 
     return process
 
 
-def start_minilm(stack: Stack, precision: str) -> subprocess.Popen:  # type: ignore[type-arg]
+def start_minilm(stack: Stack, precision: str, prepack: bool) -> subprocess.Popen:  # type: ignore[type-arg]
     port = free_port()
     stack.env["LLMP_EMBED_PRECISION"] = precision
+    stack.env["LLMP_ENGINE_PREPACK"] = str(prepack).lower()
     return _start(stack, [LLMP, "worker", "--model", EMBEDDING_MODEL, "--port", str(port)], port)
 
 
@@ -308,7 +310,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     try:
         api_url, api = stack.start_api()
         kb = Kb(api_url, slug, key)
-        start_minilm(stack, args.embed_precision)
+        start_minilm(stack, args.embed_precision, args.prepack)
         documents = -(-args.ingest_chunks // 18)
         texts = [vocabulary.document(INGEST_DOC_WORDS) for _ in range(documents)]
         ingested, seconds = kb.upload(texts)
@@ -345,6 +347,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "rss_mb_100k": rss.get("100000"),
         "queries": args.queries,
         "embed_precision": args.embed_precision,
+        "embed_prepack": args.prepack,
     }
 
 
@@ -357,6 +360,9 @@ def main() -> None:
     parser.add_argument("--ingest-chunks", type=int, default=2_000, help="chunks for the ingestion figure")
     parser.add_argument(
         "--embed-precision", default="auto", choices=PRECISIONS, help="LLMP_EMBED_PRECISION of the worker"
+    )
+    parser.add_argument(
+        "--no-prepack", dest="prepack", action="store_false", help="the worker's LLMP_ENGINE_PREPACK off"
     )
     parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
     parser.add_argument("--redis-url", default=BENCH_REDIS_URL)

@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from models_registry.engine.loader import wants_bf16, weights_dtype
+from models_registry.engine.packed import pack_linear_layers
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 
 MAX_BATCH = 64  # inputs per forward pass of `embed`
@@ -41,6 +42,7 @@ class Embedder:
         # float32 throughput, cosine >= 0.9999 to float32's vectors (bench/RESULTS.md). On a GPU the
         # weights are already bf16 (weights_dtype).
         self.autocast = wants_bf16(precision) and self.device.type == "cpu"  # checks `precision` anywhere
+        self.packed = False  # linear weights reordered for oneDNN (`load`)
         limits = [
             getattr(model.config, "max_position_embeddings", None) or 512,
             tokenizer.model_max_length if tokenizer.model_max_length < _UNBOUNDED else 512,
@@ -53,13 +55,19 @@ class Embedder:
         self._prefix, self._suffix = _special_tokens(tokenizer)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", precision: str = "float32") -> Embedder:
-        """`precision` on a CPU: float32, bfloat16, or auto (bfloat16 where the CPU has it in hardware)."""
+    def load(
+        cls, path: str | Path, device: str = "cpu", precision: str = "float32", prepack: bool = True
+    ) -> Embedder:
+        """`precision` on a CPU: float32, bfloat16, or auto (bfloat16 where the CPU has it in hardware).
+        `prepack` reorders the linear weights for oneDNN once (packed.py), in bf16 under autocast."""
         target = torch.device(device)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModel.from_pretrained(path, dtype=weights_dtype(target), local_files_only=True)
         max_length = _sentence_transformers_max_length(Path(path))
-        return cls(model.to(target).eval(), tokenizer, max_length, precision)
+        embedder = cls(model.to(target).eval(), tokenizer, max_length, precision)
+        if prepack:
+            embedder.packed = pack_linear_layers(model, torch.bfloat16 if embedder.autocast else None) > 0
+        return embedder
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]

@@ -29,6 +29,21 @@ def test_vectors_are_normalized_and_do_not_depend_on_batching(encoder_dir):
     assert abs(torch.tensor(raw).norm().item() - 1.0) > 1e-3
 
 
+def test_packed_weights_give_the_vectors_of_the_plain_model(encoder_dir):
+    plain = Embedder.load(encoder_dir, prepack=False)
+    packed = Embedder.load(encoder_dir)
+    assert (plain.packed, packed.packed) == (False, True)
+    expected = torch.tensor(plain.embed(TEXTS)[0])
+    assert torch.allclose(torch.tensor(packed.embed(TEXTS)[0]), expected, atol=1e-5)
+    # Under bf16 autocast the weights are packed in bf16: the vectors autocast alone gives, to bf16's
+    # rounding (both stay near float32's).
+    autocast = Embedder.load(encoder_dir, precision="bfloat16", prepack=False)
+    packed_bf16 = Embedder.load(encoder_dir, precision="bfloat16")
+    fast, slow = torch.tensor(packed_bf16.embed(TEXTS)[0]), torch.tensor(autocast.embed(TEXTS)[0])
+    assert torch.nn.functional.cosine_similarity(fast, slow).min() > 0.999
+    assert torch.nn.functional.cosine_similarity(fast, expected).min() > 0.99
+
+
 def test_inputs_longer_than_the_model_reads_are_refused(encoder_dir):
     embedder = Embedder.load(encoder_dir)
     with pytest.raises(ContextLengthExceeded) as refused:
