@@ -1,7 +1,7 @@
 """Engine benchmark: our continuous batching against one `generate()` per request, serialized.
 
     python -m bench.engine [--streams 1,8,32] [--max-tokens 128] [--device cpu]
-                           [--precision float32|bfloat16|auto] [--no-prepack] [--json]
+                           [--precision float32|bfloat16|auto] [--no-prepack] [--no-fused] [--json]
 
 Reports output tokens/s, time to first token (TTFT) p50/p95 and inter-token latency (ITL) p50/p95 for
 N concurrent streaming requests, then a fairness run: tenant A keeps twice the running-slot cap
@@ -10,7 +10,8 @@ the prefix-reuse run: 32 requests of one tenant sharing a ~400-token system prom
 without and with the prefix cache (TTFT p50, prompt tokens prefilled). The throughput and fairness runs
 keep the prefix cache off, so their figures measure batching and scheduling alone.
 With --json the last line is one JSON object (a contract: keep its keys; added since: dtype, prepack,
-compile (always "off": measured slower, bench/RESULTS.md), threads, prefix_reuse).
+compile (always "off": measured slower, bench/RESULTS.md), threads, prefix_reuse, fused_decode: whether
+the engine's decode steps ran through models_registry/engine/fused.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.generation.streamers import BaseStreamer
 
+from models_registry.engine import fused
 from models_registry.engine.attention import use_native_gqa
 from models_registry.engine.engine import Engine, EngineConfig, GenerationRequest
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model, warm_up, weights_dtype
@@ -228,7 +230,9 @@ def prefix_reuse(model, tokenizer, args, requests: int = 32, max_tokens: int = 8
     shared = len(chat_prompt_ids(tokenizer, [{"role": "system", "content": system}]))
     report: dict = {"requests": requests, "shared_prompt_tokens": shared}
     for label, cache_bytes in (("without", 0), ("with", 256 * 2**20)):
-        config = EngineConfig(max_running=args.max_running, prefix_cache_bytes=cache_bytes)
+        config = EngineConfig(
+            max_running=args.max_running, prefix_cache_bytes=cache_bytes, fused_decode=not args.no_fused
+        )
         engine = Engine(model, tokenizer, config).start()
         run_ours(engine, prompts(tokenizer, 2), 2)  # warm the engine's own paths (no shared prefix)
         traces = run_ours(engine, batch, max_tokens)
@@ -302,6 +306,7 @@ def main() -> None:
     )
     parser.add_argument("--precision", choices=["float32", "bfloat16", "auto"], default="float32")
     parser.add_argument("--no-prepack", action="store_true", help="plain nn.Linear (no oneDNN packing)")
+    parser.add_argument("--no-fused", action="store_true", help="decode through transformers' forward")
     parser.add_argument("--skip-prefix-reuse", action="store_true")
     parser.add_argument("--max-running", type=int, default=32)
     parser.add_argument("--naive-limit", type=int, default=8, help="naive runs on min(N, this) requests")
@@ -332,7 +337,9 @@ def main() -> None:
     model_name = "random-llama-1b" if args.random_1b else args.model_dir.name
 
     def engine_for(cache_bytes: int = 0) -> Engine:
-        config = EngineConfig(max_running=args.max_running, prefix_cache_bytes=cache_bytes)
+        config = EngineConfig(
+            max_running=args.max_running, prefix_cache_bytes=cache_bytes, fused_decode=not args.no_fused
+        )
         return Engine(model, tokenizer, config).start()
 
     results = []
@@ -360,6 +367,7 @@ def main() -> None:
         "dtype": str(dtype).removeprefix("torch."),
         "prepack": prepack and args.device == "cpu",
         "compile": "off",
+        "fused_decode": not args.no_fused and fused.supports(model),
         "threads": torch.get_num_threads(),
         "results": results,
         "fairness": fair,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from models_registry.engine import fused
 from models_registry.engine.detokenizer import IncrementalDetokenizer, StopStringFilter
 from models_registry.engine.generation import (
     EngineClosed,
@@ -54,6 +55,7 @@ class EngineConfig:
     max_batch_tokens: int = 131072  # sum of prompt + max_tokens over admitted sequences (bounds KV memory)
     prefill_chunk_tokens: int = 256  # prompt tokens prefilled per step (bounds how long a step stalls)
     prefix_cache_bytes: int = 256 * 2**20  # KV of recent prompts kept for reuse, per worker (0: off)
+    fused_decode: bool = True  # decode steps through fused.py where the model allows it
 
 
 class Engine:
@@ -88,6 +90,8 @@ class Engine:
             max_columns=self.max_seq_len + 1,
         )
         self._prefixes = PrefixCache(self.config.prefix_cache_bytes)
+        use_fused = self.config.fused_decode and fused.supports(model)
+        self._fused = fused.FusedDecoder(model, self.max_seq_len + 1) if use_fused else None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="llmp-engine", daemon=True)
         self.steps = 0
@@ -95,6 +99,11 @@ class Engine:
         self.reused_tokens = 0
         self.generated_tokens = 0
         self._step_observer = step_observer
+
+    @property
+    def fused_decode(self) -> bool:
+        """Whether decode steps run through fused.py (else transformers' forward)."""
+        return self._fused is not None
 
     # --- the caller's side (any thread) -----------------------------------------------------------
 
@@ -311,17 +320,18 @@ class Engine:
     def _decode_step(self) -> None:
         attention_mask, position_ids = self._cache.prepare_step()
         input_ids = torch.tensor([[s.pending_token] for s in self._rows], device=self.device)
-        output = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=self._cache,
-            use_cache=True,
-        )
+        if self._fused is not None:
+            logits = self._fused.decode(input_ids, position_ids, attention_mask, self._cache)
+        else:
+            logits = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=self._cache,
+                use_cache=True,
+            ).logits[:, -1, :]
         self._cache.finish_step()
-        tokens = sample_next_tokens(
-            output.logits[:, -1, :], [s.row_state for s in self._rows], self._generator
-        )
+        tokens = sample_next_tokens(logits, [s.row_state for s in self._rows], self._generator)
         finished = [row for row, token in enumerate(tokens) if self._accept(self._rows[row], token)]
         for row in reversed(finished):
             self._finish_row(row, self._rows[row].finish_reason or "stop")

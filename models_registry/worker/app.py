@@ -150,10 +150,14 @@ def create_worker_app(
         # All model work on one thread (model_thread.py: why); a chat model's ends before the engine's.
         run = state.model_thread.run
         if kind == "embedding":
-            state.embedder = embedder = await run(Embedder.load, model_dir, device, settings.embed_precision)
+            state.embedder = embedder = await run(
+                Embedder.load, model_dir, device, settings.embed_precision, settings.engine_prepack
+            )
             loaded = time.perf_counter()
             dtype = str(embedder.model.dtype).removeprefix("torch.")
-            state.arithmetic = "bfloat16 autocast" if embedder.autocast else dtype
+            state.arithmetic = ("bfloat16 autocast" if embedder.autocast else dtype) + (
+                ", oneDNN-packed" if embedder.packed else ""
+            )
             await run(embedder.embed, ["warm up"])
             state.embed_capacity = settings.embed_batch_max_inputs
             state.batcher = EmbedBatcher(
@@ -169,6 +173,7 @@ def create_worker_app(
             await run(warm_up, model, tokenizer)
             await asyncio.to_thread(state.model_thread.close)
             state.engine = Engine(model, tokenizer, _engine_config(settings), observe_step).start()
+            state.arithmetic += ", fused decode" if state.engine.fused_decode else ""
         state.load_s, state.warmup_s = loaded - started, time.perf_counter() - loaded
 
     app = FastAPI(
@@ -313,4 +318,5 @@ def _engine_config(settings: Settings) -> EngineConfig:
         max_batch_tokens=settings.engine_max_batch_tokens,
         prefill_chunk_tokens=settings.engine_prefill_chunk_tokens,
         prefix_cache_bytes=settings.engine_prefix_cache_mb * 2**20,
+        fused_decode=settings.engine_fused_decode,
     )

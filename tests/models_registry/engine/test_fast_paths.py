@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from models_registry.engine import fused
 from models_registry.engine.attention import decode_attention
 from models_registry.engine.engine import Engine, EngineConfig, GenerationRequest
+from models_registry.engine.kv_cache import BatchKVCache
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model
 from models_registry.engine.packed import PackedLinear
 from models_registry.engine.params import SamplingParams
@@ -67,6 +69,79 @@ def test_bfloat16_stays_close_to_float32(tiny_model_dir, plain):
         assert gap.max() <= 0.5, question
         agreeing, positions = agreeing + int((gap == 0).sum()), positions + len(expected)
     assert agreeing >= 0.95 * positions
+
+
+def _prefilled_cache(model, prompts: list[list[int]]) -> BatchKVCache:  # type: ignore[no-untyped-def]
+    """A batch cache holding `prompts` (of different lengths: left padding), as the engine builds it."""
+    config = model.config
+    cache = BatchKVCache(config.num_hidden_layers, max_rows=8, max_columns=256)
+    for ids in prompts:
+        with torch.inference_mode():
+            output = model(input_ids=torch.tensor([ids]), use_cache=True)
+        cache.add_sequence([(layer.keys, layer.values) for layer in output.cache.layers])
+    return cache
+
+
+def test_the_fused_decode_step_computes_transformers_logits(packed):
+    model, tokenizer = packed
+    assert fused.supports(model)
+    prompts = [_prompt(tokenizer, question, system=None) for question in QUESTIONS]
+    cache = _prefilled_cache(model, prompts)
+    input_ids = torch.tensor([[ids[-1]] for ids in prompts])
+    attention_mask, position_ids = cache.prepare_step()
+    with torch.inference_mode():
+        expected = model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache
+        ).logits[:, -1, :]
+        # The same step again (prepare_step writes the same column until finish_step).
+        attention_mask, position_ids = cache.prepare_step()
+        got = fused.FusedDecoder(model, 256).decode(input_ids, position_ids, attention_mask, cache)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_the_engine_decodes_through_the_fused_step_with_the_same_tokens(packed, plain):
+    model, tokenizer = packed
+    prompts = [_prompt(tokenizer, question) for question in QUESTIONS]
+    answers = {}
+    for fused_decode in (True, False):
+        config = EngineConfig(max_running=4, prefix_cache_bytes=0, fused_decode=fused_decode)
+        engine = Engine(model, tokenizer, config).start()
+        try:
+            assert engine.fused_decode is fused_decode
+            collectors = [Collector() for _ in prompts]
+            for index, (ids, collector) in enumerate(zip(prompts, collectors, strict=True)):
+                engine.submit(GenerationRequest(f"f{index}", "acme", ids, GREEDY, collector))
+            answers[fused_decode] = [collector.wait() for collector in collectors]
+        finally:
+            engine.shutdown()
+    assert [("".join(c), f.completion_tokens) for c, f in answers[True]] == [
+        ("".join(c), f.completion_tokens) for c, f in answers[False]
+    ]
+    # Only a packed Llama model takes the fused step; others keep transformers' forward.
+    assert not fused.supports(plain[0])
+    assert not Engine(plain[0], tokenizer).fused_decode
+
+
+def test_bf16_fused_decoding_stays_close_to_float32(tiny_model_dir, plain):
+    """The fused step rounds a bf16 residual add once, not twice: the bf16 bound still holds."""
+    model, tokenizer = load_chat_model(tiny_model_dir, precision="bfloat16")
+    engine = Engine(model, tokenizer, EngineConfig(max_running=4, prefix_cache_bytes=0)).start()
+    try:
+        assert engine.fused_decode
+        for question in QUESTIONS:
+            ids = _prompt(tokenizer, question, system=None)
+            expected = reference(plain[0], tokenizer, ids, 4)[1]
+            collector = Collector()
+            engine.submit(
+                GenerationRequest(
+                    f"b{len(ids)}", "acme", ids, SamplingParams(max_tokens=4, temperature=0), collector
+                )
+            )
+            chunks, _ = collector.wait()
+            assert "".join(chunks) == tokenizer.decode(expected, skip_special_tokens=True), question
+    finally:
+        engine.shutdown()
 
 
 def _run(engine: Engine, tenant: str, ids: list[int]) -> tuple[str, int]:

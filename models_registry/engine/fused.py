@@ -1,0 +1,140 @@
+"""The decode step of a Llama-architecture model, written against its packed weights with fewer operators.
+
+With its weights packed (packed.py), a float32 SmolLM2-135M decode step spends ~25 ms streaming weights
+and, through transformers' forward, ~12 ms more on some 900 small eager operators: per layer, two
+RMSNorms of six operators each, rotary embeddings rebuilt from the position ids and applied through
+`rotate_half` (slices, a negation, a concatenation), residual adds, mask handling, and the Python of the
+modules around them. This step does the same arithmetic with fewer, larger operators:
+
+- the residual add rides on the output projections (oneDNN's `add` post-op: one call, not two);
+- rotary embeddings come from a table made once (cos and sin of every position, as transformers
+  computes them), gathered once a step for all layers; `rotate_half(x) * sin` is `x` rolled by half a
+  head times sin with its first half negated, the same products;
+- keys and values go straight into the engine's batch cache, and the step's mask is used as it is.
+
+It calls the model's own packed weights (no copy: memory does not grow), and only decode steps take it:
+prefill keeps transformers' forward, which fills the same cache. Measured in one process, alternating
+(bench/RESULTS.md, engine), a float32 step: 36.8 -> 33.1 ms at 1 row, 41.9 -> 38.6 at 8, 81.3 -> 76.7
+at 32; bf16 at 1 row 28.0 -> 24.3. In float32 the logits equal transformers' (tested); in bfloat16 a
+residual add is rounded once instead of twice, so they differ by bf16 rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+from models_registry.engine.attention import gqa_sdpa_attention
+from models_registry.engine.kv_cache import BatchKVCache
+from models_registry.engine.packed import PackedLinear
+
+# Rope types whose frequencies do not depend on the sequence's length, so a table made once is right.
+_STATIC_ROPE = {"default", "linear", "llama3", "yarn"}
+
+
+def supports(model: PreTrainedModel) -> bool:
+    """A CPU Llama model whose projections are all packed (the loader's default)."""
+    config = model.config
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    return (
+        config.model_type == "llama"
+        and model.device.type == "cpu"
+        and getattr(config, "hidden_act", None) == "silu"
+        and rope.get("rope_type", "default") in _STATIC_ROPE
+        and layers is not None
+        and isinstance(model.lm_head, PackedLinear)
+        and not any(isinstance(module, torch.nn.Linear) for module in model.modules())
+    )
+
+
+class _Layer:
+    def __init__(self, layer: torch.nn.Module) -> None:
+        attention, mlp = layer.self_attn, layer.mlp
+        self.q, self.k, self.v = attention.q_proj, attention.k_proj, attention.v_proj
+        self.out, self.down = attention.o_proj, mlp.down_proj
+        self.gate, self.up = mlp.gate_proj, mlp.up_proj
+        self.input_norm = layer.input_layernorm.weight.detach()
+        self.post_norm = layer.post_attention_layernorm.weight.detach()
+
+
+class FusedDecoder:
+    """Decode steps of a model `supports` accepts, over the engine's batch cache."""
+
+    def __init__(self, model: PreTrainedModel, max_positions: int) -> None:
+        config = model.config
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads or self.heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.eps = config.rms_norm_eps
+        self.scaling = self.head_dim**-0.5
+        decoder = model.model
+        self.embed = decoder.embed_tokens.weight.detach()
+        self.dtype = self.embed.dtype
+        self.layers = [_Layer(layer) for layer in decoder.layers[: config.num_hidden_layers]]
+        self.final_norm = decoder.norm.weight.detach()
+        self.lm_head = model.lm_head
+        self.cos, self.sin = _rope_table(decoder.rotary_emb, max_positions, self.head_dim, self.dtype)
+
+    @torch.inference_mode()
+    def decode(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        cache: BatchKVCache,
+    ) -> torch.Tensor:
+        """Logits (rows, vocabulary) of one step. `input_ids` and `position_ids` are (rows, 1), the
+        step's boolean mask (rows, window + 1) from `cache.prepare_step`; keys and values are written
+        into `cache` (the caller then calls `finish_step`)."""
+        rows = input_ids.shape[0]
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        hidden = torch.nn.functional.embedding(input_ids, self.embed)  # (rows, 1, hidden)
+        positions = position_ids.view(-1)
+        cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # (rows, 1, dim)
+        mask = attention_mask.view(rows, 1, 1, -1)
+        for index, layer in enumerate(self.layers):
+            normed = self._norm(hidden, layer.input_norm)
+            query = _rotate(layer.q(normed).view(rows, heads, dim), cos, sin)
+            key = _rotate(layer.k(normed).view(rows, kv_heads, dim), cos, sin)
+            value = layer.v(normed).view(rows, kv_heads, 1, dim)
+            keys, values = cache.write_step(index, key.unsqueeze(2), value)
+            attended, _ = gqa_sdpa_attention(
+                None, query.unsqueeze(2), keys, values, mask, scaling=self.scaling
+            )
+            hidden = _project_add(layer.out, attended.reshape(rows, 1, heads * dim), hidden)
+            normed = self._norm(hidden, layer.post_norm)
+            hidden = _project_add(
+                layer.down, torch.nn.functional.silu(layer.gate(normed)) * layer.up(normed), hidden
+            )
+        return self.lm_head(self._norm(hidden, self.final_norm))[:, -1, :]
+
+    def _norm(self, hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Llama's RMSNorm, in float32 whatever the weights' dtype, as transformers computes it."""
+        x = hidden.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return weight * x.to(self.dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin
+
+
+def _project_add(linear: PackedLinear, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """linear(x) + residual in one oneDNN call."""
+    if x.dtype != linear.dtype:
+        x = x.to(linear.dtype)
+    return torch.ops.mkldnn._linear_pointwise.binary(x, residual, linear.packed, linear.bias, "add")
+
+
+def _rope_table(
+    rotary: torch.nn.Module, positions: int, dim: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of every position (rows of `dim`) as transformers' rotary embedding computes them,
+    sin's first half negated for the roll in `_rotate`."""
+    inv_freq = rotary.inv_freq.float()
+    freqs = torch.arange(positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    angles = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = angles.cos() * rotary.attention_scaling, angles.sin() * rotary.attention_scaling
+    sin[:, : dim // 2] = -sin[:, : dim // 2]
+    return cos.to(dtype), sin.to(dtype)
