@@ -90,8 +90,8 @@ class Engine:
             max_columns=self.max_seq_len + 1,
         )
         self._prefixes = PrefixCache(self.config.prefix_cache_bytes)
-        use_fused = self.config.fused_decode and fused.supports(model)
-        self._fused = fused.FusedDecoder(model, self.max_seq_len + 1) if use_fused else None
+        self._use_fused = self.config.fused_decode and fused.supports(model)
+        self._fused: fused.FusedDecoder | None = None  # made on the engine's thread (`_run`)
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="llmp-engine", daemon=True)
         self.steps = 0
@@ -103,7 +103,7 @@ class Engine:
     @property
     def fused_decode(self) -> bool:
         """Whether decode steps run through fused.py (else transformers' forward)."""
-        return self._fused is not None
+        return self._use_fused
 
     # --- the caller's side (any thread) -----------------------------------------------------------
 
@@ -172,6 +172,10 @@ class Engine:
     # --- the engine thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        # Made here, not in __init__: its tables are built by torch ops large enough to start an OpenMP
+        # pool, and a second pool beside this thread's slows every step (worker/model_thread.py).
+        if self._use_fused:
+            self._fused = fused.FusedDecoder(self.model, self.max_seq_len + 1)
         with torch.inference_mode():
             while True:
                 with self._lock:
