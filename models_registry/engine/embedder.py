@@ -23,6 +23,12 @@ from models_registry.engine.packed import pack_linear_layers
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 
 MAX_BATCH = 64  # inputs per forward pass of `embed`
+# A forward of at most this many padded tokens (a search query, a few short inputs) runs on one CPU
+# thread. With two, libgomp's helper keeps spinning ~12 ms after the forward's 6 ms (all-MiniLM-L6-v2,
+# one 16-token query: 2 threads 5.8-6.7 ms wall, 18-20 ms of CPU; 1 thread 7.7 ms wall and CPU), and on
+# a node the worker shares with the API and the database that spin takes the core they need. Larger
+# forwards keep every thread: 16 inputs of 200 tokens take 280-320 ms on two threads, 510 on one.
+SMALL_FORWARD_TOKENS = 128
 _UNBOUNDED = 1_000_000  # what tokenizers report as model_max_length when they set none
 
 
@@ -51,6 +57,7 @@ class Embedder:
             limits.append(max_seq_length)
         self.max_tokens = min(limits)
         self.dimensions = int(model.config.hidden_size)
+        self.threads = torch.get_num_threads()  # what a forward larger than SMALL_FORWARD_TOKENS uses
         self.vocab_size = len(tokenizer)
         self._prefix, self._suffix = _special_tokens(tokenizer)
 
@@ -101,6 +108,8 @@ class Embedder:
             input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, : len(ids)] = 1
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(1 if len(batch) * longest <= SMALL_FORWARD_TOKENS else self.threads)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         hidden = hidden.float() if self.autocast else hidden

@@ -44,6 +44,23 @@ def test_packed_weights_give_the_vectors_of_the_plain_model(encoder_dir):
     assert torch.nn.functional.cosine_similarity(fast, expected).min() > 0.99
 
 
+def test_a_small_forward_runs_on_one_thread_and_a_large_one_on_all(encoder_dir):
+    """One short query on one thread (a second one only spins, taking a core the API needs), a batch
+    on all of them; the vectors do not depend on it."""
+    embedder = Embedder.load(encoder_dir)
+    before = torch.get_num_threads()
+    embedder.threads = 2
+    try:
+        alone = embedder.embed(["the cat sat"])[0]
+        assert torch.get_num_threads() == 1
+        batch = ["the cat sat", *["a b c d e f g " * 8] * 4]  # 5 inputs of ~58 tokens: > 128 padded
+        together = embedder.embed(batch)[0]
+        assert torch.get_num_threads() == 2
+        assert torch.allclose(torch.tensor(together[0]), torch.tensor(alone[0]), atol=1e-5)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_inputs_longer_than_the_model_reads_are_refused(encoder_dir):
     embedder = Embedder.load(encoder_dir)
     with pytest.raises(ContextLengthExceeded) as refused:
