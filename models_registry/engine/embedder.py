@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from models_registry.engine.loader import wants_bf16, weights_dtype
-from models_registry.engine.packed import pack_linear_layers
+from models_registry.engine.packed import is_packed, pack_linear_layers
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 
 MAX_BATCH = 64  # inputs per forward pass of `embed`
@@ -48,7 +48,6 @@ class Embedder:
         # float32 throughput, cosine >= 0.9999 to float32's vectors (bench/RESULTS.md). On a GPU the
         # weights are already bf16 (weights_dtype).
         self.autocast = wants_bf16(precision) and self.device.type == "cpu"  # checks `precision` anywhere
-        self.packed = False  # linear weights reordered for oneDNN (`load`)
         limits = [
             getattr(model.config, "max_position_embeddings", None) or 512,
             tokenizer.model_max_length if tokenizer.model_max_length < _UNBOUNDED else 512,
@@ -73,8 +72,13 @@ class Embedder:
         max_length = _sentence_transformers_max_length(Path(path))
         embedder = cls(model.to(target).eval(), tokenizer, max_length, precision)
         if prepack:
-            embedder.packed = pack_linear_layers(model, torch.bfloat16 if embedder.autocast else None) > 0
+            pack_linear_layers(model, torch.bfloat16 if embedder.autocast else None)
         return embedder
+
+    @property
+    def packed(self) -> bool:
+        """Whether the linear weights are reordered for oneDNN (`load`)."""
+        return is_packed(self.model)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]

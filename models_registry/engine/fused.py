@@ -28,7 +28,7 @@ from transformers import PreTrainedModel
 
 from models_registry.engine.attention import gqa_sdpa_attention
 from models_registry.engine.kv_cache import BatchKVCache
-from models_registry.engine.packed import PackedLinear
+from models_registry.engine.packed import is_packed
 
 # Rope types whose frequencies do not depend on the sequence's length, so a table made once is right.
 _STATIC_ROPE = {"default", "linear", "llama3", "yarn"}
@@ -45,8 +45,7 @@ def supports(model: PreTrainedModel) -> bool:
         and getattr(config, "hidden_act", None) == "silu"
         and rope.get("rope_type", "default") in _STATIC_ROPE
         and layers is not None
-        and isinstance(model.lm_head, PackedLinear)
-        and not any(isinstance(module, torch.nn.Linear) for module in model.modules())
+        and is_packed(model)
     )
 
 
@@ -104,11 +103,10 @@ class FusedDecoder:
             attended, _ = gqa_sdpa_attention(
                 None, query.unsqueeze(2), keys, values, mask, scaling=self.scaling
             )
-            hidden = _project_add(layer.out, attended.reshape(rows, 1, heads * dim), hidden)
+            hidden = layer.out.forward_add(attended.reshape(rows, 1, heads * dim), hidden)
             normed = self._norm(hidden, layer.post_norm)
-            hidden = _project_add(
-                layer.down, torch.nn.functional.silu(layer.gate(normed)) * layer.up(normed), hidden
-            )
+            act = torch.nn.functional.silu(layer.gate(normed)) * layer.up(normed)
+            hidden = layer.down.forward_add(act, hidden)
         return self.lm_head(self._norm(hidden, self.final_norm))[:, -1, :]
 
     def _norm(self, hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -120,13 +118,6 @@ class FusedDecoder:
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     return x * cos + x.roll(x.shape[-1] // 2, -1) * sin
-
-
-def _project_add(linear: PackedLinear, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """linear(x) + residual in one oneDNN call."""
-    if x.dtype != linear.dtype:
-        x = x.to(linear.dtype)
-    return torch.ops.mkldnn._linear_pointwise.binary(x, residual, linear.packed, linear.bias, "add")
 
 
 def _rope_table(

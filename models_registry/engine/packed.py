@@ -35,13 +35,25 @@ class PackedLinear(torch.nn.Module):
         self.bias = None if linear.bias is None else linear.bias.detach().to(self.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype != self.dtype:
-            x = x.to(self.dtype)
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [None], "")
+        return torch.ops.mkldnn._linear_pointwise(self._input(x), self.packed, self.bias, "none", [None], "")
+
+    def forward_add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """forward(x) + residual in one oneDNN call (its `add` post-op)."""
+        return torch.ops.mkldnn._linear_pointwise.binary(
+            self._input(x), residual, self.packed, self.bias, "add"
+        )
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return x if x.dtype == self.dtype else x.to(self.dtype)
 
     def extra_repr(self) -> str:
         dtype = str(self.dtype).removeprefix("torch.")
         return f"in_features={self.in_features}, out_features={self.out_features}, packed=oneDNN {dtype}"
+
+
+def is_packed(model: torch.nn.Module) -> bool:
+    """Whether `pack_linear_layers` packed the model (it packs every linear layer or none)."""
+    return any(isinstance(module, PackedLinear) for module in model.modules())
 
 
 def can_pack(model: torch.nn.Module) -> bool:

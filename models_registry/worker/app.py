@@ -35,7 +35,7 @@ from models_registry.engine.engine import (
     GenerationRequest,
 )
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model, warm_up
-from models_registry.engine.packed import PackedLinear
+from models_registry.engine.packed import is_packed
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter, SamplingParams
 from models_registry.engine.scheduler import QueueFull
 from models_registry.engine.stats import EngineStats
@@ -168,8 +168,8 @@ def create_worker_app(
                 load_chat_model, model_dir, device, settings.engine_precision, settings.engine_prepack
             )
             loaded = time.perf_counter()
-            packed = any(isinstance(module, PackedLinear) for module in model.modules())
-            state.arithmetic = str(model.dtype).removeprefix("torch.") + (", oneDNN-packed" if packed else "")
+            packed = ", oneDNN-packed" if is_packed(model) else ""
+            state.arithmetic = str(model.dtype).removeprefix("torch.") + packed
             await run(warm_up, model, tokenizer)
             await asyncio.to_thread(state.model_thread.close)
             state.engine = Engine(model, tokenizer, _engine_config(settings), observe_step).start()
