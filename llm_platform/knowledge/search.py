@@ -7,7 +7,7 @@ at an older version is brought up to date first: the chunks of documents no long
 those of documents newly ready are read (vectors and texts) and added. So a change committed through any
 process is seen by the next search on every process. A tenant's index is changed and searched under its
 own lock (FAISS indexes are not safe to read while another thread changes them), never while a query is
-being embedded: the embedding (a worker's forward) runs beside the lexical search.
+being embedded: the embedding (a worker's forward) runs beside the database reads and the lexical search.
 
 The indexes held are bounded by their chunks in all (LLMP_KNOWLEDGE_MAX_INDEXED_CHUNKS): past it, the
 least recently searched tenants' indexes are dropped, to be built again at their next search.
@@ -92,17 +92,18 @@ class KnowledgeBase:
         """The best `top_k` passages. A hybrid search while the embedding model is unavailable answers
         with the lexical list alone, saying so (`degraded`); a dense one raises ServiceUnavailable."""
         depth = top_k if mode != "hybrid" else max(top_k * 4, MIN_CANDIDATES)
-        async with self._sessions() as session:
-            version = await current_version(session, tenant_id)
-            collection_ids = await _collection_ids(session, tenant_id, collections)
-            matching = await _documents_with_metadata(session, tenant_id, metadata) if metadata else None
-        if collection_ids == [] or matching == []:
-            return SearchResults(data=[])
-        # The query's embedding (a worker's forward) runs while the lexical index is searched.
+        # The query's embedding (a worker's forward, the longest leg) starts first and runs while the
+        # database is read and the lexical index searched.
         embedding = (
             asyncio.ensure_future(self.embedder.embed(str(tenant_id), [query])) if mode != "lexical" else None
         )
         try:
+            async with self._sessions() as session:
+                version = await current_version(session, tenant_id)
+                collection_ids = await _collection_ids(session, tenant_id, collections)
+                matching = await _documents_with_metadata(session, tenant_id, metadata) if metadata else None
+            if collection_ids == [] or matching == []:
+                return SearchResults(data=[])
             async with self._lock(tenant_id):
                 index = await self._fresh(tenant_id, version)
                 if index is None:
