@@ -28,13 +28,18 @@ and rare words. What is measured:
 - rss_mb_100k: the API process's resident memory (VmRSS) after the searches at 100k chunks, when its
   indexes are loaded; rss_mb holds it for each size.
 - --embed-precision sets the MiniLM worker's LLMP_EMBED_PRECISION (reported as embed_precision);
-  --no-prepack sets its LLMP_ENGINE_PREPACK off (reported as embed_prepack).
+  --no-prepack sets its LLMP_ENGINE_PREPACK off (reported as embed_prepack); --ann-min-chunks sets the
+  API's LLMP_KNOWLEDGE_ANN_MIN_CHUNKS (reported as ann_min_chunks; 0: every search scans all vectors).
+  Past it the dense index is an inverted file, whose cost, unlike a scan's, depends on how the vectors
+  cluster: random vectors spread evenly over its lists, which is what a real corpus's lists cost too,
+  but its recall on them says nothing of real embeddings' (bench/RESULTS.md measures that on real ones).
 The run's tenant, and with it its knowledge base, is deleted at the end.
 
 With --json the last line is one JSON object (a contract: keep its keys): ingest_chunks_per_s,
 ingest_chunks, ingest_words_per_chunk, search_p50_ms and search_p99_ms as {mode: {size: ms}} with the
 size as a string ("10000"), corpus_chunks {size: chunks}, first_search_ms {size: ms}, rss_mb {size: MB},
-rss_mb_100k (null unless 100000 is among --sizes), queries, embed_precision, embed_prepack.
+rss_mb_100k (null unless 100000 is among --sizes), queries, embed_precision, embed_prepack,
+ann_min_chunks.
 """
 
 from __future__ import annotations
@@ -307,6 +312,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     corpus: dict[str, int] = {}
     first_search: dict[str, float] = {}
     rss: dict[str, float] = {}
+    stack.env["LLMP_KNOWLEDGE_ANN_MIN_CHUNKS"] = str(args.ann_min_chunks)
     try:
         api_url, api = stack.start_api()
         kb = Kb(api_url, slug, key)
@@ -348,6 +354,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "queries": args.queries,
         "embed_precision": args.embed_precision,
         "embed_prepack": args.prepack,
+        "ann_min_chunks": args.ann_min_chunks,
     }
 
 
@@ -363,6 +370,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-prepack", dest="prepack", action="store_false", help="the worker's LLMP_ENGINE_PREPACK off"
+    )
+    parser.add_argument(
+        "--ann-min-chunks",
+        type=int,
+        default=Settings.model_fields["knowledge_ann_min_chunks"].default,
+        help="the API's LLMP_KNOWLEDGE_ANN_MIN_CHUNKS (0: always a scan)",
     )
     parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
     parser.add_argument("--redis-url", default=BENCH_REDIS_URL)

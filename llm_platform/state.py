@@ -122,7 +122,12 @@ class PlatformState:
                 queue_size=settings.audit_queue_size,
                 batch_size=settings.audit_batch_size,
             ),
-            knowledge=KnowledgeBase(session_factory, embedder, settings.knowledge_max_indexed_chunks),
+            knowledge=KnowledgeBase(
+                session_factory,
+                embedder,
+                settings.knowledge_max_indexed_chunks,
+                settings.knowledge_ann_min_chunks,
+            ),
             ingester=Ingester(session_factory, embedder, settings, metrics),
             metrics=metrics,
         )

@@ -292,6 +292,14 @@ class Settings(BaseSettings):
             ge=1,
         ),
     ] = 1_000_000
+    knowledge_ann_min_chunks: Annotated[
+        int,
+        Field(
+            description="A tenant's chunks past which its vectors are searched through an inverted file "
+            "(FAISS IVF, probing a third of its lists) instead of a scan of all; 0: always a scan",
+            ge=0,
+        ),
+    ] = 50_000
     knowledge_poll_s: Annotated[
         float, Field(description="How often ingestion looks for queued and abandoned documents", gt=0)
     ] = 2.0

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.knowledge import lexical
 from llm_platform.knowledge.embedding import TextEmbedder
-from llm_platform.knowledge.index import TenantIndex, reciprocal_rank_fusion
+from llm_platform.knowledge.index import ANN_MIN_VECTORS, TenantIndex, reciprocal_rank_fusion
 from llm_platform.knowledge.models import Chunk, Collection, Document, DocumentStatus
 from llm_platform.knowledge.schemas import LEXICAL_ONLY, Passage, SearchResults
 from llm_platform.knowledge.service import current_version
@@ -57,6 +57,7 @@ class KnowledgeBase:
         sessions: async_sessionmaker[AsyncSession],
         embedder: TextEmbedder,
         max_indexed_chunks: int,
+        ann_min_chunks: int = ANN_MIN_VECTORS,
     ) -> None:
         self._sessions = sessions
         self.embedder = embedder
@@ -65,6 +66,7 @@ class KnowledgeBase:
         # tenant just searched always stays, even alone over the limit.
         self._indexes: OrderedDict[uuid.UUID, TenantIndex] = OrderedDict()
         self._max_indexed_chunks = max_indexed_chunks
+        self._ann_min_chunks = ann_min_chunks
         # Never dropped with an index: a search may still hold the lock while it reads the index.
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
 
@@ -156,7 +158,7 @@ class KnowledgeBase:
             return index
         async with self._sessions() as session:
             version = await current_version(session, tenant_id)  # read before the documents
-            index = await _catch_up(session, tenant_id, index)
+            index = await _catch_up(session, tenant_id, index, self._ann_min_chunks)
         if index is None:
             return None
         index.version = version  # a change since then is caught next time
@@ -229,7 +231,7 @@ async def _documents_with_metadata(
 
 
 async def _catch_up(
-    session: AsyncSession, tenant_id: uuid.UUID, index: TenantIndex | None
+    session: AsyncSession, tenant_id: uuid.UUID, index: TenantIndex | None, ann_min_chunks: int
 ) -> TenantIndex | None:
     """`index` (or a new one) with the chunks of exactly the tenant's ready documents. The indexing runs
     in a thread, a batch of documents at a time: a large catch-up does not hold up the event loop."""
@@ -256,7 +258,7 @@ async def _catch_up(
             )
         ).all()
         added += len(rows)
-        index = await asyncio.to_thread(_add, index, rows)
+        index = await asyncio.to_thread(_add, index, rows, ann_min_chunks)
         del rows
     if added >= _TRIM_AFTER_CHUNKS:
         await asyncio.to_thread(_return_freed_memory)
@@ -279,7 +281,11 @@ def _remove(index: TenantIndex, documents: set[uuid.UUID]) -> None:
     index.commit()
 
 
-def _add(index: TenantIndex | None, rows: list) -> TenantIndex | None:  # type: ignore[type-arg]
+def _add(
+    index: TenantIndex | None,
+    rows: list,  # type: ignore[type-arg]
+    ann_min_chunks: int,
+) -> TenantIndex | None:
     """`rows` (document, collection, chunk id, vector, text; a document's chunks together, in order)
     added to `index`, or to a new one sized by their vectors."""
     by_document: dict[uuid.UUID, list] = {}  # type: ignore[type-arg]
@@ -288,7 +294,7 @@ def _add(index: TenantIndex | None, rows: list) -> TenantIndex | None:  # type: 
     for document_id, chunks in by_document.items():
         vectors = np.frombuffer(b"".join(c[3] for c in chunks), dtype=np.float32).reshape(len(chunks), -1)
         if index is None:
-            index = TenantIndex(vectors.shape[1])
+            index = TenantIndex(vectors.shape[1], ann_min_vectors=ann_min_chunks)
         elif index.dim != vectors.shape[1]:  # embedded by another model: not comparable
             logger.warning("knowledge document %s has vectors of another size: left out", document_id)
             continue

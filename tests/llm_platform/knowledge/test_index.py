@@ -89,3 +89,72 @@ def test_lexical_ranks_rare_words_higher_and_forgets_removed_documents():
     index.remove(rare)
     index.commit()
     assert 100 not in {chunk for chunk, _ in index.search(terms("valve maintenance"), 50)}
+
+
+def _clustered(count: int, dim: int, seed: int) -> np.ndarray:
+    """Vectors around 50 centres, as a model's embeddings of documents on a few topics are."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, dim))
+    return normalised(centres[rng.integers(0, 50, count)] + 0.6 * rng.standard_normal((count, dim)))
+
+
+def test_a_large_index_becomes_an_inverted_file_that_still_finds_what_a_scan_finds():
+    vectors, dim = _clustered(8100, 32, seed=3), 32
+    index = TenantIndex(dim, ann_min_vectors=2000)
+    documents = [uuid.uuid4() for _ in range(81)]
+    for n, document in enumerate(documents[:30]):
+        rows = slice(n * 100, (n + 1) * 100)
+        index.add(document, COLLECTION, np.arange(rows.start, rows.stop), vectors[rows], [""] * 100)
+        if n % 10 == 9:
+            index.commit()
+    assert index.inverted and index.trained_on == 2000  # trained when it crossed the threshold
+    held = vectors[:3000]
+    rng = np.random.default_rng(4)
+    found = 0
+    for row in range(0, 3000, 30):
+        query = normalised(vectors[row : row + 1] + 0.2 * rng.standard_normal((1, dim)))[0]
+        best = [chunk for chunk, _ in index.search(query, 5)]
+        found += best[0] == int(np.argmax(held @ query))
+    assert found >= 90  # of 100 queries: the scan's best, probing a third of the lists
+    # A narrow filter (one document of 30) is searched exactly: the scan's order over its chunks.
+    query = vectors[1234]
+    exact = np.argsort(-(vectors[500:600] @ query))[:5] + 500
+    assert [chunk for chunk, _ in index.search(query, 5, {documents[5]})] == exact.tolist()
+    # Removed chunks are gone; the scores are cosines, as the flat index's are.
+    index.remove(documents[12])
+    index.commit()
+    assert index.search(vectors[1234], 1)[0][0] != 1234
+    assert index.search(vectors[2345], 1)[0] == (2345, pytest.approx(1.0, abs=1e-3))
+    # Grown fourfold since training: trained again, on all of it.
+    for n, document in enumerate(documents[30:], start=30):
+        rows = slice(n * 100, (n + 1) * 100)
+        index.add(document, COLLECTION, np.arange(rows.start, rows.stop), vectors[rows], [""] * 100)
+    index.commit()
+    assert index.trained_on == len(index) == 8000
+    # Shrunk below the threshold and fourfold: a scan again, with the vectors it had.
+    for document in documents[1:]:
+        index.remove(document)
+    index.commit()
+    assert not index.inverted and len(index) == 100
+    assert index.search(vectors[42], 1)[0] == (42, pytest.approx(1.0, abs=1e-3))
+
+
+def test_an_index_set_never_to_invert_stays_a_scan():
+    vectors = _clustered(3000, 16, seed=5)
+    index = TenantIndex(16, ann_min_vectors=0)
+    index.add(uuid.uuid4(), COLLECTION, np.arange(3000), vectors, [""] * 3000)
+    index.commit()
+    assert not index.inverted
+
+
+def test_an_inverted_file_emptied_at_once_is_a_scan_again():
+    vectors, index = _clustered(2000, 16, seed=6), TenantIndex(16, ann_min_vectors=1000)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    index.add(first, COLLECTION, np.arange(1000), vectors[:1000], [""] * 1000)
+    index.add(second, COLLECTION, np.arange(1000, 2000), vectors[1000:], [""] * 1000)
+    index.commit()
+    assert index.inverted
+    index.remove(first)
+    index.remove(second)
+    index.commit()
+    assert not index.inverted and len(index) == 0 and index.search(vectors[0], 1) == []
