@@ -75,8 +75,10 @@ class TenantIndex:
     def remove(self, document_id: uuid.UUID) -> None:
         document = self.documents.pop(document_id, None)
         if document is not None and len(document.chunk_ids):
-            # An array selector: what an inverted file's id map can remove by.
-            self.dense.remove_ids(faiss.IDSelectorArray(document.chunk_ids))
+            # An inverted file's id map removes by an array of ids (one lookup each); a flat index's
+            # removal tests every id it holds against the selector, which a batch answers by hashing.
+            kind = faiss.IDSelectorArray if self.inverted else faiss.IDSelectorBatch
+            self.dense.remove_ids(kind(document.chunk_ids))
             self.lexical.remove(document_id)
 
     def commit(self) -> None:
