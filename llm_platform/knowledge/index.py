@@ -51,6 +51,7 @@ class TenantIndex:
         self.trained_on = 0  # vectors the inverted file's centroids were trained on; 0 while flat
         self.lexical = LexicalIndex()
         self.documents: dict[uuid.UUID, IndexedDocument] = {}
+        self.collections: dict[uuid.UUID, set[uuid.UUID]] = {}  # each collection's documents here
 
     def __len__(self) -> int:
         return int(self.dense.ntotal)
@@ -71,9 +72,15 @@ class TenantIndex:
         self.dense.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         self.lexical.add(document_id, ids.tolist(), texts)
         self.documents[document_id] = IndexedDocument(collection_id, ids)
+        self.collections.setdefault(collection_id, set()).add(document_id)
 
     def remove(self, document_id: uuid.UUID) -> None:
         document = self.documents.pop(document_id, None)
+        if document is not None:
+            members = self.collections[document.collection_id]
+            members.discard(document_id)
+            if not members:
+                del self.collections[document.collection_id]
         if document is not None and len(document.chunk_ids):
             # An inverted file's id map removes by an array of ids (one lookup each); a flat index's
             # removal tests every id it holds against the selector, which a batch answers by hashing.
@@ -117,10 +124,15 @@ class TenantIndex:
         `documents` (a metadata filter's answer); None when that is every document (no filter to apply)."""
         if collection_ids is None and documents is None:
             return None
-        allowed = set(self.documents) if documents is None else set(documents) & self.documents.keys()
+        if documents is None:  # by collection alone, without a pass over every document (one a search)
+            wanted = [self.collections[c] for c in set(collection_ids or ()) if c in self.collections]
+            if sum(map(len, wanted)) == len(self.documents):
+                return None
+            return set().union(*wanted)
+        allowed = set(documents) & self.documents.keys()
         if collection_ids is not None:
-            wanted = set(collection_ids)
-            allowed = {d for d in allowed if self.documents[d].collection_id in wanted}
+            chosen = set(collection_ids)
+            allowed = {d for d in allowed if self.documents[d].collection_id in chosen}
         return None if len(allowed) == len(self.documents) else allowed
 
     def search(

@@ -69,6 +69,11 @@ def test_allowed_resolves_a_collection_filter_in_memory(vectors):
     assert index.allowed([uuid.uuid4()], None) == set()
     assert index.allowed(None, [second, uuid.uuid4()]) == {second}  # a metadata filter's documents
     assert index.allowed([COLLECTION], [second]) == set()
+    index.remove(second)  # its collection is left empty: nothing of it is allowed
+    assert index.allowed([OTHER], None) == set()
+    assert index.allowed([COLLECTION], None) is None
+    index.add(second, OTHER, np.array([3]), vectors[2:3], ["c"])
+    assert index.allowed([OTHER], None) == {second}
 
 
 def test_lexical_ranks_rare_words_higher_and_forgets_removed_documents():
