@@ -31,7 +31,19 @@ class ORMModel(BaseModel):
 
 # First path segments the platform itself uses: a tenant by one of these names would be unreachable.
 RESERVED_SLUGS = frozenset(
-    {"admin", "auth", "v1", "internal", "docs", "redoc", "openapi.json", "healthz", "readyz", "console"}
+    {
+        "admin",
+        "auth",
+        "v1",
+        "internal",
+        "docs",
+        "redoc",
+        "openapi.json",
+        "healthz",
+        "readyz",
+        "console",
+        "metrics",
+    }
 )
 
 

@@ -6,6 +6,7 @@ import json
 
 from sqlalchemy import text
 
+from tenants.schemas import RESERVED_SLUGS
 from tests.responses import assert_error, assert_status, bearer
 
 
@@ -34,7 +35,7 @@ def test_duplicate_and_malformed_slugs_are_refused(platform):
     assert_error(
         platform.client.post("/admin/tenants", json={"slug": "acme"}, headers=platform.admin_headers), 409
     )
-    for slug in ("A", "-leading", "has space", "UPPER", "x" * 64, "a", "admin", "v1", "auth"):
+    for slug in ("A", "-leading", "has space", "UPPER", "x" * 64, "a", "admin", "v1", "auth", "metrics"):
         error = assert_error(
             platform.client.post("/admin/tenants", json={"slug": slug}, headers=platform.admin_headers), 422
         )
@@ -118,3 +119,13 @@ def test_a_tenant_update_refuses_nulls_and_unknown_fields_by_name(platform, tena
         "/admin/tenants", json={"slug": "acme", "limits": {}}, headers=platform.admin_headers
     )
     assert assert_error(created, 422)["param"] == "limits"
+
+
+def test_every_path_the_platform_routes_is_a_reserved_slug(platform):
+    """A tenant named like one of the platform's own first path segments could not be reached at
+    `/{tenant}/...`. Those in the API's schema, and those it serves outside it, are all reserved."""
+    documented = {path.split("/")[1] for path in platform.client.app.openapi()["paths"]} - {"{tenant}"}
+    undocumented = {"internal", "docs", "redoc", "openapi.json", "console", "metrics"}
+    assert documented | undocumented <= RESERVED_SLUGS
+    for segment in undocumented - {"internal"}:  # each really served (internal: worker registry only)
+        assert platform.client.get(f"/{segment}").status_code != 404, segment
