@@ -188,7 +188,9 @@ class Settings(BaseSettings):
         Precision,
         Field(
             description="A chat worker's weights and arithmetic on a CPU: auto is bfloat16 where the CPU "
-            "has it in hardware (AVX512-BF16, AMX), else float32 (GPUs always use bfloat16)"
+            "has it in hardware (AVX512-BF16, AMX), else float32 (GPUs always use bfloat16). In bfloat16 a "
+            "temperature-0 answer can change with the requests it is batched with or a reused prompt "
+            "prefix, where two tokens nearly tie; float32 for answers that repeat"
         ),
     ] = "auto"
     engine_prepack: Annotated[
