@@ -34,6 +34,7 @@ _PROBED_FRACTION = 3  # the lists an unfiltered search probes: 1 / this of them
 _NARROW_FILTER = 4  # a filter letting through under 1 / this of the vectors is searched exactly
 _REBUILD_FACTOR = 4  # retrain when the vectors have grown or shrunk this much since the last training
 _TRAINING_POINTS_PER_LIST = 64  # k-means sample: enough for centroids, bounded in time
+_MIN_POINTS_PER_LIST = 39  # FAISS's own floor for training a centroid without a warning
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +163,12 @@ class TenantIndex:
         # the processes it shares cores with. Set on the thread that searches (an OpenMP setting is
         # per thread).
         faiss.omp_set_num_threads(1)
-        scores, ids = self.dense.search(query, min(k, len(self)), params=params)
+        wanted = min(k, allowed_count)
+        scores, ids = self.dense.search(query, wanted, params=params)
+        if isinstance(params, faiss.SearchParametersIVF) and (ids[0] >= 0).sum() < wanted:
+            # The lists probed held fewer than k of what the filter allows: every list, then.
+            params.nprobe = self.dense.nlist
+            scores, ids = self.dense.search(query, wanted, params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
 
@@ -172,10 +178,11 @@ def _flat(dim: int) -> faiss.Index:
 
 
 def _inverted_file(dim: int, vectors: np.ndarray) -> faiss.Index:
-    """An inverted file trained on `vectors`: centroids (2 sqrt(n) lists), float16 codes of the
-    vectors themselves (not residuals: float16 keeps them to the flat index's precision), and an id map
-    that can give vectors back (for the next rebuild) and remove them."""
-    lists = max(1, int(_LISTS_PER_SQRT * np.sqrt(len(vectors))))
+    """An inverted file trained on `vectors`: centroids (2 sqrt(n) lists, of 39 vectors or more),
+    float16 codes of the vectors themselves (not residuals: float16 keeps them to the flat index's
+    precision), and an id map that can give vectors back (for the next rebuild) and remove them."""
+    # At least _MIN_POINTS_PER_LIST vectors a list: fewer train poor centroids (and FAISS says so).
+    lists = max(1, min(int(_LISTS_PER_SQRT * np.sqrt(len(vectors))), len(vectors) // _MIN_POINTS_PER_LIST))
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFScalarQuantizer(
         quantizer, dim, lists, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT, False

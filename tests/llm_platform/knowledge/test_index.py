@@ -144,6 +144,19 @@ def test_a_large_index_becomes_an_inverted_file_that_still_finds_what_a_scan_fin
     assert index.search(vectors[42], 1)[0] == (42, pytest.approx(1.0, abs=1e-3))
 
 
+def test_an_inverted_file_still_finds_k_when_the_lists_probed_hold_fewer():
+    vectors, index = _clustered(2000, 16, seed=7), TenantIndex(16, ann_min_vectors=1000)
+    document = uuid.uuid4()
+    index.add(document, COLLECTION, np.arange(2000), vectors, [""] * 2000)
+    index.commit()
+    assert index.inverted
+    # A third of the lists holds about 700 vectors: asked for 1500, every list is searched.
+    found = index.search(vectors[0], 1500)
+    assert len(found) == 1500 and found[0][0] == 0
+    exact = np.sort(vectors @ vectors[0])[::-1][:1500]
+    assert np.allclose([score for _, score in found], exact, atol=2e-3)
+
+
 def test_an_index_set_never_to_invert_stays_a_scan():
     vectors = _clustered(3000, 16, seed=5)
     index = TenantIndex(16, ann_min_vectors=0)
