@@ -298,7 +298,8 @@ class Settings(BaseSettings):
         int,
         Field(
             description="A tenant's chunks past which its vectors are searched through an inverted file "
-            "(FAISS IVF, probing a third of its lists) instead of a scan of all; 0: always a scan",
+            "(FAISS IVF, probing a third of its lists) instead of a scan of all (1000 at the least); "
+            "0: always a scan",
             ge=0,
         ),
     ] = 50_000

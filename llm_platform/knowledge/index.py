@@ -35,6 +35,7 @@ _NARROW_FILTER = 4  # a filter letting through under 1 / this of the vectors is 
 _REBUILD_FACTOR = 4  # retrain when the vectors have grown or shrunk this much since the last training
 _TRAINING_POINTS_PER_LIST = 64  # k-means sample: enough for centroids, bounded in time
 _MIN_POINTS_PER_LIST = 39  # FAISS's own floor for training a centroid without a warning
+_ANN_FLOOR = 1_000  # the fewest vectors an inverted file is made for (25 lists)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,9 @@ class TenantIndex:
     def __init__(self, dim: int, version: int = -1, ann_min_vectors: int = ANN_MIN_VECTORS) -> None:
         self.dim = dim
         self.version = version  # the tenant's version in the database this index reflects
-        self.ann_min_vectors = ann_min_vectors  # 0: never an inverted file
+        # 0: never an inverted file. Never below _ANN_FLOOR: a scan of fewer vectors takes microseconds,
+        # and too few train no useful lists.
+        self.ann_min_vectors = max(ann_min_vectors, _ANN_FLOOR) if ann_min_vectors else 0
         self.dense: faiss.Index = _flat(dim)
         self.trained_on = 0  # vectors the inverted file's centroids were trained on; 0 while flat
         self.lexical = LexicalIndex()

@@ -176,3 +176,13 @@ def test_an_inverted_file_emptied_at_once_is_a_scan_again():
     index.remove(second)
     index.commit()
     assert not index.inverted and len(index) == 0 and index.search(vectors[0], 1) == []
+
+
+def test_a_threshold_below_a_thousand_waits_for_a_thousand_vectors():
+    vectors, index = _clustered(1000, 16, seed=8), TenantIndex(16, ann_min_vectors=4)
+    index.add(uuid.uuid4(), COLLECTION, np.arange(999), vectors[:999], [""] * 999)
+    index.commit()
+    assert not index.inverted  # too few to train lists worth probing
+    index.add(uuid.uuid4(), COLLECTION, np.array([999]), vectors[999:], [""])
+    index.commit()
+    assert index.inverted and index.dense.nlist == 25
