@@ -29,7 +29,6 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.generation.streamers import BaseStreamer
 
-from models_registry.engine import fused
 from models_registry.engine.attention import use_native_gqa
 from models_registry.engine.engine import Engine, EngineConfig, GenerationRequest
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model, warm_up, weights_dtype
@@ -343,9 +342,11 @@ def main() -> None:
         return Engine(model, tokenizer, config).start()
 
     results = []
+    fused_decode = False  # whether the engine's decode steps ran through fused.py (it says)
     for streams in [int(n) for n in args.streams.split(",")]:
         batch = prompts(tokenizer, streams)
         engine = engine_for()
+        fused_decode = engine.fused_decode
         run_ours(engine, prompts(tokenizer, 2), 8)  # warm the engine's own paths
         ours = summarize("ours", streams, run_ours(engine, batch, args.max_tokens))
         engine.shutdown()
@@ -367,7 +368,7 @@ def main() -> None:
         "dtype": str(dtype).removeprefix("torch."),
         "prepack": prepack and args.device == "cpu",
         "compile": "off",
-        "fused_decode": not args.no_fused and fused.supports(model),
+        "fused_decode": fused_decode,
         "threads": torch.get_num_threads(),
         "results": results,
         "fairness": fair,
