@@ -28,7 +28,6 @@ import numpy as np
 
 from llm_platform.knowledge.lexical import LexicalIndex
 
-ANN_MIN_VECTORS = 50_000  # LLMP_KNOWLEDGE_ANN_MIN_CHUNKS's default
 _LISTS_PER_SQRT = 2  # lists: twice the square root of the vectors trained on
 _PROBED_FRACTION = 3  # the lists an unfiltered search probes: 1 / this of them
 _NARROW_FILTER = 4  # a filter letting through under 1 / this of the vectors is searched exactly
@@ -45,11 +44,11 @@ class IndexedDocument:
 
 
 class TenantIndex:
-    def __init__(self, dim: int, version: int = -1, ann_min_vectors: int = ANN_MIN_VECTORS) -> None:
+    def __init__(self, dim: int, ann_min_vectors: int, version: int = -1) -> None:
         self.dim = dim
         self.version = version  # the tenant's version in the database this index reflects
-        # 0: never an inverted file. Never below _ANN_FLOOR: a scan of fewer vectors takes microseconds,
-        # and too few train no useful lists.
+        # LLMP_KNOWLEDGE_ANN_MIN_CHUNKS; 0: never an inverted file. Never below _ANN_FLOOR: a scan of
+        # fewer vectors takes microseconds, and too few train no useful lists.
         self.ann_min_vectors = max(ann_min_vectors, _ANN_FLOOR) if ann_min_vectors else 0
         self.dense: faiss.Index = _flat(dim)
         self.trained_on = 0  # vectors the inverted file's centroids were trained on; 0 while flat
@@ -80,12 +79,13 @@ class TenantIndex:
 
     def remove(self, document_id: uuid.UUID) -> None:
         document = self.documents.pop(document_id, None)
-        if document is not None:
-            members = self.collections[document.collection_id]
-            members.discard(document_id)
-            if not members:
-                del self.collections[document.collection_id]
-        if document is not None and len(document.chunk_ids):
+        if document is None:
+            return
+        members = self.collections[document.collection_id]
+        members.discard(document_id)
+        if not members:
+            del self.collections[document.collection_id]
+        if len(document.chunk_ids):
             # An inverted file's id map removes by an array of ids (one lookup each); a flat index's
             # removal tests every id it holds against the selector, which a batch answers by hashing.
             kind = faiss.IDSelectorArray if self.inverted else faiss.IDSelectorBatch
@@ -99,13 +99,16 @@ class TenantIndex:
         if self.trained_on:
             stale = count >= self.trained_on * _REBUILD_FACTOR or count * _REBUILD_FACTOR <= self.trained_on
         else:
-            stale = 0 < self.ann_min_vectors <= count
+            stale = self._wants_inverted(count)
         if stale:
             self._rebuild()
 
     @property
     def inverted(self) -> bool:
         return self.trained_on > 0
+
+    def _wants_inverted(self, count: int) -> bool:
+        return 0 < self.ann_min_vectors <= count
 
     def _rebuild(self) -> None:
         """The same vectors in a new dense index: an inverted file trained on them, or flat again when
@@ -115,7 +118,7 @@ class TenantIndex:
             return
         ids = np.concatenate([d.chunk_ids for d in self.documents.values()]).astype(np.int64)
         vectors = self.dense.reconstruct_batch(ids)
-        if len(ids) >= self.ann_min_vectors > 0:
+        if self._wants_inverted(len(ids)):
             self.dense, self.trained_on = _inverted_file(self.dim, vectors), len(ids)
         else:
             self.dense, self.trained_on = _flat(self.dim), 0

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.knowledge import lexical
 from llm_platform.knowledge.embedding import TextEmbedder
-from llm_platform.knowledge.index import ANN_MIN_VECTORS, TenantIndex, reciprocal_rank_fusion
+from llm_platform.knowledge.index import TenantIndex, reciprocal_rank_fusion
 from llm_platform.knowledge.models import Chunk, Collection, Document, DocumentStatus
 from llm_platform.knowledge.schemas import LEXICAL_ONLY, Passage, SearchResults
 from llm_platform.knowledge.service import current_version
@@ -57,7 +57,7 @@ class KnowledgeBase:
         sessions: async_sessionmaker[AsyncSession],
         embedder: TextEmbedder,
         max_indexed_chunks: int,
-        ann_min_chunks: int = ANN_MIN_VECTORS,
+        ann_min_chunks: int,
     ) -> None:
         self._sessions = sessions
         self.embedder = embedder
@@ -294,7 +294,7 @@ def _add(
     for document_id, chunks in by_document.items():
         vectors = np.frombuffer(b"".join(c[3] for c in chunks), dtype=np.float32).reshape(len(chunks), -1)
         if index is None:
-            index = TenantIndex(vectors.shape[1], ann_min_vectors=ann_min_chunks)
+            index = TenantIndex(vectors.shape[1], ann_min_chunks)
         elif index.dim != vectors.shape[1]:  # embedded by another model: not comparable
             logger.warning("knowledge document %s has vectors of another size: left out", document_id)
             continue

@@ -31,7 +31,7 @@ COLLECTION, OTHER = uuid.uuid4(), uuid.uuid4()
 
 
 def test_add_search_remove(vectors):
-    index, first, second = TenantIndex(16), uuid.uuid4(), uuid.uuid4()
+    index, first, second = TenantIndex(16, ann_min_vectors=0), uuid.uuid4(), uuid.uuid4()
     index.add(first, COLLECTION, np.array([10, 11, 12]), vectors[:3], ["a", "b", "c"])
     index.add(second, OTHER, np.array([20, 21, 22]), vectors[3:], ["d", "e", "f"])
     assert len(index) == 6
@@ -51,7 +51,7 @@ def test_add_search_remove(vectors):
 def test_float16_ranks_as_float32_does():
     rng = np.random.default_rng(1)
     vectors = normalised(rng.standard_normal((2000, 64)))
-    index = TenantIndex(64)
+    index = TenantIndex(64, ann_min_vectors=0)
     index.add(uuid.uuid4(), COLLECTION, np.arange(2000), vectors, [""] * 2000)
     for row in range(0, 2000, 100):
         query = normalised(vectors[row : row + 1] + 0.3 * rng.standard_normal((1, 64)))[0]
@@ -60,7 +60,7 @@ def test_float16_ranks_as_float32_does():
 
 
 def test_allowed_resolves_a_collection_filter_in_memory(vectors):
-    index, first, second = TenantIndex(16), uuid.uuid4(), uuid.uuid4()
+    index, first, second = TenantIndex(16, ann_min_vectors=0), uuid.uuid4(), uuid.uuid4()
     index.add(first, COLLECTION, np.array([1]), vectors[:1], ["a"])
     index.add(second, OTHER, np.array([2]), vectors[1:2], ["b"])
     assert index.allowed(None, None) is None
