@@ -123,6 +123,7 @@ class PlatformState:
                 batch_size=settings.audit_batch_size,
             ),
             knowledge=KnowledgeBase(
+                engine,
                 session_factory,
                 embedder,
                 settings.knowledge_max_indexed_chunks,

@@ -24,8 +24,8 @@ import uuid
 from collections import OrderedDict
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.knowledge import lexical
@@ -50,16 +50,34 @@ _LOAD_BATCH = 500  # documents whose chunks are read (and indexed) at a time whi
 # and indexed took RSS up by 281 MB, of which malloc_trim handed 157 MB back (the indexes keep ~124 MB).
 _TRIM_AFTER_CHUNKS = 10_000
 
+# A search's reads, built once (building them per call cost ~0.4 ms of CPU in SQLAlchemy).
+_PASSAGES = (
+    select(Chunk.id, Chunk.document_id, Chunk.chunk_index, Chunk.text, Document.title, Collection.name)
+    .join(Document, Document.id == Chunk.document_id)
+    .join(Collection, Collection.id == Chunk.collection_id)
+    .where(Chunk.tenant_id == bindparam("tenant_id"), Chunk.id.in_(bindparam("ids", expanding=True)))
+)
+_COLLECTION_IDS = select(Collection.id).where(
+    Collection.tenant_id == bindparam("tenant_id"), Collection.name.in_(bindparam("names", expanding=True))
+)
+_READY_METADATA = select(Document.id, Document.doc_metadata).where(
+    Document.tenant_id == bindparam("tenant_id"), Document.status == DocumentStatus.ready
+)
+
 
 class KnowledgeBase:
     def __init__(
         self,
+        engine: AsyncEngine,
         sessions: async_sessionmaker[AsyncSession],
         embedder: TextEmbedder,
         max_indexed_chunks: int,
         ann_min_chunks: int,
     ) -> None:
-        self._sessions = sessions
+        self._sessions = sessions  # a catch-up reads the version and the documents in one transaction
+        # A search's reads are single statements, each its own transaction: no BEGIN and ROLLBACK round
+        # trips around each (measured on Postgres: the version and passages reads 2.2 -> 1.1 ms).
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.embedder = embedder
         # Least recently searched first. Past `max_indexed_chunks` in all, the least recently searched
         # tenants' indexes are dropped (the next search of one builds it again from the database); the
@@ -100,10 +118,10 @@ class KnowledgeBase:
             asyncio.ensure_future(self.embedder.embed(str(tenant_id), [query])) if mode != "lexical" else None
         )
         try:
-            async with self._sessions() as session:
-                version = await current_version(session, tenant_id)
-                collection_ids = await _collection_ids(session, tenant_id, collections)
-                matching = await _documents_with_metadata(session, tenant_id, metadata) if metadata else None
+            async with self._reads.connect() as reads:
+                version = await current_version(reads, tenant_id)
+                collection_ids = await _collection_ids(reads, tenant_id, collections)
+                matching = await _documents_with_metadata(reads, tenant_id, metadata) if metadata else None
             if collection_ids == [] or matching == []:
                 return SearchResults(data=[])
             async with self._lock(tenant_id):
@@ -176,19 +194,9 @@ class KnowledgeBase:
     async def _passages(self, tenant_id: uuid.UUID, ranked: list[tuple[int, float]]) -> list[Passage]:
         if not ranked:
             return []
-        async with self._sessions() as session:
-            rows = await session.execute(
-                select(
-                    Chunk.id,
-                    Chunk.document_id,
-                    Chunk.chunk_index,
-                    Chunk.text,
-                    Document.title,
-                    Collection.name,
-                )
-                .join(Document, Document.id == Chunk.document_id)
-                .join(Collection, Collection.id == Chunk.collection_id)
-                .where(Chunk.tenant_id == tenant_id, Chunk.id.in_([chunk_id for chunk_id, _ in ranked]))
+        async with self._reads.connect() as connection:
+            rows = await connection.execute(
+                _PASSAGES, {"tenant_id": tenant_id, "ids": [chunk_id for chunk_id, _ in ranked]}
             )
             found = {row[0]: row for row in rows.all()}
         return [
@@ -206,26 +214,21 @@ class KnowledgeBase:
 
 
 async def _collection_ids(
-    session: AsyncSession, tenant_id: uuid.UUID, names: list[str] | None
+    connection: AsyncConnection, tenant_id: uuid.UUID, names: list[str] | None
 ) -> list[uuid.UUID] | None:
     if names is None:
         return None
-    rows = await session.scalars(
-        select(Collection.id).where(Collection.tenant_id == tenant_id, Collection.name.in_(names))
-    )
+    rows = await connection.scalars(_COLLECTION_IDS, {"tenant_id": tenant_id, "names": names})
     return list(rows.all())
 
 
 async def _documents_with_metadata(
-    session: AsyncSession, tenant_id: uuid.UUID, metadata: dict[str, object]
+    connection: AsyncConnection, tenant_id: uuid.UUID, metadata: dict[str, object]
 ) -> list[uuid.UUID]:
     """The ready documents whose metadata holds every key and value asked for. Compared here rather than
     in SQL: JSON equality differs between the databases, and a tenant's documents are few next to its
     chunks."""
-    query = select(Document.id, Document.doc_metadata).where(
-        Document.tenant_id == tenant_id, Document.status == DocumentStatus.ready
-    )
-    rows = (await session.execute(query)).all()
+    rows = (await connection.execute(_READY_METADATA, {"tenant_id": tenant_id})).all()
     wanted = metadata.items()
     return [doc_id for doc_id, meta in rows if all((meta or {}).get(key) == value for key, value in wanted)]
 

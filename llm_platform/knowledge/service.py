@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from llm_platform.core import cursors
 from llm_platform.core.db import save_unique, utcnow
@@ -228,8 +228,12 @@ async def bump_version(session: AsyncSession, tenant_id: uuid.UUID) -> None:
     )
 
 
-async def current_version(session: AsyncSession, tenant_id: uuid.UUID) -> int:
-    version = await session.scalar(select(IndexVersion.version).where(IndexVersion.tenant_id == tenant_id))
+# Built once: every search reads it (a statement built per call cost ~0.2 ms of CPU in SQLAlchemy).
+_VERSION = select(IndexVersion.version).where(IndexVersion.tenant_id == bindparam("tenant_id"))
+
+
+async def current_version(reader: AsyncSession | AsyncConnection, tenant_id: uuid.UUID) -> int:
+    version = await reader.scalar(_VERSION, {"tenant_id": tenant_id})
     return version or 0
 
 

@@ -25,6 +25,7 @@ from llm_platform.knowledge.dependencies import (
     KnowledgeBaseDep,
     KnowledgeReaderDep,
     KnowledgeWriterDep,
+    SearchingTenantDep,
 )
 from llm_platform.knowledge.models import DEFAULT_COLLECTION, DocumentStatus
 from llm_platform.knowledge.schemas import (
@@ -155,8 +156,7 @@ async def delete_document(
 @router.post("/search", responses=errors(503))
 async def search(
     body: SearchRequest,
-    tenant: TenantDep,
-    _: KnowledgeReaderDep,
+    tenant: SearchingTenantDep,
     knowledge: KnowledgeBaseDep,
     metrics: ApiMetricsDep,
 ) -> SearchResults:

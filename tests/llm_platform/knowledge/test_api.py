@@ -192,6 +192,14 @@ def test_who_may_write_and_read(platform, tenant_a, embedder):
         client.post(f"/{slug}/kb/documents", json={"text": "by admin key"}, headers=admin_only).status_code
         == 202
     )
+    kept = ingest(client, slug, writer, BAKERY)
+    # Search takes its tenant from the credential (no query): a platform admin still searches any tenant.
+    for reader in (admin_only, platform.admin_headers):
+        assert search(client, slug, reader, "sourdough bread")[0]["document_id"] == kept["id"]
+    assert_error(client.post("/no-such-tenant/kb/search", json={"query": "x"}, headers=inference), 404)
+    assert_error(
+        client.post("/no-such-tenant/kb/search", json={"query": "x"}, headers=platform.admin_headers), 404
+    )
 
 
 def test_writes_and_deletes_are_audited(platform, tenant_a, embedder):
