@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from models_registry.engine import bert
 from models_registry.engine.loader import wants_bf16, weights_dtype
 from models_registry.engine.packed import is_packed, pack_linear_layers
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
@@ -39,7 +40,9 @@ class Embedder:
         tokenizer: PreTrainedTokenizerBase,
         max_seq_length: int | None = None,
         precision: str = "float32",
+        prepack: bool = False,
     ) -> None:
+        """`prepack` reorders the linear weights for oneDNN once (packed.py), in bf16 under autocast."""
         self.model = model
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
@@ -48,6 +51,11 @@ class Embedder:
         # float32 throughput, cosine >= 0.9999 to float32's vectors (bench/RESULTS.md). On a GPU the
         # weights are already bf16 (weights_dtype).
         self.autocast = wants_bf16(precision) and self.device.type == "cpu"  # checks `precision` anywhere
+        if prepack:
+            pack_linear_layers(model, torch.bfloat16 if self.autocast else None)
+        # A BERT encoder's forward without transformers' Python around it (bert.py), over the weights as
+        # packed above; other architectures run transformers' forward.
+        self.bert = bert.BertForward(model) if bert.supports(model) else None  # type: ignore[arg-type]
         limits = [
             getattr(model.config, "max_position_embeddings", None) or 512,
             tokenizer.model_max_length if tokenizer.model_max_length < _UNBOUNDED else 512,
@@ -64,16 +72,12 @@ class Embedder:
     def load(
         cls, path: str | Path, device: str = "cpu", precision: str = "float32", prepack: bool = True
     ) -> Embedder:
-        """`precision` on a CPU: float32, bfloat16, or auto (bfloat16 where the CPU has it in hardware).
-        `prepack` reorders the linear weights for oneDNN once (packed.py), in bf16 under autocast."""
+        """`precision` on a CPU: float32, bfloat16, or auto (bfloat16 where the CPU has it in hardware)."""
         target = torch.device(device)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModel.from_pretrained(path, dtype=weights_dtype(target), local_files_only=True)
         max_length = _sentence_transformers_max_length(Path(path))
-        embedder = cls(model.to(target).eval(), tokenizer, max_length, precision)
-        if prepack:
-            pack_linear_layers(model, torch.bfloat16 if embedder.autocast else None)
-        return embedder
+        return cls(model.to(target).eval(), tokenizer, max_length, precision, prepack)
 
     @property
     def packed(self) -> bool:
@@ -115,7 +119,10 @@ class Embedder:
         if self.device.type == "cpu":
             torch.set_num_threads(1 if len(batch) * longest <= SMALL_FORWARD_TOKENS else self.threads)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            if self.bert is not None:
+                hidden = self.bert(input_ids, attention_mask)
+            else:
+                hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         hidden = hidden.float() if self.autocast else hidden
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)

@@ -8,6 +8,7 @@ import httpx
 import pytest
 import torch
 
+from models_registry.engine import bert
 from models_registry.engine.embedder import Embedder
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 from models_registry.worker.protocol import EmbedRequest
@@ -42,6 +43,28 @@ def test_packed_weights_give_the_vectors_of_the_plain_model(encoder_dir):
     fast, slow = torch.tensor(packed_bf16.embed(TEXTS)[0]), torch.tensor(autocast.embed(TEXTS)[0])
     assert torch.nn.functional.cosine_similarity(fast, slow).min() > 0.999
     assert torch.nn.functional.cosine_similarity(fast, expected).min() > 0.99
+
+
+@pytest.mark.parametrize(
+    ("precision", "prepack"), [("float32", False), ("float32", True), ("bfloat16", True)]
+)
+def test_the_written_out_bert_forward_gives_transformers_vectors(encoder_dir, precision, prepack):
+    """bert.py's forward is transformers' arithmetic in its order: the same vectors, padding and all."""
+    embedder = Embedder.load(encoder_dir, precision=precision, prepack=prepack)
+    assert embedder.bert is not None
+    texts = [*TEXTS, "the cat sat " * 5]
+    written = embedder.embed(texts)[0]
+    embedder.bert = None  # transformers' own forward
+    assert embedder.embed(texts)[0] == written
+
+
+def test_other_encoders_keep_the_transformers_forward(encoder_dir):
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig.from_pretrained(encoder_dir)
+    assert bert.supports(BertModel(config))
+    for change in ({"hidden_act": "relu"}, {"is_decoder": True}):
+        assert not bert.supports(BertModel(BertConfig.from_pretrained(encoder_dir, **change)))
 
 
 def test_a_small_forward_runs_on_one_thread_and_a_large_one_on_all(encoder_dir):
