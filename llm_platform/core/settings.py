@@ -270,6 +270,14 @@ class Settings(BaseSettings):
             gt=0,
         ),
     ] = 30.0
+    knowledge_extract_memory_mb: Annotated[
+        int,
+        Field(
+            description="Reading a PDF's text that needs more memory than this (in the process reading it, "
+            "beyond its start) is stopped: the document is failed",
+            ge=64,
+        ),
+    ] = 1024
     knowledge_max_text_chars: Annotated[
         int, Field(description="A document whose extracted text is longer than this is refused", ge=1000)
     ] = 5_000_000

@@ -47,9 +47,14 @@ async def add_upload(
     text, failure = None, None
     limits = {"max_pages": settings.knowledge_max_pdf_pages, "max_chars": settings.knowledge_max_text_chars}
     try:
-        if kind == "pdf":  # in a child process, stopped at the time limit
-            timeout_s = settings.knowledge_extract_timeout_s
-            text = await asyncio.to_thread(extract_pdf, upload.data, timeout_s=timeout_s, **limits)
+        if kind == "pdf":  # in a child process, stopped at the time and memory limits
+            text = await asyncio.to_thread(
+                extract_pdf,
+                upload.data,
+                timeout_s=settings.knowledge_extract_timeout_s,
+                memory_mb=settings.knowledge_extract_memory_mb,
+                **limits,
+            )
         else:
             text = await asyncio.to_thread(extraction.extract, upload.data, kind, **limits)
     except extraction.ExtractionFailed as exc:  # recorded as a failed document, with the reason

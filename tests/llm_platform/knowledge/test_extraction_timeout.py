@@ -1,6 +1,7 @@
 """PDF extraction is bounded in wall-clock time (LLMP_KNOWLEDGE_EXTRACT_TIMEOUT_S): a PDF slow to read
 (hundreds of pages, thousands of text operators each) is stopped, its document `failed` saying why, the
-process that read it gone; meanwhile the API answers, and afterwards PDFs are read as before."""
+process that read it gone; meanwhile the API answers, and afterwards PDFs are read as before. Its memory
+is bounded too (LLMP_KNOWLEDGE_EXTRACT_MEMORY_MB)."""
 
 from __future__ import annotations
 
@@ -48,13 +49,13 @@ def slow_pdf(pages: int = SLOW_PAGES, lines: int = 3000) -> bytes:
     return buffer.getvalue()
 
 
-LIMITS = {"max_pages": 500, "max_chars": 50_000_000}
+LIMITS = {"max_pages": 500, "max_chars": 50_000_000, "memory_mb": 1024}
 
 
 def test_a_pdf_is_read_in_a_child_process_with_the_same_answers():
     assert "Page two here" in extract_pdf(pdf_with_text("Page one", "Page two here"), timeout_s=30, **LIMITS)
     with pytest.raises(BadRequest) as refused:
-        extract_pdf(pdf_with_text("a", "b", "c"), timeout_s=30, max_pages=2, max_chars=1000)
+        extract_pdf(pdf_with_text("a", "b", "c"), timeout_s=30, max_pages=2, max_chars=1000, memory_mb=1024)
     assert refused.value.code == "too_many_pages"
     with pytest.raises(ExtractionFailed, match="could not be parsed"):
         extract_pdf(b"%PDF-1.4 garbage", timeout_s=30, **LIMITS)
@@ -64,6 +65,16 @@ def test_reading_stops_at_the_time_limit_and_the_child_is_gone():
     with pytest.raises(ExtractionFailed, match="longer than the limit of 1 seconds"):
         extract_pdf(slow_pdf(), timeout_s=TIMEOUT_S, **LIMITS)
     assert multiprocessing.active_children() == []
+
+
+def test_reading_stops_at_the_memory_limit_and_the_child_is_gone():
+    """One page of 200,000 text operators: pypdf's own per-stream bounds let it grow by some hundreds of
+    MB (read in full with the default limit), past a limit of 64 MB."""
+    big_page = slow_pdf(pages=1, lines=200_000)
+    with pytest.raises(ExtractionFailed, match="needed more than the limit of 64 MB of memory"):
+        extract_pdf(big_page, timeout_s=60, **(LIMITS | {"memory_mb": 64}))
+    assert multiprocessing.active_children() == []
+    assert "Page two here" in extract_pdf(pdf_with_text("Page two here"), timeout_s=30, **LIMITS)
 
 
 @pytest.fixture
