@@ -22,6 +22,10 @@ and rare words. What is measured:
   the API process) is the kb's own; FAISS's cost does not depend on the vectors' values.
 - first_search_ms {size: ms}: the first search at each size, which brings the API's index up to the
   corpus (all of it at the first size; the chunks added since the previous size after that).
+- restart: after the largest size, the API process is stopped (SIGTERM: it saves its indexes under
+  its data directory as it stops) and another started on the same data directory; api_stop_s is how
+  long the stop took, first_search_after_restart_ms the new process's first search (its index loaded
+  from disk, not rebuilt from the database).
 - search_p50_ms / search_p99_ms: `POST /{tenant}/kb/search` (top_k 4), one client, sequential, --queries
   per mode and size after 10 warm-up queries; queries are 4-10 words drawn the same way. Dense and hybrid
   include embedding the query by the real MiniLM worker. Client wall time.
@@ -39,7 +43,7 @@ With --json the last line is one JSON object (a contract: keep its keys): ingest
 ingest_chunks, ingest_words_per_chunk, search_p50_ms and search_p99_ms as {mode: {size: ms}} with the
 size as a string ("10000"), corpus_chunks {size: chunks}, first_search_ms {size: ms}, rss_mb {size: MB},
 rss_mb_100k (null unless 100000 is among --sizes), queries, embed_precision, embed_prepack,
-ann_min_chunks.
+ann_min_chunks, api_stop_s, first_search_after_restart_ms.
 """
 
 from __future__ import annotations
@@ -338,6 +342,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 samples = [kb.search(vocabulary.query(), mode) for _ in range(args.queries)]
                 p50[mode][str(size)], p99[mode][str(size)] = percentiles(samples, 50, 99)
             rss[str(size)] = _rss_mb(api.pid)
+        stopping = time.perf_counter()
+        api.terminate()
+        api.wait(timeout=120)
+        stop_s = round(time.perf_counter() - stopping, 2)
+        stack.processes.remove(api)
+        api_url, api = stack.start_api()
+        restart_search = round(Kb(api_url, slug, key).search(vocabulary.query(), "lexical"), 1)
     finally:
         stack.stop()
         asyncio.run(_drop_tenant(stack.settings, tenant_id))
@@ -355,6 +366,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "embed_precision": args.embed_precision,
         "embed_prepack": args.prepack,
         "ann_min_chunks": args.ann_min_chunks,
+        "api_stop_s": stop_s,
+        "first_search_after_restart_ms": restart_search,
     }
 
 

@@ -33,6 +33,7 @@ from llm_platform.embeddings.flow import EmbeddingsFlow
 from llm_platform.knowledge.embedding import DispatchedEmbedder
 from llm_platform.knowledge.ingestion import Ingester
 from llm_platform.knowledge.search import KnowledgeBase
+from llm_platform.knowledge.store import IndexStore
 from llm_platform.metrics.api import ApiMetrics
 from llm_platform.ratelimit.memory_limiter import MemoryLimiter
 from llm_platform.ratelimit.meter import Meter
@@ -128,6 +129,7 @@ class PlatformState:
                 embedder,
                 settings.knowledge_max_indexed_chunks,
                 settings.knowledge_ann_min_chunks,
+                IndexStore(settings.resolved_knowledge_index_dir),
             ),
             ingester=Ingester(session_factory, embedder, settings, metrics),
             metrics=metrics,
@@ -173,9 +175,11 @@ class PlatformState:
         await self.usage.start()
         await self.audit.start()
         self.ingester.start()  # its first round picks up documents a stopped process left
+        await self.knowledge.start()
 
     async def close(self) -> None:
         await self.ingester.close()
+        await self.knowledge.close()  # saved for the next start
         await self.usage.close()  # before the database goes: what is pending is written out first
         await self.audit.close()
         await self.dispatcher.aclose()

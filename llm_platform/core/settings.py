@@ -298,10 +298,18 @@ class Settings(BaseSettings):
         int,
         Field(
             description="Chunks an API process keeps indexed in memory, all tenants together (~2 KB each); "
-            "past it the least recently searched tenants' indexes are dropped, rebuilt at their next search",
+            "past it the least recently searched tenants' indexes are saved and dropped, loaded again at "
+            "their next search",
             ge=1,
         ),
     ] = 1_000_000
+    knowledge_index_dir: Annotated[
+        Path | None,
+        Field(
+            description="Where API processes keep tenants' knowledge indexes between starts (saved at "
+            "shutdown and when dropped from memory); unset: data_dir/knowledge"
+        ),
+    ] = None
     knowledge_ann_min_chunks: Annotated[
         int,
         Field(
@@ -380,6 +388,10 @@ class Settings(BaseSettings):
     @property
     def resolved_audit_spool_dir(self) -> Path:
         return self.audit_spool_dir or self.data_dir / "audit-spool"
+
+    @property
+    def resolved_knowledge_index_dir(self) -> Path:
+        return self.knowledge_index_dir or self.data_dir / "knowledge"
 
     @property
     def resolved_models_dir(self) -> Path:

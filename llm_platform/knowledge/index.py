@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
 from llm_platform.knowledge.lexical import LexicalIndex
+
+if TYPE_CHECKING:
+    from llm_platform.knowledge.store import Home
 
 _LISTS_PER_SQRT = 2  # lists: twice the square root of the vectors trained on
 _PROBED_FRACTION = 3  # the lists an unfiltered search probes: 1 / this of them
@@ -44,7 +48,8 @@ class IndexedDocument:
 
 
 class TenantIndex:
-    def __init__(self, dim: int, ann_min_vectors: int, version: int = -1) -> None:
+    def __init__(self, dim: int, ann_min_vectors: int, version: int = -1, home: Home | None = None) -> None:
+        """`home`: the directory the index is kept in between processes (store.py); None: memory only."""
         self.dim = dim
         self.version = version  # the tenant's version in the database this index reflects
         # LLMP_KNOWLEDGE_ANN_MIN_CHUNKS; 0: never an inverted file. Never below _ANN_FLOOR: a scan of
@@ -52,9 +57,20 @@ class TenantIndex:
         self.ann_min_vectors = max(ann_min_vectors, _ANN_FLOOR) if ann_min_vectors else 0
         self.dense: faiss.Index = _flat(dim)
         self.trained_on = 0  # vectors the inverted file's centroids were trained on; 0 while flat
-        self.lexical = LexicalIndex()
+        self.home = home
+        self.saved = False  # whether `home` holds a snapshot of exactly this (Home.save)
+        self.lexical = LexicalIndex(home.lexical if home is not None else None)
         self.documents: dict[uuid.UUID, IndexedDocument] = {}
         self.collections: dict[uuid.UUID, set[uuid.UUID]] = {}  # each collection's documents here
+
+    def restore(
+        self, dense: faiss.Index, trained_on: int, documents: dict[uuid.UUID, IndexedDocument]
+    ) -> None:
+        """The dense part and documents of a snapshot whose lexical part this index opened (Home.load)."""
+        self.dense, self.trained_on, self.documents = dense, trained_on, documents
+        for document_id, document in documents.items():
+            self.collections.setdefault(document.collection_id, set()).add(document_id)
+        self.saved = True
 
     def __len__(self) -> int:
         return int(self.dense.ntotal)
@@ -69,6 +85,7 @@ class TenantIndex:
     ) -> None:
         """Adds a document's chunks (vectors already normalised, one row and one text per chunk id);
         searchable by words after `commit`."""
+        self._changing()
         if document_id in self.documents:
             self.remove(document_id)
         ids = np.ascontiguousarray(chunk_ids, dtype=np.int64)
@@ -78,9 +95,10 @@ class TenantIndex:
         self.collections.setdefault(collection_id, set()).add(document_id)
 
     def remove(self, document_id: uuid.UUID) -> None:
-        document = self.documents.pop(document_id, None)
-        if document is None:
+        if document_id not in self.documents:
             return
+        self._changing()
+        document = self.documents.pop(document_id)
         members = self.collections[document.collection_id]
         members.discard(document_id)
         if not members:
@@ -102,6 +120,13 @@ class TenantIndex:
             stale = self._wants_inverted(count)
         if stale:
             self._rebuild()
+
+    def _changing(self) -> None:
+        """Before a change: a saved snapshot stops being one (its state goes first, so a process that
+        dies mid-change leaves a home that is rebuilt, never one whose files disagree)."""
+        if self.saved and self.home is not None:
+            self.home.discard_state()
+        self.saved = False
 
     @property
     def inverted(self) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 import tantivy
 
@@ -43,9 +44,10 @@ class LexicalIndex:
     """One tenant's chunks for full-text search. Changes are buffered by `add` and `remove` and become
     searchable at `commit`; the caller serialises changes and searches (see KnowledgeBase)."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
+        """`path`: a directory to keep the index in (opened if it holds one already); None: memory."""
         self._schema = _schema()
-        self._index = tantivy.Index(self._schema)  # in RAM: the database holds the texts
+        self._index = tantivy.Index(self._schema, path=None if path is None else str(path))
         self._writer: tantivy.IndexWriter | None = None
         self._searcher = self._index.searcher()
 

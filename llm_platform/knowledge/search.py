@@ -1,5 +1,5 @@
-"""The knowledge base's read side: per-tenant indexes in memory (FAISS and tantivy) kept in step with the
-database, and search (dense, lexical, or both fused by reciprocal rank fusion) with collection and
+"""The knowledge base's read side: per-tenant indexes (FAISS in memory, tantivy on disk) kept in step with
+the database, and search (dense, lexical, or both fused by reciprocal rank fusion) with collection and
 metadata filters.
 
 Before each search the tenant's version is read from the database (one primary-key lookup); an index
@@ -10,7 +10,9 @@ own lock (FAISS indexes are not safe to read while another thread changes them),
 being embedded: the embedding (a worker's forward) runs beside the database reads and the lexical search.
 
 The indexes held are bounded by their chunks in all (LLMP_KNOWLEDGE_MAX_INDEXED_CHUNKS): past it, the
-least recently searched tenants' indexes are dropped, to be built again at their next search.
+least recently searched tenants' indexes are saved and dropped, to be loaded again at their next search.
+A process saves the indexes it holds when it stops; a tenant's first search in a process loads what was
+saved (store.py) and brings it up to date, or builds the index from the database if nothing was.
 """
 
 from __future__ import annotations
@@ -22,18 +24,22 @@ import ctypes.util
 import logging
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from llm_platform.core.db import describe_error
 from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.knowledge import lexical
 from llm_platform.knowledge.embedding import TextEmbedder
 from llm_platform.knowledge.index import TenantIndex, reciprocal_rank_fusion
-from llm_platform.knowledge.models import Chunk, Collection, Document, DocumentStatus
+from llm_platform.knowledge.models import Chunk, Collection, Document, DocumentStatus, IndexVersion
 from llm_platform.knowledge.schemas import LEXICAL_ONLY, Passage, SearchResults
 from llm_platform.knowledge.service import current_version
+from llm_platform.knowledge.store import Home, IndexStore
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +79,9 @@ class KnowledgeBase:
         embedder: TextEmbedder,
         max_indexed_chunks: int,
         ann_min_chunks: int,
+        store: IndexStore | None = None,
     ) -> None:
+        """`store`: where indexes are kept between processes (store.py); None: memory only."""
         self._sessions = sessions  # a catch-up reads the version and the documents in one transaction
         # A search's reads are single statements, each its own transaction: no BEGIN and ROLLBACK round
         # trips around each (measured on Postgres: the version and passages reads 2.2 -> 1.1 ms).
@@ -87,6 +95,29 @@ class KnowledgeBase:
         self._ann_min_chunks = ann_min_chunks
         # Never dropped with an index: a search may still hold the lock while it reads the index.
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._store = store
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Deletes the kept indexes of tenants deleted meanwhile (their rows went with them)."""
+        if self._store is None:
+            return
+        try:
+            async with self._reads.connect() as reads:
+                tenants = set((await reads.scalars(select(IndexVersion.tenant_id))).all())
+            deleted = await asyncio.to_thread(self._store.sweep, tenants)
+        except (SQLAlchemyError, OSError) as exc:  # the next start sweeps; nothing depends on it
+            logger.warning("kept knowledge indexes not swept: %s", describe_error(exc))
+            return
+        if deleted:
+            logger.info("deleted %d kept knowledge indexes of tenants that are gone", deleted)
+
+    async def close(self) -> None:
+        """Saves every index this process holds (the next process loads them instead of rebuilding)."""
+        await asyncio.gather(*self._retiring)
+        while self._indexes:
+            tenant_id, index = self._indexes.popitem()
+            await self._retire(tenant_id, index)
 
     def indexed_chunks(self) -> dict[uuid.UUID, int]:
         """The chunks each tenant's index holds in this process's memory, least recently searched first."""
@@ -174,10 +205,35 @@ class KnowledgeBase:
         if index is not None and index.version >= version:
             self._indexes.move_to_end(tenant_id)
             return index
-        async with self._sessions() as session:
-            version = await current_version(session, tenant_id)  # read before the documents
-            index = await _catch_up(session, tenant_id, index, self._ann_min_chunks)
+        store, saved, made = self._store, None, []
+        if index is None and store is not None:
+            saved = await asyncio.to_thread(store.claim_saved, tenant_id)
+            if saved is not None and (index := await asyncio.to_thread(saved.load, self._ann_min_chunks)):
+                logger.info("knowledge index of tenant %s loaded from disk: %d chunks", tenant_id, len(index))
+
+        def make_home() -> Home | None:
+            """Where a new index of the tenant is kept: a home whose snapshot could not be read (emptied
+            by `load`), else a new one; none without a store."""
+            if saved is not None:
+                return saved
+            if store is None:
+                return None
+            made.append(store.new_home(tenant_id))
+            return made[-1]
+
+        try:
+            async with self._sessions() as session:
+                version = await current_version(session, tenant_id)  # read before the documents
+                index = await _catch_up(session, tenant_id, index, self._ann_min_chunks, make_home)
+        except BaseException:
+            for home in [saved, *made]:  # never held: free for a later claim (rebuilt: its state is gone)
+                if home is not None:
+                    home.release()
+            raise
         if index is None:
+            for home in [saved, *made]:
+                if home is not None:
+                    home.release(delete=True)
             return None
         index.version = version  # a change since then is caught next time
         self._indexes[tenant_id] = index
@@ -188,8 +244,27 @@ class KnowledgeBase:
     def _evict(self) -> None:
         held = sum(len(index) for index in self._indexes.values())
         while held > self._max_indexed_chunks and len(self._indexes) > 1:
-            _, dropped = self._indexes.popitem(last=False)
+            tenant_id, dropped = self._indexes.popitem(last=False)
             held -= len(dropped)
+            if dropped.home is not None:  # saved once no search reads it, to be loaded at its next one
+                task = asyncio.create_task(self._retire(tenant_id, dropped))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, tenant_id: uuid.UUID, index: TenantIndex) -> None:
+        """Saves an index no longer held and lets its home go (under the tenant's lock: a search that
+        still reads it finishes first, and the tenant's next search claims the home after)."""
+        home = index.home
+        if home is None:
+            return
+        async with self._lock(tenant_id):
+            try:
+                if not index.saved:
+                    await asyncio.to_thread(home.save, index)
+            except OSError as exc:  # a full disk costs the next start a rebuild, nothing else
+                logger.warning("knowledge index of tenant %s not saved: %s", tenant_id, exc)
+            finally:
+                home.release()
 
     async def _passages(self, tenant_id: uuid.UUID, ranked: list[tuple[int, float]]) -> list[Passage]:
         if not ranked:
@@ -234,10 +309,15 @@ async def _documents_with_metadata(
 
 
 async def _catch_up(
-    session: AsyncSession, tenant_id: uuid.UUID, index: TenantIndex | None, ann_min_chunks: int
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    index: TenantIndex | None,
+    ann_min_chunks: int,
+    make_home: Callable[[], Home | None] = lambda: None,
 ) -> TenantIndex | None:
-    """`index` (or a new one) with the chunks of exactly the tenant's ready documents. The indexing runs
-    in a thread, a batch of documents at a time: a large catch-up does not hold up the event loop."""
+    """`index` (or a new one, kept in `make_home()`) with the chunks of exactly the tenant's ready
+    documents. The indexing runs in a thread, a batch of documents at a time: a large catch-up does not
+    hold up the event loop."""
     ready = set(
         (
             await session.scalars(
@@ -261,7 +341,7 @@ async def _catch_up(
             )
         ).all()
         added += len(rows)
-        index = await asyncio.to_thread(_add, index, rows, ann_min_chunks)
+        index = await asyncio.to_thread(_add, index, rows, ann_min_chunks, make_home)
         del rows
     if added >= _TRIM_AFTER_CHUNKS:
         await asyncio.to_thread(_return_freed_memory)
@@ -288,6 +368,7 @@ def _add(
     index: TenantIndex | None,
     rows: list,  # type: ignore[type-arg]
     ann_min_chunks: int,
+    make_home: Callable[[], Home | None] = lambda: None,
 ) -> TenantIndex | None:
     """`rows` (document, collection, chunk id, vector, text; a document's chunks together, in order)
     added to `index`, or to a new one sized by their vectors."""
@@ -297,7 +378,7 @@ def _add(
     for document_id, chunks in by_document.items():
         vectors = np.frombuffer(b"".join(c[3] for c in chunks), dtype=np.float32).reshape(len(chunks), -1)
         if index is None:
-            index = TenantIndex(vectors.shape[1], ann_min_chunks)
+            index = TenantIndex(vectors.shape[1], ann_min_chunks, home=make_home())
         elif index.dim != vectors.shape[1]:  # embedded by another model: not comparable
             logger.warning("knowledge document %s has vectors of another size: left out", document_id)
             continue
