@@ -207,18 +207,26 @@ class KnowledgeBase:
             return index
         store, saved, made = self._store, None, []
         if index is None and store is not None:
-            saved = await asyncio.to_thread(store.claim_saved, tenant_id)
+            try:
+                saved = await asyncio.to_thread(store.claim_saved, tenant_id)
+            except OSError as exc:  # kept indexes are a cache: without them, the database
+                logger.warning("kept knowledge indexes of tenant %s unreadable: %s", tenant_id, exc)
             if saved is not None and (index := await asyncio.to_thread(saved.load, self._ann_min_chunks)):
                 logger.info("knowledge index of tenant %s loaded from disk: %d chunks", tenant_id, len(index))
 
         def make_home() -> Home | None:
             """Where a new index of the tenant is kept: a home whose snapshot could not be read (emptied
-            by `load`), else a new one; none without a store."""
+            by `load`), else a new one; none without a store, or where none can be made (the index is
+            then held in memory alone, as before indexes were kept)."""
             if saved is not None:
                 return saved
             if store is None:
                 return None
-            made.append(store.new_home(tenant_id))
+            try:
+                made.append(store.new_home(tenant_id))
+            except OSError as exc:
+                logger.warning("knowledge index of tenant %s held in memory only: %s", tenant_id, exc)
+                return None
             return made[-1]
 
         try:
@@ -261,7 +269,8 @@ class KnowledgeBase:
             try:
                 if not index.saved:
                     await asyncio.to_thread(home.save, index)
-            except OSError as exc:  # a full disk costs the next start a rebuild, nothing else
+            except (OSError, RuntimeError) as exc:  # FAISS's writer raises RuntimeError
+                # A full disk costs the next start a rebuild, nothing else.
                 logger.warning("knowledge index of tenant %s not saved: %s", tenant_id, exc)
             finally:
                 home.release()

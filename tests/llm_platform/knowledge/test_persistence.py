@@ -132,3 +132,21 @@ def test_homes_in_use_are_left_alone_and_gone_tenants_swept(tmp_path):
     assert store.sweep({tenant}) == 1
     assert not (tmp_path / str(gone)).exists()
     assert _homes(tmp_path, str(tenant)) == [held.home.path]  # type: ignore[union-attr]
+
+
+def test_where_no_index_can_be_kept_indexes_are_held_in_memory(
+    tenant_a, settings, tmp_path, embedder, capsys
+):
+    """Kept indexes are a cache: a directory that cannot be made costs restarts a rebuild, nothing else."""
+    slug, headers = tenant_a.slug, tenant_a.admin_headers
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory", encoding="utf-8")
+    unwritable = settings.model_copy(update={"knowledge_index_dir": blocked / "knowledge"})
+    with TestClient(create_app(unwritable)) as app:
+        install_embedder(app, embedder)
+        document = ingest(app, slug, headers, "lighthouse lens cleaning rota")
+        for mode in ("dense", "lexical", "hybrid"):
+            assert (
+                search(app, slug, headers, "lighthouse lens", mode=mode)[0]["document_id"] == document["id"]
+            )
+    assert "held in memory only" in capsys.readouterr().err
