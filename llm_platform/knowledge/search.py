@@ -234,7 +234,8 @@ class KnowledgeBase:
                 version = await current_version(session, tenant_id)  # read before the documents
                 index = await _catch_up(session, tenant_id, index, self._ann_min_chunks, make_home)
         except BaseException:
-            for home in [saved, *made]:  # never held: free for a later claim (rebuilt: its state is gone)
+            # Never held: free for a later claim (one this catch-up changed has lost its state: rebuilt).
+            for home in [saved, *made]:
                 if home is not None:
                     home.release()
             raise
