@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -66,17 +66,24 @@ class Citation(BaseModel):
 
 class CitedAnswer(BaseModel):
     """An answer that names the passages it was given: `citations` appears only when the request asked
-    for the knowledge base, so an answer without it is exactly what it was before."""
+    for the knowledge base, and `knowledge_base_degraded` only when its search fell back to words alone,
+    so an answer without them is exactly what it was before."""
 
     citations: list[Citation] | None = Field(
         default=None, description="The knowledge-base passages the answer was given (knowledge_base asked)"
     )
+    knowledge_base_degraded: Literal["lexical_only"] | None = Field(
+        default=None,
+        description="`lexical_only`: the passages were found by full-text search alone, the embedding "
+        "model being unavailable (as a knowledge-base search says in its `degraded`); absent otherwise",
+    )
 
     @model_serializer(mode="wrap")
-    def _citations_only_when_asked(self, serialize):  # type: ignore[no-untyped-def]
+    def _grounding_only_when_asked(self, serialize):  # type: ignore[no-untyped-def]
         data = serialize(self)
-        if self.citations is None:
-            data.pop("citations", None)
+        for name in ("citations", "knowledge_base_degraded"):
+            if getattr(self, name) is None:
+                data.pop(name, None)
         return data
 
 

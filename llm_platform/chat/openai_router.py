@@ -117,7 +117,7 @@ async def _chat_completions(body: ChatCompletionRequest, call: ModelCall) -> Res
                     Choice(message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)
                 ],
                 usage=usage_of(result.prompt_tokens, result.completion_tokens),
-                citations=turn.citations(result.references_used),
+                **turn.cited(result.references_used),
             )
         )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -171,7 +171,7 @@ async def _openai_frames(first: WorkerEvent, turn: Turn, include_usage: bool) ->
             else:
                 # A grounded answer's citations ride on the chunk that ends it.
                 finish = ChunkChoice(delta=Delta(), finish_reason=event.finish_reason or "stop")  # type: ignore[arg-type]
-                yield chunk([finish], citations=turn.citations(event.references_used))
+                yield chunk([finish], **turn.cited(event.references_used))
                 if include_usage:
                     yield chunk([], usage=usage_of(event.prompt_tokens, event.completion_tokens))
                 yield DONE

@@ -46,7 +46,7 @@ async def chat(body: ChatIn, call: TenantCallDep) -> Response:
                 finish_reason=result.finish_reason,
                 usage=usage_of(result.prompt_tokens, result.completion_tokens),
                 conversation_id=str(turn.conversation_id) if turn.conversation_id else None,
-                citations=turn.citations(result.references_used),
+                **turn.cited(result.references_used),
             )
         )
     first = await anext(turn.events)
@@ -70,7 +70,7 @@ async def _frames(first: WorkerEvent, turn: Turn) -> AsyncIterator[bytes]:
                     finish_reason=event.finish_reason or "stop",
                     usage=usage,
                     model=turn.model,
-                    citations=turn.citations(event.references_used),
+                    **turn.cited(event.references_used),
                 )
                 yield sse(done)
     finally:

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from llm_platform.audit.context import AuditContext
 from llm_platform.auth.model_call import Caller
@@ -35,6 +36,7 @@ from llm_platform.chat.settle import Settlement
 from llm_platform.chat.stream import replay, stream_answer
 from llm_platform.core.errors import ServiceUnavailable
 from llm_platform.core.ids import new_hex_id
+from llm_platform.knowledge.schemas import SearchResults
 from llm_platform.knowledge.search import KnowledgeBase
 from llm_platform.metrics.api import ApiMetrics
 from llm_platform.metrics.calls import ModelCall
@@ -77,11 +79,17 @@ class Turn:
     ticket: Ticket  # its rate-limit headers, for the doors that have headers
     events: AsyncIterator[WorkerEvent]
     passages: Sequence[Passage] | None = None  # None: not grounded; else what the knowledge base found
+    degraded: str | None = None  # the knowledge base's search fell back (`lexical_only`), if it did
 
     def citations(self, references_used: int) -> list[Citation] | None:
         """The passages the answer was given, once its final event says how many the prompt held; None
         for a turn that did not ask the knowledge base (its response then has no `citations`)."""
         return None if self.passages is None else citations(self.passages, references_used)
+
+    def cited(self, references_used: int) -> dict[str, Any]:
+        """What an answer adds about its grounding (CitedAnswer's fields): its citations, and whether the
+        search that found them fell back to words alone."""
+        return {"citations": self.citations(references_used), "knowledge_base_degraded": self.degraded}
 
 
 def new_message_id() -> str:
@@ -130,9 +138,9 @@ class ChatTurns:
         )
         call.model = generation.model
         # Retrieval adds to the prompt, which the cache key and the reservation below are computed from.
-        passages = await self.retrieve(tenant, asked)
-        if passages:
-            generation = ground(generation, passages)
+        found = await self.retrieve(tenant, asked)
+        if found is not None and found.data:
+            generation = ground(generation, found.data)
         policy = await self.policies.get(tenant.id)
         slot, hit = await self.look_up(tenant, generation, policy, fresh=caller.fresh)
         _note_request(caller.audit, generation, policy, cache_hit=hit is not None)
@@ -163,7 +171,8 @@ class ChatTurns:
             hit is not None,
             ticket,
             events,
-            passages,
+            found.data if found is not None else None,
+            found.degraded if found is not None else None,
         )
 
     async def recall(self, caller: Caller, asked: TurnRequest) -> tuple[list[ChatMessage], Memory | None]:
@@ -174,7 +183,7 @@ class ChatTurns:
             caller.tenant.id, caller.principal, asked.conversation_id, asked.new_messages
         )
 
-    async def retrieve(self, tenant: TenantRef, asked: TurnRequest) -> Sequence[Passage] | None:
+    async def retrieve(self, tenant: TenantRef, asked: TurnRequest) -> SearchResults | None:
         """The passages the tenant's knowledge base finds for the last user message, best first; None
         when the turn did not ask for them."""
         if asked.knowledge is None:
@@ -183,11 +192,11 @@ class ChatTurns:
             raise ServiceUnavailable("The knowledge base is not available", code="knowledge_unavailable")
         query = query_of(asked.new_messages)
         started = time.perf_counter()
-        passages = await self.knowledge.retrieve(
+        found = await self.knowledge.retrieve(
             tenant.id, query, asked.knowledge.top_k, asked.knowledge.collections
         )
         self.metrics.knowledge_searched("chat", time.perf_counter() - started)
-        return passages
+        return found
 
     async def look_up(
         self, tenant: TenantRef, generation: Generation, policy: TenantPolicy, *, fresh: bool

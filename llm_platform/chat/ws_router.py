@@ -4,8 +4,9 @@ Protocol (JSON text frames):
 - authenticate with `?token=...` in the URL, or send `{"type": "auth", "token": "..."}` first;
 - send `{"type": "chat", "prompt": ..., "history"?, "system"?, "model"?, "max_tokens"?, "temperature"?,
   "top_p"?, "conversation_id"?}`; receive `{"type": "chunk", "text", "message_id"}` frames, then
-  `{"type": "done", "message_id", "finish_reason", "usage", "model", "citations"?}` (`knowledge_base`
-  asks for a grounded answer, as on `POST /{tenant}/chat`; `citations` then names its passages);
+  `{"type": "done", "message_id", "finish_reason", "usage", "model", "citations"?,
+  "knowledge_base_degraded"?}` (`knowledge_base` asks for a grounded answer, as on `POST /{tenant}/chat`;
+  `citations` then names its passages, and `knowledge_base_degraded` says when words alone found them);
 - send `{"type": "cancel"}` to stop the answer being generated (one that arrives after the answer ended
   is ignored);
 - a message sent once `done` (or a turn's error frame) went out is the next one: it is answered when the
@@ -277,6 +278,8 @@ async def _turn(socket: _Socket, caller: Caller, body: ChatIn, answered: asyncio
                 cited = turn.citations(event.references_used)
                 if cited is not None:  # the knowledge base was asked
                     done["citations"] = [citation.model_dump() for citation in cited]
+                if turn.degraded is not None:  # and its search fell back to words alone
+                    done["knowledge_base_degraded"] = turn.degraded
                 await websocket.send_json(done)
     finally:
         await events.aclose()  # type: ignore[attr-defined]

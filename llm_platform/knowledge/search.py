@@ -125,10 +125,10 @@ class KnowledgeBase:
 
     async def retrieve(
         self, tenant_id: uuid.UUID, query: str, top_k: int, collections: list[str] | None
-    ) -> list[Passage]:
-        """The passages that best answer `query` (hybrid search; by words alone while the embedding
-        model is unavailable), for grounding a chat answer."""
-        return (await self.search(tenant_id, query, top_k=top_k, collections=collections)).data
+    ) -> SearchResults:
+        """The passages that best answer `query`, for grounding a chat answer: a hybrid search (by words
+        alone while the embedding model is unavailable, saying so in `degraded`)."""
+        return await self.search(tenant_id, query, top_k=top_k, collections=collections)
 
     async def search(
         self,

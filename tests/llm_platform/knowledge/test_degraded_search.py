@@ -4,6 +4,7 @@ model is in the catalogue, as in a deployment whose embedding worker is down, bu
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from tests.conftest import register_model
 from tests.llm_platform.knowledge.conftest import ENCODER, ingest, install_embedder
 from tests.llm_platform.knowledge.test_grounded_chat import ASK
-from tests.responses import assert_error, assert_status
+from tests.responses import assert_error, assert_status, sse_chunks, sse_events
 from tests.tiny_model import build_tiny_encoder
 
 PUMP = "Replace the seal kit SK-4471 on the feed pump every spring."
@@ -63,10 +64,37 @@ def test_hybrid_falls_back_to_words_and_says_so_dense_answers_503(
     assert lexical.json()["degraded"] is None and lexical.json()["data"][0]["document_id"] == pump["id"]
 
 
-def test_a_grounded_chat_turn_cites_what_words_found(served, tenant_a, unserved_encoder):
+def test_a_grounded_chat_turn_cites_what_words_found_and_says_so(served, tenant_a, unserved_encoder):
+    """Every front door's answer carries `knowledge_base_degraded` beside its citations."""
     pump, _ = _documents_then_no_embedder(served, tenant_a)
-    body = {"prompt": "How often is seal kit SK-4471 replaced?", **ASK, "knowledge_base": True}
-    answer = assert_status(
-        served.client.post(f"/{tenant_a.slug}/chat", json=body, headers=tenant_a.admin_headers)
+    client, slug, headers = served.client, tenant_a.slug, tenant_a.admin_headers
+    question = "How often is seal kit SK-4471 replaced?"
+    body = {"prompt": question, **ASK, "knowledge_base": True}
+    answer = assert_status(client.post(f"/{slug}/chat", json=body, headers=headers)).json()
+    assert [citation["document_id"] for citation in answer["citations"]] == [pump["id"]]
+    streamed = client.post(f"/{slug}/chat", json={**body, "stream": True}, headers=headers)
+    openai_body = {"messages": [{"role": "user", "content": question}], **ASK, "knowledge_base": True}
+    completion = client.post(f"/{slug}/v1/chat/completions", json=openai_body, headers=headers)
+    chunks = sse_chunks(
+        assert_status(
+            client.post(f"/{slug}/v1/chat/completions", json={**openai_body, "stream": True}, headers=headers)
+        )
     )
-    assert [citation["document_id"] for citation in answer.json()["citations"]] == [pump["id"]]
+    token = headers["Authorization"].removeprefix("Bearer ")
+    with client.websocket_connect(f"/{slug}/ws/chat?token={token}") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json({"type": "chat", **body})
+        frames = [ws.receive_json()]
+        while frames[-1]["type"] == "chunk":
+            frames.append(ws.receive_json())
+    finals = [
+        answer,
+        json.loads(sse_events(assert_status(streamed))[-1]),
+        assert_status(completion).json(),
+        chunks[-1],
+        frames[-1],
+    ]
+    for final in finals:
+        assert final["knowledge_base_degraded"] == "lexical_only", final
+        assert [citation["document_id"] for citation in final["citations"]] == [pump["id"]], final
+    assert [c for c in chunks if "knowledge_base_degraded" in c] == [chunks[-1]]

@@ -73,6 +73,9 @@ def test_each_front_door_cites_the_passages_its_prompt_held(served, tenant_a, em
         while frames[-1]["type"] == "chunk":
             frames.append(ws.receive_json())
     assert frames[-1]["type"] == "done" and without_scores(frames[-1]["citations"]) == cited
+    # The search ran as asked: no answer says it fell back.
+    for final in (grounded, done, completion.json(), chunks[-1], frames[-1]):
+        assert "knowledge_base_degraded" not in final
 
 
 def test_a_tenant_is_never_given_another_tenants_documents(served, tenant_a, tenant_b, embedder):
