@@ -74,7 +74,8 @@ def test_the_redis_registry_logs_what_each_read_finds_changed(registry_log, redi
         await client.aclose()
 
     asyncio.run(scenario())
-    assert lines(registry_log) == [
+    # This test's worker only: another test's worker process may heartbeat into the same registry.
+    assert [line for line in lines(registry_log) if "worker w1 " in line[1]] == [
         ("INFO", "worker w1 joined the registry: tiny at http://127.0.0.1:9"),
         ("INFO", "worker w1 (tiny) dropped out of the registry (stopped, or silent past its TTL)"),
     ]
@@ -98,5 +99,8 @@ def test_entries_from_newer_or_broken_workers_do_not_break_reading(registry_log,
         await client.aclose()
         return found
 
-    assert sorted(asyncio.run(scenario())) == ["w1", "w2"]
+    # Only this test's entries: a worker process another test started may heartbeat into the same
+    # registry between the flush and the read (seen in CI: a tiny-llama worker listed beside w1 and w2).
+    found = [worker_id for worker_id in asyncio.run(scenario()) if worker_id in {"w1", "w2", "w3"}]
+    assert sorted(found) == ["w1", "w2"]
     assert ("WARNING", "worker registry: an entry could not be read; skipped") in lines(registry_log)
