@@ -37,6 +37,7 @@ from llm_platform.auth.dependencies import authenticate_credential, check_infere
 from llm_platform.auth.model_call import Caller
 from llm_platform.auth.principal import Principal
 from llm_platform.chat.dependencies import AuditWriterDep, ChatTurnsDep
+from llm_platform.chat.grounding import CitedAnswer
 from llm_platform.chat.openai_protocol import usage_of
 from llm_platform.chat.schemas import ChatIn, turn_request
 from llm_platform.chat.settle import model_failed
@@ -275,11 +276,8 @@ async def _turn(socket: _Socket, caller: Caller, body: ChatIn, answered: asyncio
                     "model": turn.model,
                     "cached": turn.cache_hit,
                 }
-                cited = turn.citations(event.references_used)
-                if cited is not None:  # the knowledge base was asked
-                    done["citations"] = [citation.model_dump() for citation in cited]
-                if turn.degraded is not None:  # and its search fell back to words alone
-                    done["knowledge_base_degraded"] = turn.degraded
+                # Citations when the knowledge base was asked, as the other doors' answers carry them.
+                done |= CitedAnswer(**turn.cited(event.references_used)).model_dump()
                 await websocket.send_json(done)
     finally:
         await events.aclose()  # type: ignore[attr-defined]

@@ -239,10 +239,9 @@ class KnowledgeBase:
                 if home is not None:
                     home.release()
             raise
-        if index is None:
-            for home in [saved, *made]:
-                if home is not None:
-                    home.release(delete=True)
+        if index is None:  # nothing to index (a home made here would belong to an index)
+            if saved is not None:
+                saved.release(delete=True)
             return None
         index.version = version  # a change since then is caught next time
         self._indexes[tenant_id] = index
