@@ -1,7 +1,8 @@
 """Engine benchmark: our continuous batching against one `generate()` per request, serialized.
 
     python -m bench.engine [--streams 1,8,32] [--max-tokens 128] [--device cpu]
-                           [--precision float32|bfloat16|auto] [--no-prepack] [--no-fused] [--json]
+                           [--precision float32|bfloat16|auto] [--no-prepack] [--no-fused]
+                           [--no-compile] [--json]
 
 Reports output tokens/s, time to first token (TTFT) p50/p95 and inter-token latency (ITL) p50/p95 for
 N concurrent streaming requests, then a fairness run: tenant A keeps twice the running-slot cap
@@ -229,10 +230,7 @@ def prefix_reuse(model, tokenizer, args, requests: int = 32, max_tokens: int = 8
     shared = len(chat_prompt_ids(tokenizer, [{"role": "system", "content": system}]))
     report: dict = {"requests": requests, "shared_prompt_tokens": shared}
     for label, cache_bytes in (("without", 0), ("with", 256 * 2**20)):
-        config = EngineConfig(
-            max_running=args.max_running, prefix_cache_bytes=cache_bytes, fused_decode=not args.no_fused
-        )
-        engine = Engine(model, tokenizer, config).start()
+        engine = started_engine(model, tokenizer, args, cache_bytes)
         run_ours(engine, prompts(tokenizer, 2), 2)  # warm the engine's own paths (no shared prefix)
         traces = run_ours(engine, batch, max_tokens)
         stats = engine.stats()
@@ -245,6 +243,19 @@ def prefix_reuse(model, tokenizer, args, requests: int = 32, max_tokens: int = 8
             "reused_tokens": stats.reused_tokens,
         }
     return report
+
+
+def started_engine(model, tokenizer, args, cache_bytes: int = 0) -> Engine:  # type: ignore[no-untyped-def]
+    """An engine as the command line says, its decode step compiled before it is measured."""
+    config = EngineConfig(
+        max_running=args.max_running,
+        prefix_cache_bytes=cache_bytes,
+        fused_decode=not args.no_fused,
+        compile_decode=not args.no_compile,
+    )
+    engine = Engine(model, tokenizer, config).start()
+    engine.wait_compiled()
+    return engine
 
 
 def in_passing_thread(function, *args):  # type: ignore[no-untyped-def]
@@ -306,6 +317,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["float32", "bfloat16", "auto"], default="float32")
     parser.add_argument("--no-prepack", action="store_true", help="plain nn.Linear (no oneDNN packing)")
     parser.add_argument("--no-fused", action="store_true", help="decode through transformers' forward")
+    parser.add_argument("--no-compile", action="store_true", help="the fused decode step uncompiled")
     parser.add_argument("--skip-prefix-reuse", action="store_true")
     parser.add_argument("--max-running", type=int, default=32)
     parser.add_argument("--naive-limit", type=int, default=8, help="naive runs on min(N, this) requests")
@@ -335,14 +347,18 @@ def main() -> None:
     model, tokenizer = in_passing_thread(load)
     model_name = "random-llama-1b" if args.random_1b else args.model_dir.name
 
-    def engine_for(cache_bytes: int = 0) -> Engine:
-        config = EngineConfig(
-            max_running=args.max_running, prefix_cache_bytes=cache_bytes, fused_decode=not args.no_fused
-        )
-        return Engine(model, tokenizer, config).start()
+    def engine_for() -> Engine:
+        nonlocal compiled, compile_s
+        started = time.perf_counter()
+        engine = started_engine(model, tokenizer, args)
+        if compile_s is None:  # the first engine compiles; later ones reuse its step
+            compile_s = round(time.perf_counter() - started, 1)
+        compiled = engine.compiled_decode
+        return engine
 
     results = []
     fused_decode = False  # whether the engine's decode steps ran through fused.py (it says)
+    compiled, compile_s = "off", None  # ...and compiled (compiled.py), after how long compiling
     for streams in [int(n) for n in args.streams.split(",")]:
         batch = prompts(tokenizer, streams)
         engine = engine_for()
@@ -367,7 +383,8 @@ def main() -> None:
         "device": f"{args.device} ({describe_machine(args.device)}, {dtype})",
         "dtype": str(dtype).removeprefix("torch."),
         "prepack": prepack and args.device == "cpu",
-        "compile": "off",
+        "compile": "on" if compiled == "on" else "off",
+        "compile_s": compile_s if compiled == "on" else None,
         "fused_decode": fused_decode,
         "threads": torch.get_num_threads(),
         "results": results,

@@ -47,6 +47,9 @@ def worker_env(database_url: str, redis_url: str, data_dir: Path, **extra: str) 
         # enough to flip a near-tie of the tiny random model. bf16 has its own tests and stated bound
         # (tests/models_registry/engine/test_fast_paths.py).
         LLMP_ENGINE_PRECISION="float32",
+        # Compiling the decode step takes a CPU core for ~20 s per worker start (tiny model) while the
+        # tests run; it is tested once, in-process (tests/models_registry/engine/test_compiled.py).
+        LLMP_ENGINE_COMPILE_DECODE="false",
     )
     env.update(extra)
     return env

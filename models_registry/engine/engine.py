@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from models_registry.engine import fused
+from models_registry.engine import compiled, fused
 from models_registry.engine.detokenizer import IncrementalDetokenizer, StopStringFilter
 from models_registry.engine.generation import (
     EngineClosed,
@@ -56,6 +56,7 @@ class EngineConfig:
     prefill_chunk_tokens: int = 256  # prompt tokens prefilled per step (bounds how long a step stalls)
     prefix_cache_bytes: int = 256 * 2**20  # KV of recent prompts kept for reuse, per worker (0: off)
     fused_decode: bool = True  # decode steps through fused.py where the model allows it
+    compile_decode: bool = False  # ...compiled by inductor (compiled.py), once compiled in the background
 
 
 class Engine:
@@ -92,6 +93,11 @@ class Engine:
         self._prefixes = PrefixCache(self.config.prefix_cache_bytes)
         self._use_fused = self.config.fused_decode and fused.supports(model)
         self._fused: fused.FusedDecoder | None = None  # made on the engine's thread (`_run`)
+        self._compiled: compiled.CompiledDecoder | None = None  # once compiled (`_compile`)
+        self._compile_state = "compiling" if self._use_fused and self.config.compile_decode else "off"
+        self._compile_ended = threading.Event()
+        if self._compile_state == "off":
+            self._compile_ended.set()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="llmp-engine", daemon=True)
         self.steps = 0
@@ -104,6 +110,16 @@ class Engine:
     def fused_decode(self) -> bool:
         """Whether decode steps run through fused.py (else transformers' forward)."""
         return self._use_fused
+
+    @property
+    def compiled_decode(self) -> str:
+        """One of off, compiling (decode steps run uncompiled meanwhile), on, failed."""
+        return self._compile_state
+
+    def wait_compiled(self, timeout_s: float | None = None) -> str:
+        """Waits until compiling the decode step has ended (if it was asked for); returns the state."""
+        self._compile_ended.wait(timeout_s)
+        return self._compile_state
 
     # --- the caller's side (any thread) -----------------------------------------------------------
 
@@ -176,6 +192,8 @@ class Engine:
         # pool, and a second pool beside this thread's slows every step (worker/model_thread.py).
         if self._use_fused:
             self._fused = fused.FusedDecoder(self.model, self.max_seq_len + 1)
+            if self.config.compile_decode:
+                threading.Thread(target=self._compile, name="llmp-engine-compile", daemon=True).start()
         with torch.inference_mode():
             while True:
                 with self._lock:
@@ -209,6 +227,30 @@ class Engine:
                 waiting = self._scheduler.drain()
             for sequence in waiting:
                 sequence.send_final("cancelled")
+
+    def _compile(self) -> None:
+        """Compiles the decode step beside the running engine, which decodes uncompiled meanwhile. The
+        compiler's own threads and processes end with it (a second OpenMP pool kept beside the
+        engine's would slow every step: worker/model_thread.py)."""
+        assert self._fused is not None
+        started = time.perf_counter()
+        try:
+            decoder, made = compiled.decoder_for(self.model, self._fused)
+            if made:
+                decoder.warm_up()
+            else:  # another engine of this model compiles it
+                decoder.ready.wait()
+                if decoder.failed:
+                    raise RuntimeError("compiling failed for another engine")
+        except Exception as exc:  # decoding uncompiled is slower, not wrong
+            logger.warning("compiling the decode step failed (%s); decoding uncompiled", type(exc).__name__)
+            self._compile_state = "failed"
+        else:
+            self._compiled = decoder
+            self._compile_state = "on"
+            logger.info("decode step compiled in %.0f s", time.perf_counter() - started)
+        finally:
+            self._compile_ended.set()
 
     def _has_work(self) -> bool:
         return bool(self._rows or self._prefilling or self._scheduler.waiting or self._cancelled)
@@ -324,7 +366,9 @@ class Engine:
     def _decode_step(self) -> None:
         attention_mask, position_ids = self._cache.prepare_step()
         input_ids = torch.tensor([[s.pending_token] for s in self._rows], device=self.device)
-        if self._fused is not None:
+        if self._compiled is not None:
+            logits = self._compiled_step(input_ids, position_ids, attention_mask)
+        elif self._fused is not None:
             logits = self._fused.decode(input_ids, position_ids, attention_mask, self._cache)
         else:
             logits = self.model(
@@ -339,6 +383,17 @@ class Engine:
         finished = [row for row, token in enumerate(tokens) if self._accept(self._rows[row], token)]
         for row in reversed(finished):
             self._finish_row(row, self._rows[row].finish_reason or "stop")
+
+    def _compiled_step(
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        assert self._compiled is not None and self._fused is not None
+        try:
+            return self._compiled.decode(input_ids, position_ids, attention_mask, self._cache)
+        except Exception as exc:  # the same step uncompiled (it writes the same cache column)
+            logger.warning("the compiled decode step failed (%s); decoding uncompiled", type(exc).__name__)
+            self._compiled, self._compile_state = None, "failed"
+            return self._fused.decode(input_ids, position_ids, attention_mask, self._cache)
 
     def _accept(self, sequence: GenerationState, token: int) -> bool:
         """Records a sampled token and streams its text. True when the sequence is done."""

@@ -19,6 +19,8 @@ prefill keeps transformers' forward, which fills the same cache. Measured in one
 (bench/RESULTS.md, engine), a float32 step: 36.8 -> 33.1 ms at 1 row, 41.9 -> 38.6 at 8, 81.3 -> 76.7
 at 32; bf16 at 1 row 28.0 -> 24.3. In float32 the logits equal transformers' (tested); in bfloat16 a
 residual add is rounded once instead of twice, so they differ by bf16 rounding.
+
+`step` is written over plain tensors and integers so that compiled.py can compile it as it is.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class FusedDecoder:
         self.layers = [_Layer(layer) for layer in decoder.layers[: config.num_hidden_layers]]
         self.final_norm = decoder.norm.weight.detach()
         self.lm_head = model.lm_head
+        self.positions = max_positions
         self.cos, self.sin = _rope_table(decoder.rotary_emb, max_positions, self.head_dim, self.dtype)
 
     @torch.inference_mode()
@@ -88,20 +91,41 @@ class FusedDecoder:
         """Logits (rows, vocabulary) of one step. `input_ids` and `position_ids` are (rows, 1), the
         step's boolean mask (rows, window + 1) from `cache.prepare_step`; keys and values are written
         into `cache` (the caller then calls `finish_step`)."""
+        keys, values = cache.buffers()
+        return self.step(input_ids, position_ids, attention_mask, keys, values, cache.start, cache.end)
+
+    def step(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        start: int,
+        end: int,
+    ) -> torch.Tensor:
+        """`decode` over the cache's buffers (per layer: rows, kv heads, columns, dim) and window
+        [start, end): the new keys and values go into column `end`. Only tensor operations and the
+        packed weights' oneDNN calls, so compiled.py can hand it to torch.compile as it is."""
         rows = input_ids.shape[0]
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         hidden = torch.nn.functional.embedding(input_ids, self.embed)  # (rows, 1, hidden)
         positions = position_ids.view(-1)
         cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # (rows, 1, dim)
         mask = attention_mask.view(rows, 1, 1, -1)
-        for index, layer in enumerate(self.layers):
+        for layer, layer_keys, layer_values in zip(self.layers, keys, values, strict=True):
             normed = self._norm(hidden, layer.input_norm)
             query = _rotate(layer.q(normed).view(rows, heads, dim), cos, sin)
             key = _rotate(layer.k(normed).view(rows, kv_heads, dim), cos, sin)
-            value = layer.v(normed).view(rows, kv_heads, 1, dim)
-            keys, values = cache.write_step(index, key.unsqueeze(2), value)
+            layer_keys[:rows, :, end : end + 1] = key.unsqueeze(2)
+            layer_values[:rows, :, end : end + 1] = layer.v(normed).view(rows, kv_heads, 1, dim)
             attended, _ = gqa_sdpa_attention(
-                None, query.unsqueeze(2), keys, values, mask, scaling=self.scaling
+                None,
+                query.unsqueeze(2),
+                layer_keys[:rows, :, start : end + 1],
+                layer_values[:rows, :, start : end + 1],
+                mask,
+                scaling=self.scaling,
             )
             hidden = layer.out.forward_add(attended.reshape(rows, 1, heads * dim), hidden)
             normed = self._norm(hidden, layer.post_norm)

@@ -65,6 +65,11 @@ class BatchKVCache(Cache):
         attention_mask = self._mask[: self.rows, self.start : self.end + 1]
         return attention_mask, self.positions[: self.rows].unsqueeze(-1)
 
+    def buffers(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every layer's key and value buffers (rows, heads, columns, dim), for a step that writes and
+        reads the window itself (fused.py); valid until the next prepare_step or add_sequence."""
+        return self._keys, self._values
+
     def write_step(self, layer: int, key_states: torch.Tensor, value_states: torch.Tensor):  # type: ignore[no-untyped-def]
         columns = key_states.shape[-2]
         keys, values = self._keys[layer], self._values[layer]

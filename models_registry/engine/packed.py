@@ -28,10 +28,13 @@ class PackedLinear(torch.nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.dtype = dtype or linear.weight.dtype
-        # A plain attribute, not a parameter or buffer: an opaque oneDNN tensor has no storage to save,
-        # move or share, and the model is never trained or moved once packed.
+        # A buffer, so that torch.compile takes it for module state (a constant of the compiled graph,
+        # compiled.py); not persistent: an opaque oneDNN tensor has no storage to save. The model is
+        # never trained or moved once packed.
         weight = linear.weight.detach().to(self.dtype)
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
+        self.packed: torch.Tensor
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
+        self.register_buffer("packed", packed, persistent=False)
         self.bias = None if linear.bias is None else linear.bias.detach().to(self.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

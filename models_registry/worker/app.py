@@ -319,4 +319,5 @@ def _engine_config(settings: Settings) -> EngineConfig:
         prefill_chunk_tokens=settings.engine_prefill_chunk_tokens,
         prefix_cache_bytes=settings.engine_prefix_cache_mb * 2**20,
         fused_decode=settings.engine_fused_decode,
+        compile_decode=settings.engine_compile_decode,
     )
