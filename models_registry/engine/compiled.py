@@ -9,8 +9,8 @@ process (bench/RESULTS.md, engine): float32 36.6 -> 29.8 ms at 1 row, 43.7 -> 35
 at 32; bfloat16 27.0 -> 18.3, 31.1 -> 21.9, 53.3 -> 42.0.
 
 What it costs, and how that is bounded:
-- Compiling takes minutes on a small CPU (~60-100 s a graph on 2 vCPUs), so it happens on a thread of
-  its own after the engine starts: the engine decodes with the eager step until the compiled one is
+- Compiling takes minutes on a small CPU (SmolLM2's two graphs: 3-5 minutes on 2 vCPUs), so it happens
+  on a thread of its own after the engine starts: the engine decodes with the eager step until the compiled one is
   ready. It cannot be cached on disk: inductor's graph cache refuses graphs whose constants are oneDNN
   tensors ("mkldnn tensors unpickleable"), and packing the weights inside the graph instead would hold
   a second copy of every weight beside the one prefill uses.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from typing import Any
 
 import torch
 import torch._inductor.config as inductor_config
@@ -56,19 +57,10 @@ class _Step(torch.nn.Module):
         self.model = model
         self.decoder = decoder
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        position_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        keys: list[torch.Tensor],
-        values: list[torch.Tensor],
-        start: int,
-        end: int,
-    ) -> torch.Tensor:
-        return self.decoder.step(
-            input_ids, position_ids, attention_mask, keys, values, start - _SHIFT, end - _SHIFT
-        )
+    def forward(self, *inputs: object) -> torch.Tensor:
+        """FusedDecoder.step's inputs, the window's bounds shifted."""
+        *tensors, start, end = inputs
+        return self.decoder.step(*tensors, start - _SHIFT, end - _SHIFT)  # type: ignore[arg-type, operator]
 
 
 class CompiledDecoder:
@@ -118,17 +110,11 @@ class CompiledDecoder:
             input_ids = torch.zeros(rows, 1, dtype=torch.long, device=embed.device)
             self.decode(input_ids, position_ids, attention_mask, cache)
 
-    def decode(
-        self,
-        input_ids: torch.Tensor,
-        position_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        cache: BatchKVCache,
-    ) -> torch.Tensor:
+    def decode(self, *inputs: Any) -> torch.Tensor:
+        """FusedDecoder.decode, with the same inputs (ids, position ids, mask, cache), compiled."""
+        *tensors, cache = inputs
         keys, values = cache.buffers()
-        return self._step(
-            input_ids, position_ids, attention_mask, keys, values, cache.start + _SHIFT, cache.end + _SHIFT
-        )
+        return self._step(*tensors, keys, values, cache.start + _SHIFT, cache.end + _SHIFT)
 
 
 def decoder_for(model: PreTrainedModel, decoder: FusedDecoder) -> tuple[CompiledDecoder, bool]:
