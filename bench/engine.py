@@ -11,8 +11,10 @@ the prefix-reuse run: 32 requests of one tenant sharing a ~400-token system prom
 without and with the prefix cache (TTFT p50, prompt tokens prefilled). The throughput and fairness runs
 keep the prefix cache off, so their figures measure batching and scheduling alone.
 With --json the last line is one JSON object (a contract: keep its keys; added since: dtype, prepack,
-compile (always "off": measured slower, bench/RESULTS.md), threads, prefix_reuse, fused_decode: whether
-the engine's decode steps ran through models_registry/engine/fused.py).
+compile ("on" when the decode step ran compiled, models_registry/engine/compiled.py; --no-compile turns
+it off) and compile_s (seconds the first engine took to compile it, before any run), threads,
+prefix_reuse, fused_decode: whether the engine's decode steps ran through
+models_registry/engine/fused.py).
 """
 
 from __future__ import annotations

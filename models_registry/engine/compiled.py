@@ -10,10 +10,12 @@ at 32; bfloat16 27.0 -> 18.3, 31.1 -> 21.9, 53.3 -> 42.0.
 
 What it costs, and how that is bounded:
 - Compiling takes minutes on a small CPU (SmolLM2's two graphs: 3-5 minutes on 2 vCPUs), so it happens
-  on a thread of its own after the engine starts: the engine decodes with the eager step until the compiled one is
-  ready. It cannot be cached on disk: inductor's graph cache refuses graphs whose constants are oneDNN
-  tensors ("mkldnn tensors unpickleable"), and packing the weights inside the graph instead would hold
-  a second copy of every weight beside the one prefill uses.
+  on a thread of its own after the engine starts: the engine decodes with the eager step until the
+  compiled one is ready. It cannot be cached on disk: inductor's graph cache refuses graphs whose
+  constants are oneDNN tensors ("mkldnn tensors unpickleable"), and the C++ it compiles (a fifth to a
+  quarter of the time) names each constant by its object's hash, so a new process never finds it in
+  the code cache. Packing the weights inside the graph instead would hold a second copy of every
+  weight beside the one prefill uses.
 - Shapes are dynamic, so one graph serves every batch size and window; torch specializes sizes and
   integers equal to 0 or 1, so the window's bounds are passed shifted (never 0 or 1) and a 1-row batch
   gets the second and last graph. Both are compiled at warm-up.
