@@ -183,6 +183,7 @@ class Engine:
             self._prefixes.nbytes,
             self.generated_tokens,
             self.steps,
+            self._compile_state,
         )
 
     # --- the engine thread ------------------------------------------------------------------------

@@ -23,3 +23,4 @@ class EngineStats:
     prefix_cache_bytes: int  # memory the prefix cache holds
     generated_tokens: int  # tokens sampled since start (a counter)
     steps: int  # scheduler steps run since start (a counter)
+    decode_compile: str  # compiled.py's decode step: off, compiling (uncompiled meanwhile), on, failed

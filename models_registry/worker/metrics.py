@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
 from prometheus_client.registry import Collector
 
 from models_registry.engine.stats import EngineStats
@@ -18,6 +18,9 @@ from models_registry.engine.stats import EngineStats
 STEP_DURATION_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+
+
+_COMPILE = ("off", "compiling", "on", "failed")  # Engine.compiled_decode's states
 
 
 class ServedModel(Protocol):
@@ -91,6 +94,14 @@ class WorkerCollector(Collector):
             )
             yield counter("llmp_worker_decode_tokens", "Tokens generated", stats.generated_tokens)
             yield counter("llmp_worker_engine_steps", "Scheduler steps run", stats.steps)
+            # After a start the engine decodes uncompiled for minutes (compiled.py): slower, and says so.
+            compile_state = StateSetMetricFamily(
+                "llmp_worker_decode_compile",
+                "The compiled decode step: off, compiling (decoding uncompiled meanwhile), on, failed",
+                labels=["model"],
+            )
+            compile_state.add_metric(model, {state: state == stats.decode_compile for state in _COMPILE})
+            yield compile_state
             if self._tenant_label:
                 by_tenant = GaugeMetricFamily(
                     "llmp_worker_tenant_running_sequences",

@@ -36,6 +36,10 @@ def test_worker_metrics_follow_its_queue_batch_and_tokens(long_worker):
     model = {"model": "tiny-long"}
     assert before.value("llmp_worker_ready", **model) == 1
     assert before.value("llmp_worker_model_load_seconds", **model) > 0
+    # The test workers decode uncompiled (tests/workers.py): the state set says which state holds.
+    states = {"off": 1, "compiling": 0, "on": 0, "failed": 0}
+    for state, held in states.items():
+        assert before.value("llmp_worker_decode_compile", **model, llmp_worker_decode_compile=state) == held
     url = f"{long_worker.url}/internal/generate"
     # The worker admits one sequence and queues one more: one runs, one waits.
     with (
