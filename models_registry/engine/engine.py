@@ -238,7 +238,7 @@ class Engine:
         try:
             decoder, made = compiled.decoder_for(self.model, self._fused)
             if made:
-                decoder.warm_up()
+                decoder.warm_up(busy=self._busy)
             else:  # another engine of this model compiles it
                 decoder.ready.wait()
                 if decoder.failed:
@@ -252,6 +252,10 @@ class Engine:
             logger.info("decode step compiled in %.0f s", time.perf_counter() - started)
         finally:
             self._compile_ended.set()
+
+    def _busy(self) -> bool:
+        """Whether requests are running or waiting (read without the lock: compiling only paces on it)."""
+        return bool(self._rows or self._prefilling or self._scheduler.waiting)
 
     def _has_work(self) -> bool:
         return bool(self._rows or self._prefilling or self._scheduler.waiting or self._cancelled)

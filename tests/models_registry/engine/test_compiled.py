@@ -8,6 +8,9 @@ it off (tests/workers.py) for that reason, so it is tested here, once per precis
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 
@@ -139,7 +142,7 @@ def test_a_failing_compiled_step_falls_back_to_the_uncompiled_one(float32_model,
 
     # A model of its own, so that no step compiled by another test is found.
     other, _ = load_chat_model(model.name_or_path, precision="float32")
-    monkeypatch.setattr(compiled.CompiledDecoder, "warm_up", lambda self: self.ready.set())
+    monkeypatch.setattr(compiled.CompiledDecoder, "warm_up", lambda self, busy=None: self.ready.set())
     monkeypatch.setattr(compiled.CompiledDecoder, "decode", broken)
     engine = _engine(other, tokenizer, compile_decode=True)
     try:
@@ -162,3 +165,41 @@ def test_compiling_is_off_unless_asked_and_for_models_without_the_fused_step(tin
         assert engine.compiled_decode == "off"
     finally:
         engine.shutdown()
+
+
+def test_compiling_waits_while_the_engine_has_work():
+    """Where the compiling thread waits (compiled._Yield, a garbage collector callback): after a
+    collection in that thread, past its slice, it waits while the engine is busy and goes on at the
+    first idle answer; under constant load it waits at most its pause, so compiling still ends; within
+    its slice, and in other threads, it asks nothing."""
+    answers = iter([True, True, True, False])
+    polls: list[bool] = []
+
+    def busy() -> bool:
+        polls.append(answer := next(answers))
+        return answer
+
+    pace = compiled._Yield(busy, slice_s=0.0, pause_s=60.0)
+    pace("start", {})
+    assert polls == []  # after a collection, not before it
+    pace("stop", {})
+    assert polls == [True, True, True, False]
+
+    started = time.monotonic()
+    compiled._Yield(lambda: True, slice_s=0.0, pause_s=0.05)("stop", {})
+    assert time.monotonic() - started < 5  # the pause bounds the wait, not the load
+
+    asked: list[bool] = []
+
+    def idle() -> bool:
+        asked.append(False)
+        return False
+
+    compiled._Yield(idle, slice_s=60.0)("stop", {})
+    elsewhere = compiled._Yield(idle, slice_s=0.0)
+    thread = threading.Thread(target=elsewhere, args=("stop", {}))
+    thread.start()
+    thread.join()
+    assert asked == []
+    elsewhere("stop", {})  # in its own thread, past its slice: it asks
+    assert asked == [False]
