@@ -211,8 +211,9 @@ class Settings(BaseSettings):
         bool,
         Field(
             description="Compile that fused decode step with torch.compile (inductor) after the worker "
-            "starts, in the background: until it is ready (1-3 minutes on a small CPU, at every start: "
-            "it cannot be cached on disk) decoding runs uncompiled; then ~1.15-1.5x faster steps"
+            "starts, in the background: until it is ready (3-5 minutes on 2 vCPUs, at every start: it "
+            "cannot be cached on disk; longer while requests run, as compiling pauses for them) "
+            "decoding runs uncompiled; then ~1.15-1.5x faster steps"
         ),
     ] = True
     embed_batch_max_inputs: Annotated[
