@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 # Called by the engine thread after each step with the step's wall time in seconds.
 StepObserver = Callable[[float], None]
+# What Engine.compiled_decode (and EngineStats.decode_compile) can say.
+COMPILE_STATES = ("off", "compiling", "on", "failed")
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,12 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
 from prometheus_client.registry import Collector
 
-from models_registry.engine.stats import EngineStats
+from models_registry.engine.stats import COMPILE_STATES, EngineStats
 
 # From a millisecond (a tiny model's decode step) to a long prompt's prefill chunk on a busy GPU.
 STEP_DURATION_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
-
-
-_COMPILE = ("off", "compiling", "on", "failed")  # Engine.compiled_decode's states
 
 
 class ServedModel(Protocol):
@@ -100,7 +97,9 @@ class WorkerCollector(Collector):
                 "The compiled decode step: off, compiling (decoding uncompiled meanwhile), on, failed",
                 labels=["model"],
             )
-            compile_state.add_metric(model, {state: state == stats.decode_compile for state in _COMPILE})
+            compile_state.add_metric(
+                model, {state: state == stats.decode_compile for state in COMPILE_STATES}
+            )
             yield compile_state
             if self._tenant_label:
                 by_tenant = GaugeMetricFamily(
