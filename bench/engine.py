@@ -2,7 +2,7 @@
 
     python -m bench.engine [--streams 1,8,32] [--max-tokens 128] [--device cpu]
                            [--precision float32|bfloat16|auto] [--no-prepack] [--no-fused]
-                           [--no-compile] [--json]
+                           [--no-compile] [--compile-cache DIR] [--json]
 
 Reports output tokens/s, time to first token (TTFT) p50/p95 and inter-token latency (ITL) p50/p95 for
 N concurrent streaming requests, then a fairness run: tenant A keeps twice the running-slot cap
@@ -12,7 +12,8 @@ without and with the prefix cache (TTFT p50, prompt tokens prefilled). The throu
 keep the prefix cache off, so their figures measure batching and scheduling alone.
 With --json the last line is one JSON object (a contract: keep its keys; added since: dtype, prepack,
 compile ("on" when the decode step ran compiled, models_registry/engine/compiled.py; --no-compile turns
-it off) and compile_s (seconds the first engine took to compile it, before any run), threads,
+it off) and compile_s (seconds the first engine took to compile it before any run, or to load it where
+--compile-cache holds it from an earlier run), threads,
 prefix_reuse, fused_decode: whether the engine's decode steps ran through
 models_registry/engine/fused.py).
 """
@@ -254,6 +255,7 @@ def started_engine(model, tokenizer, args, cache_bytes: int = 0) -> Engine:  # t
         prefix_cache_bytes=cache_bytes,
         fused_decode=not args.no_fused,
         compile_decode=not args.no_compile,
+        compile_cache_dir=args.compile_cache,
     )
     engine = Engine(model, tokenizer, config).start()
     engine.wait_compiled()
@@ -320,6 +322,12 @@ def main() -> None:
     parser.add_argument("--no-prepack", action="store_true", help="plain nn.Linear (no oneDNN packing)")
     parser.add_argument("--no-fused", action="store_true", help="decode through transformers' forward")
     parser.add_argument("--no-compile", action="store_true", help="the fused decode step uncompiled")
+    parser.add_argument(
+        "--compile-cache",
+        type=Path,
+        default=None,
+        help="keep and reuse compiled steps here (default: compile)",
+    )
     parser.add_argument("--skip-prefix-reuse", action="store_true")
     parser.add_argument("--max-running", type=int, default=32)
     parser.add_argument("--naive-limit", type=int, default=8, help="naive runs on min(N, this) requests")

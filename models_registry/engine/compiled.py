@@ -1,24 +1,27 @@
-"""The fused decode step (fused.py) compiled by inductor, torch.compile's CPU backend.
+"""The fused decode step (fused.py) compiled ahead of time by AOTInductor, and kept on disk.
 
 What compiling buys: inductor fuses each layer's small operators (the RMSNorms, rotary embeddings,
-SiLU and product, the casts around them) into a few C++ loops, and with `cpp_wrapper` the step runs as
-one C++ function instead of ~900 Python-dispatched operators. The matrix work stays oneDNN's: under
-`freezing` the packed weights are constants of the graph, the very tensors the eager model holds (no
-copy). Measured on 2 vCPUs, SmolLM2-135M, a step alone, alternated with the eager fused step in one
-process (bench/RESULTS.md, engine): float32 36.6 -> 29.8 ms at 1 row, 43.7 -> 35.6 at 8, 81.4 -> 71.7
-at 32; bfloat16 27.0 -> 18.3, 31.1 -> 21.9, 53.3 -> 42.0.
+SiLU and product, the casts around them) into a few C++ loops, and the step runs as one C++ function
+instead of ~900 Python-dispatched operators. The matrix work stays oneDNN's, over the model's own packed
+weights. Measured on 2 vCPUs, SmolLM2-135M, a step alone, alternated in one process with the eager fused
+step and with the same step under torch.compile (what this module did before; bench/RESULTS.md,
+engine): float32 19.2 -> 15.2 ms at 1 row (torch.compile 17.5), 24.9 -> 20.2 at 8 (22.4), 48.3 -> 43.3
+at 32 (45.7); bfloat16 13.3 -> 8.2 (10.4), 18.8 -> 13.2 (15.5), 36.6 -> 29.3 (32.0).
 
-What it costs, and how that is bounded:
-- Compiling takes minutes on a small CPU (SmolLM2's two graphs: 3-5 minutes on 2 vCPUs), so it happens
-  on a thread of its own after the engine starts: the engine decodes with the eager step until the
-  compiled one is ready. It cannot be cached on disk: inductor's graph cache refuses graphs whose
-  constants are oneDNN tensors ("mkldnn tensors unpickleable"), and the C++ it compiles (a fifth to a
-  quarter of the time) names each constant by its object's hash, so a new process never finds it in
-  the code cache. Packing the weights inside the graph instead would hold a second copy of every
-  weight beside the one prefill uses.
-- Shapes are dynamic, so one graph serves every batch size and window; torch specializes sizes and
-  integers equal to 0 or 1, so the window's bounds are passed shifted (never 0 or 1) and a 1-row batch
-  gets the second and last graph. Both are compiled at warm-up.
+How, and what it costs:
+- The step is exported (torch.export) and compiled by AOTInductor into a package of code only: the
+  weights stay out of it (`package_constants_in_so` off) and are handed to the loaded step as they are,
+  the very tensors the eager model holds (no copy; FusedDecoder names them). So a package depends on the
+  model's shapes, not its weights, and is kept in `cache_dir` under a key of those shapes, the torch
+  version, the CPU and this code: a later start (or another worker of the same architecture) loads it in
+  about a second instead of compiling for minutes.
+- Compiling takes minutes on a small CPU (SmolLM2's two graphs: 89 s in float32, 111 s in bfloat16 on
+  2 vCPUs; torch.compile took 158 and 169 s, at every start), so it happens on a thread of its own after
+  the engine starts: the engine decodes with the eager step until the compiled one is ready.
+- Shapes are dynamic, so one graph serves every batch size and window; export takes sizes from 2 up, so
+  a 1-row batch has a second graph, and the window's start goes in as the length of a byte tensor (an
+  integer input did not survive AOTInductor), shifted by 2. Sizes below 2 (a cache of one row) run the
+  eager step.
 - Compiling beside a serving engine shares one interpreter with it. Each of the engine's eager
   operators releases the GIL and must win it back from the compiler, which computes in Python: measured
   on 2 vCPUs, bf16, requests of 32 tokens during the first two minutes of compiling, 97-116 s a request
@@ -32,29 +35,36 @@ What it costs, and how that is bounded:
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
+import logging
+import os
+import platform
+import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
-import torch._inductor.config as inductor_config
+import torch._inductor
 import torch.fx.experimental._config as shape_config
 from transformers import PreTrainedModel
 
+from models_registry.engine import attention, fused, packed
 from models_registry.engine.fused import FusedDecoder
 from models_registry.engine.kv_cache import BatchKVCache
 
-# Added to the window's bounds on the way in and taken off inside: a bound of 0 or 1 would otherwise
-# get a graph of its own (torch specializes those values).
+logger = logging.getLogger(__name__)
+
+# Added to the window's start on the way in and taken off inside: export takes sizes from 2 up.
 _SHIFT = 2
-# Given as settings, not as torch.compile's `options`, which do not reach freezing (measured: the packed
-# weights then stay graph inputs, which inductor cannot lower).
-_INDUCTOR = {
-    "freezing": True,  # weights are constants: oneDNN's packed ones, used as they are
-    "cpp_wrapper": True,  # the step as one C++ function, not Python calling kernels
-}
+# Code only: the loaded step is given the model's own tensors.
+_INDUCTOR = {"aot_inductor.package_constants_in_so": False}
+# The code a package is made from: a change to any of it is a new key.
+_SOURCES = (fused, attention, packed)
 # While the engine is busy, compiling runs _SLICE_S, then waits until the engine is idle, at most _PAUSE_S.
 _SLICE_S = 0.02
 _PAUSE_S = 0.2
@@ -65,36 +75,48 @@ _compiled: weakref.WeakKeyDictionary[PreTrainedModel, CompiledDecoder] = weakref
 
 
 class _Step(torch.nn.Module):
-    def __init__(self, model: PreTrainedModel, decoder: FusedDecoder) -> None:
+    """FusedDecoder.step as export takes it: the window's start as a tensor's length, its end from the
+    mask's width (the window and the new column)."""
+
+    def __init__(self, decoder: FusedDecoder) -> None:
         super().__init__()
-        # A submodule, so that tracing finds the packed weights `decoder` calls as the model's buffers,
-        # which freezing turns into constants (reached only through `decoder`, they would be inputs).
-        self.model = model
         self.decoder = decoder
 
-    def forward(self, *inputs: object) -> torch.Tensor:
-        """FusedDecoder.step's inputs, the window's bounds shifted."""
-        *tensors, start, end = inputs
-        return self.decoder.step(*tensors, start - _SHIFT, end - _SHIFT)  # type: ignore[arg-type, operator]
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        start: torch.Tensor,
+    ) -> torch.Tensor:
+        first = start.shape[0] - _SHIFT
+        last = first + attention_mask.shape[1] - 1
+        return self.decoder.step(input_ids, position_ids, attention_mask, keys, values, first, last)
 
 
 class CompiledDecoder:
-    """FusedDecoder.decode through inductor; `warm_up` compiles it (minutes), `decode` runs it."""
+    """FusedDecoder.decode through AOTInductor; `warm_up` loads or compiles it, `decode` runs it."""
 
-    def __init__(self, model: PreTrainedModel, decoder: FusedDecoder) -> None:
+    def __init__(self, decoder: FusedDecoder, cache_dir: Path | None = None) -> None:
         _register_fake()
         self.decoder = decoder
-        self._step = torch.compile(_Step(model, decoder), dynamic=True, fullgraph=True)
+        self.cache_dir = cache_dir
         self.ready = threading.Event()  # set when warm_up has ended, compiled or `failed`
         self.failed = False
+        self.cached = False  # whether both graphs came from cache_dir
+        self._runners: dict[str, Any] = {}
+        self._starts = torch.empty(0, dtype=torch.uint8)
 
     def warm_up(self, busy: Callable[[], bool] | None = None) -> None:
-        """Compiles both graphs (several rows, one row) on made-up inputs shaped like the engine's;
-        yielding to the engine whenever `busy()` says it has work."""
+        """Loads both graphs (several rows, one row) from `cache_dir`, compiling (and keeping) those not
+        there; compiling yields to the engine whenever `busy()` says it has work."""
         pace = _Yield(busy or (lambda: False))
         gc.callbacks.append(pace)
         try:
-            self._run_samples()
+            loaded = [self._load_or_compile(graph) for graph in ("rows", "row")]
+            self.cached = all(loaded)
         except Exception:
             self.failed = True
             raise
@@ -102,38 +124,130 @@ class CompiledDecoder:
             gc.callbacks.remove(pace)
             self.ready.set()
 
-    @torch.inference_mode()
-    def _run_samples(self) -> None:
-        # Compiling while serving is what warm-up exists to avoid: past it, a call no graph fits runs
-        # the step uncompiled (the stance is process-wide; during a warm-up it is compile as usual).
-        with (
-            torch.compiler.set_stance("default"),
-            # Inductor's settings are per thread (as set_stance is not), so they go around the compiling.
-            inductor_config.patch(_INDUCTOR),
-            # Sizes that happen to be equal are not the same size: else a sample batch of 2 rows in a
-            # model with 2 KV heads compiles a graph for 2 rows only.
-            shape_config.patch(use_duck_shape=False),
-        ):
-            self._compile_graphs()
-        torch.compiler.set_stance("eager_on_recompile")
-
-    def _compile_graphs(self) -> None:
-        embed = self.decoder.embed
-        for rows in (2, 1):
-            cache = BatchKVCache(len(self.decoder.layers), max_rows=8, max_columns=64)
-            shape = (1, self.decoder.kv_heads, 5, self.decoder.head_dim)
-            for _ in range(rows):
-                sample = torch.zeros(shape, dtype=embed.dtype, device=embed.device)
-                cache.add_sequence([(sample, sample)] * len(self.decoder.layers))
-            attention_mask, position_ids = cache.prepare_step()
-            input_ids = torch.zeros(rows, 1, dtype=torch.long, device=embed.device)
-            self.decode(input_ids, position_ids, attention_mask, cache)
-
-    def decode(self, *inputs: Any) -> torch.Tensor:
-        """FusedDecoder.decode, with the same inputs (ids, position ids, mask, cache), compiled."""
-        *tensors, cache = inputs
+    def decode(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        cache: BatchKVCache,
+    ) -> torch.Tensor:
+        """FusedDecoder.decode, with the same inputs, compiled."""
         keys, values = cache.buffers()
-        return self._step(*tensors, keys, values, cache.start + _SHIFT, cache.end + _SHIFT)
+        start = cache.start + _SHIFT
+        if min(keys[0].shape[0], keys[0].shape[2], attention_mask.shape[1]) < 2:  # not exported for
+            return self.decoder.decode(input_ids, position_ids, attention_mask, cache)
+        if start > self._starts.shape[0]:
+            self._starts = torch.empty(max(start, 2 * self._starts.shape[0]), dtype=torch.uint8)
+        runner = self._runners["row" if input_ids.shape[0] == 1 else "rows"]
+        inputs = [input_ids, position_ids, attention_mask, *keys, *values, self._starts[:start]]
+        return runner.boxed_run(inputs)[0]
+
+    def _load_or_compile(self, graph: str) -> bool:
+        """Puts the graph's runner in place; whether it came from the cache."""
+        if self.cache_dir is None:
+            with tempfile.TemporaryDirectory() as scratch:
+                self._runners[graph] = self._load(self._compile(graph, Path(scratch) / "step.pt2"))
+            return False
+        path = self.cache_dir / f"decode-{graph}-{self.key(graph)}.pt2"
+        if path.exists():
+            try:
+                self._runners[graph] = self._load(path)
+                return True
+            except Exception as exc:  # another torch's or a torn file: compile it again
+                logger.warning("a cached decode step did not load (%s); compiling it", type(exc).__name__)
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            scratch = tempfile.TemporaryDirectory(dir=self.cache_dir)
+        except OSError as exc:  # a read-only data dir: compile all the same, keep nothing
+            logger.warning(
+                "compiled decode steps cannot be kept in %s (%s)", self.cache_dir, type(exc).__name__
+            )
+            self.cache_dir = None
+            return self._load_or_compile(graph)
+        with scratch:
+            package = self._compile(graph, Path(scratch.name) / path.name)
+            self._runners[graph] = self._load(package)
+            os.replace(package, path)  # whole or not at all, for a worker starting beside this one
+        return False
+
+    def key(self, graph: str) -> str:
+        """What the compiled code depends on: the tensors' names, shapes and dtypes, the step's
+        numbers, this code, torch, and the CPU the C++ is compiled for."""
+        decoder = self.decoder
+        facts = {
+            "graph": graph,
+            "tensors": [
+                [name, list(t.shape), str(t.dtype), t.is_mkldnn] for name, t in _tensors(decoder).items()
+            ],
+            "step": [decoder.heads, decoder.kv_heads, decoder.head_dim, decoder.eps, decoder.scaling],
+            "code": [
+                hashlib.sha256(Path(module.__file__ or "").read_bytes()).hexdigest()
+                for module in (*_SOURCES,)
+            ]
+            + [hashlib.sha256(Path(__file__).read_bytes()).hexdigest()],
+            "torch": torch.__version__,
+            "cpu": [platform.machine(), _cpu_flags(), str(torch._inductor.cpu_vec_isa.pick_vec_isa())],
+        }
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
+
+    @torch.inference_mode()
+    def _compile(self, graph: str, target: Path) -> Path:
+        rows = 1 if graph == "row" else 3
+        cache = BatchKVCache(len(self.decoder.stack), max_rows=8, max_columns=64)
+        sample = torch.zeros((1, self.decoder.kv_heads, 5, self.decoder.head_dim), dtype=self.decoder.dtype)
+        for _ in range(rows):
+            cache.add_sequence([(sample, sample)] * len(self.decoder.stack))
+        attention_mask, position_ids = cache.prepare_step()
+        keys, values = cache.buffers()
+        inputs = (
+            torch.zeros(rows, 1, dtype=torch.long),
+            position_ids,
+            attention_mask,
+            keys,
+            values,
+            torch.empty(cache.start + _SHIFT, dtype=torch.uint8),
+        )
+        auto = torch.export.Dim.AUTO
+        batch = auto if graph == "rows" else torch.export.Dim.STATIC
+        cache_shape = [{0: auto, 2: auto}] * len(keys)
+        shapes = ({0: batch}, {0: batch}, {0: batch, 1: auto}, cache_shape, cache_shape, {0: auto})
+        # Sizes that happen to be equal are not the same size (else a 2-row sample in a model with 2
+        # KV heads would be exported for 2 rows only).
+        with shape_config.patch(use_duck_shape=False):
+            exported = torch.export.export(_Step(self.decoder), inputs, dynamic_shapes=shapes, strict=False)
+        return Path(
+            torch._inductor.aoti_compile_and_package(
+                exported, package_path=str(target), inductor_configs=_INDUCTOR
+            )
+        )
+
+    def _load(self, package: Path) -> Any:
+        runner = torch._inductor.aoti_load_package(str(package))
+        tensors = _tensors(self.decoder)
+        # The step's own tensors, used in place (the caller keeps them alive: the decoder holds them).
+        runner.load_constants(
+            {name: tensors[name] for name in runner.get_constant_fqns()},
+            check_full_update=True,
+            user_managed=True,
+        )
+        return runner.loader
+
+
+def _tensors(decoder: FusedDecoder) -> dict[str, torch.Tensor]:
+    """The decoder's tensors under the names export gives them (as _Step's `decoder`)."""
+    step = _Step(decoder)
+    return dict(step.named_parameters(remove_duplicate=False)) | dict(
+        step.named_buffers(remove_duplicate=False)
+    )
+
+
+def _cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    lines = [line for line in text.splitlines() if line.startswith(("flags", "model name"))]
+    return hashlib.sha256("\n".join(sorted(set(lines))).encode()).hexdigest()
 
 
 class _Yield:
@@ -158,20 +272,22 @@ class _Yield:
             self.running_since = time.monotonic()
 
 
-def decoder_for(model: PreTrainedModel, decoder: FusedDecoder) -> tuple[CompiledDecoder, bool]:
+def decoder_for(
+    model: PreTrainedModel, decoder: FusedDecoder, cache_dir: Path | None = None
+) -> tuple[CompiledDecoder, bool]:
     """The model's compiled step (made from `decoder` unless one with as many positions exists), and
     whether this call made it: the caller that made it warms it up."""
     with _lock:
         existing = _compiled.get(model)
         if existing is not None and existing.decoder.positions >= decoder.positions:
             return existing, False
-        made = _compiled[model] = CompiledDecoder(model, decoder)
+        made = _compiled[model] = CompiledDecoder(decoder, cache_dir)
         return made, True
 
 
 def _register_fake() -> None:
     """torch ships a shape function (fake kernel) for oneDNN's linear but not for its fused-add
-    variant, which tracing needs; inductor itself knows how to call both."""
+    variant, which export needs; inductor itself knows how to call both."""
     global _fake_registered
     with _fake_lock:
         if _fake_registered:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -56,7 +57,8 @@ class EngineConfig:
     prefill_chunk_tokens: int = 256  # prompt tokens prefilled per step (bounds how long a step stalls)
     prefix_cache_bytes: int = 256 * 2**20  # KV of recent prompts kept for reuse, per worker (0: off)
     fused_decode: bool = True  # decode steps through fused.py where the model allows it
-    compile_decode: bool = False  # ...compiled by inductor (compiled.py), once compiled in the background
+    compile_decode: bool = False  # ...compiled by AOTInductor (compiled.py), once compiled in the background
+    compile_cache_dir: Path | None = None  # compiled steps kept here between starts (None: not kept)
 
 
 class Engine:
@@ -236,7 +238,7 @@ class Engine:
         assert self._fused is not None
         started = time.perf_counter()
         try:
-            decoder, made = compiled.decoder_for(self.model, self._fused)
+            decoder, made = compiled.decoder_for(self.model, self._fused, self.config.compile_cache_dir)
             if made:
                 decoder.warm_up(busy=self._busy)
             else:  # another engine of this model compiles it
@@ -249,7 +251,8 @@ class Engine:
         else:
             self._compiled = decoder
             self._compile_state = "on"
-            logger.info("decode step compiled in %.0f s", time.perf_counter() - started)
+            how = "loaded" if decoder.cached else "compiled"
+            logger.info("decode step %s in %.1f s", how, time.perf_counter() - started)
         finally:
             self._compile_ended.set()
 

@@ -51,20 +51,28 @@ def supports(model: PreTrainedModel) -> bool:
     )
 
 
-class _Layer:
+class _Layer(torch.nn.Module):
     def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
         attention, mlp = layer.self_attn, layer.mlp
+        # The model's own packed projections, as submodules; the norms' weights as buffers (not saved).
         self.q, self.k, self.v = attention.q_proj, attention.k_proj, attention.v_proj
         self.out, self.down = attention.o_proj, mlp.down_proj
         self.gate, self.up = mlp.gate_proj, mlp.up_proj
-        self.input_norm = layer.input_layernorm.weight.detach()
-        self.post_norm = layer.post_attention_layernorm.weight.detach()
+        self.input_norm: torch.Tensor
+        self.post_norm: torch.Tensor
+        self.register_buffer("input_norm", layer.input_layernorm.weight.detach(), persistent=False)
+        self.register_buffer("post_norm", layer.post_attention_layernorm.weight.detach(), persistent=False)
 
 
-class FusedDecoder:
-    """Decode steps of a model `supports` accepts, over the engine's batch cache."""
+class FusedDecoder(torch.nn.Module):
+    """Decode steps of a model `supports` accepts, over the engine's batch cache.
+
+    A module holding the model's own tensors (no copies) under its own names, so that compiled.py can
+    export `step` and hand those same tensors to the compiled step."""
 
     def __init__(self, model: PreTrainedModel, max_positions: int) -> None:
+        super().__init__()
         config = model.config
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads or self.heads
@@ -72,13 +80,23 @@ class FusedDecoder:
         self.eps = config.rms_norm_eps
         self.scaling = self.head_dim**-0.5
         decoder = model.model
-        self.embed = decoder.embed_tokens.weight.detach()
-        self.dtype = self.embed.dtype
-        self.layers = [_Layer(layer) for layer in decoder.layers[: config.num_hidden_layers]]
-        self.final_norm = decoder.norm.weight.detach()
+        self.dtype = decoder.embed_tokens.weight.dtype
+        self.stack: list[_Layer] = [_Layer(layer) for layer in decoder.layers[: config.num_hidden_layers]]
+        self.layers = torch.nn.ModuleList(self.stack)  # registered, so that their tensors are named
         self.lm_head = model.lm_head
         self.positions = max_positions
-        self.cos, self.sin = _rope_table(decoder.rotary_emb, max_positions, self.head_dim, self.dtype)
+        cos, sin = _rope_table(decoder.rotary_emb, max_positions, self.head_dim, self.dtype)
+        self.embed: torch.Tensor
+        self.final_norm: torch.Tensor
+        self.cos: torch.Tensor
+        self.sin: torch.Tensor
+        for name, tensor in (
+            ("embed", decoder.embed_tokens.weight.detach()),
+            ("final_norm", decoder.norm.weight.detach()),
+            ("cos", cos),
+            ("sin", sin),
+        ):
+            self.register_buffer(name, tensor, persistent=False)
 
     @torch.inference_mode()
     def decode(
@@ -113,7 +131,7 @@ class FusedDecoder:
         positions = position_ids.view(-1)
         cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # (rows, 1, dim)
         mask = attention_mask.view(rows, 1, 1, -1)
-        for layer, layer_keys, layer_values in zip(self.layers, keys, values, strict=True):
+        for layer, layer_keys, layer_values in zip(self.stack, keys, values, strict=True):
             normed = self._norm(hidden, layer.input_norm)
             query = _rotate(layer.q(normed).view(rows, heads, dim), cos, sin)
             key = _rotate(layer.k(normed).view(rows, kv_heads, dim), cos, sin)

@@ -28,14 +28,16 @@ class PackedLinear(torch.nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.dtype = dtype or linear.weight.dtype
-        # A buffer, so that torch.compile takes it for module state (a constant of the compiled graph,
-        # compiled.py); not persistent: an opaque oneDNN tensor has no storage to save. The model is
-        # never trained or moved once packed.
+        # A parameter (never trained), so that torch.export names it as module state and compiled.py can
+        # hand this very tensor to the compiled step (a buffer would be copied while compiling). The model
+        # is never saved or moved once packed: an opaque oneDNN tensor has no storage to save.
         weight = linear.weight.detach().to(self.dtype)
-        self.packed: torch.Tensor
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
-        self.register_buffer("packed", packed, persistent=False)
-        self.bias = None if linear.bias is None else linear.bias.detach().to(self.dtype)
+        self.packed = torch.nn.Parameter(
+            torch.ops.mkldnn._reorder_linear_weight(weight, None), requires_grad=False
+        )
+        bias = None if linear.bias is None else linear.bias.detach().to(self.dtype)
+        self.bias: torch.Tensor | None
+        self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(self._input(x), self.packed, self.bias, "none", [None], "")

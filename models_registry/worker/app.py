@@ -320,4 +320,5 @@ def _engine_config(settings: Settings) -> EngineConfig:
         prefix_cache_bytes=settings.engine_prefix_cache_mb * 2**20,
         fused_decode=settings.engine_fused_decode,
         compile_decode=settings.engine_compile_decode,
+        compile_cache_dir=settings.resolved_compile_cache_dir,
     )

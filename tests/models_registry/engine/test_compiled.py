@@ -1,8 +1,8 @@
 """The compiled decode step (models_registry/engine/compiled.py) against the uncompiled one: the same
-greedy tokens in float32, the stated bf16 bound in bfloat16, and decoding that goes on uncompiled when
-compiling or a compiled step fails.
+greedy tokens in float32, the stated bf16 bound in bfloat16, decoding that goes on uncompiled when
+compiling or a compiled step fails, and compiled steps kept on disk and loaded by a later start.
 
-Compiling the tiny model's two graphs takes ~20 s on 2 vCPUs; the workers that other tests start keep
+Compiling the tiny model's two graphs takes ~15 s on 2 vCPUs; the workers that other tests start keep
 it off (tests/workers.py) for that reason, so it is tested here, once per precision.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,11 +22,18 @@ from models_registry.engine.loader import load_chat_model
 from models_registry.engine.params import SamplingParams
 from tests.models_registry.engine.test_engine import QUESTIONS, Collector, reference
 from tests.models_registry.engine.test_fast_paths import _prompt
+from tests.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="module")
 def float32_model(tiny_model_dir):  # type: ignore[no-untyped-def]
     return load_chat_model(tiny_model_dir, precision="float32")
+
+
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """Shared by this module's engines, as by a worker's starts: each precision compiles once."""
+    return tmp_path_factory.mktemp("compiled")
 
 
 def _answers(engine: Engine, prompts: list[list[int]]) -> list[tuple[str, int]]:
@@ -41,12 +49,14 @@ def _answers(engine: Engine, prompts: list[list[int]]) -> list[tuple[str, int]]:
     return answers
 
 
-def _engine(model, tokenizer, compile_decode: bool) -> Engine:  # type: ignore[no-untyped-def]
-    config = EngineConfig(max_running=4, prefix_cache_bytes=0, compile_decode=compile_decode)
+def _engine(model, tokenizer, compile_decode: bool, cache_dir: Path | None = None) -> Engine:  # type: ignore[no-untyped-def]
+    config = EngineConfig(
+        max_running=4, prefix_cache_bytes=0, compile_decode=compile_decode, compile_cache_dir=cache_dir
+    )
     return Engine(model, tokenizer, config).start()
 
 
-def test_the_compiled_step_gives_the_uncompiled_float32_tokens(float32_model):
+def test_the_compiled_step_gives_the_uncompiled_float32_tokens(float32_model, compile_cache):
     model, tokenizer = float32_model
     prompts = [_prompt(tokenizer, question, system=None) for question in QUESTIONS]
     plain = _engine(model, tokenizer, compile_decode=False)
@@ -55,7 +65,7 @@ def test_the_compiled_step_gives_the_uncompiled_float32_tokens(float32_model):
         expected = _answers(plain, prompts)
     finally:
         plain.shutdown()
-    engine = _engine(model, tokenizer, compile_decode=True)
+    engine = _engine(model, tokenizer, compile_decode=True, cache_dir=compile_cache)
     try:
         assert engine.wait_compiled(timeout_s=600) == "on"
         # Twice: the second wave finds the rows' window further right and the cache grown.
@@ -74,7 +84,7 @@ def _answers_uncompiled(model, tokenizer, prompts: list[list[int]]) -> list[tupl
         engine.shutdown()
 
 
-def test_compiled_bfloat16_decoding_keeps_the_bf16_bound(tiny_model_dir, float32_model):
+def test_compiled_bfloat16_decoding_keeps_the_bf16_bound(tiny_model_dir, float32_model, compile_cache):
     """The bound of tests/models_registry/engine/test_fast_paths.py (bf16 against float32), for the
     compiled bf16 step: inductor fuses a layer's elementwise work, so it rounds in other places than
     the uncompiled step. Along float32's 32-token answer fed through the compiled step one token at a
@@ -85,7 +95,7 @@ def test_compiled_bfloat16_decoding_keeps_the_bf16_bound(tiny_model_dir, float32
     model, tokenizer = load_chat_model(tiny_model_dir, precision="bfloat16")
     # As many positions as the engine below asks for (its context + 1), so that it finds this step.
     positions = model.config.max_position_embeddings + 1
-    decoder, made = compiled.decoder_for(model, fused.FusedDecoder(model, positions))
+    decoder, made = compiled.decoder_for(model, fused.FusedDecoder(model, positions), compile_cache)
     assert made
     decoder.warm_up()
     agreeing = total = 0
@@ -98,7 +108,7 @@ def test_compiled_bfloat16_decoding_keeps_the_bf16_bound(tiny_model_dir, float32
         assert gap.max() <= 0.5, question
         agreeing, total = agreeing + int((gap == 0).sum()), total + len(expected)
     assert agreeing >= 0.95 * total
-    engine = _engine(model, tokenizer, compile_decode=True)
+    engine = _engine(model, tokenizer, compile_decode=True, cache_dir=compile_cache)
     try:
         assert engine.wait_compiled(timeout_s=600) == "on"  # the step compiled above, not again
         for question, ids in zip(QUESTIONS, prompts, strict=True):
@@ -203,3 +213,72 @@ def test_compiling_waits_while_the_engine_has_work():
     assert asked == []
     elsewhere("stop", {})  # in its own thread, past its slice: it asks
     assert asked == [False]
+
+
+def test_a_compiled_step_is_kept_and_a_later_start_loads_it_with_its_own_weights(
+    float32_model, compile_cache, tmp_path
+):
+    """What a worker's next start does: the same architecture finds the kept step and loads it in
+    seconds instead of compiling it. The package holds code, not weights: a model of the same shapes
+    and other weights (another seed) decodes with its own weights through it, as its uncompiled step
+    does."""
+    model, tokenizer = float32_model
+    first = compiled.CompiledDecoder(fused.FusedDecoder(model, 256), compile_cache)
+    first.warm_up()
+    kept = sorted(path.name for path in compile_cache.glob("decode-*.pt2"))
+    assert {name for name in kept if first.key("rows") in name or first.key("row") in name} == {
+        f"decode-rows-{first.key('rows')}.pt2",
+        f"decode-row-{first.key('row')}.pt2",
+    }
+
+    other, _ = load_chat_model(build_tiny_model(tmp_path / "other", seed=1), precision="float32")
+    eager = fused.FusedDecoder(other, 256)
+    later = compiled.CompiledDecoder(eager, compile_cache)
+    started = time.perf_counter()
+    later.warm_up()
+    assert later.cached and not later.failed
+    assert time.perf_counter() - started < 10  # loaded, not compiled (that takes ~15 s here)
+    assert sorted(path.name for path in compile_cache.glob("decode-*.pt2")) == kept  # nothing new
+
+    prompts = [_prompt(tokenizer, question, system=None) for question in QUESTIONS]
+    for ids in prompts:
+        own, _ = _decode(other, later, ids, count=12)
+        uncompiled, _ = _decode(other, eager, ids, count=12)
+        assert own == uncompiled
+        assert own != _decode(model, first, ids, count=12)[0]  # the other weights' answer, not the first's
+
+
+def test_a_damaged_kept_step_is_compiled_again(float32_model, compile_cache, tmp_path, caplog):
+    model, tokenizer = float32_model
+    compiled.CompiledDecoder(fused.FusedDecoder(model, 256), compile_cache).warm_up()  # kept there
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for path in compile_cache.glob("decode-*.pt2"):
+        (damaged / path.name).write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    decoder = compiled.CompiledDecoder(fused.FusedDecoder(model, 256), damaged)
+    decoder.warm_up()
+    assert not decoder.cached and not decoder.failed
+    assert "a cached decode step did not load" in caplog.text
+    ids = _prompt(tokenizer, QUESTIONS[0], system=None)
+    assert (
+        _decode(model, decoder, ids, count=12)[0]
+        == _decode(model, fused.FusedDecoder(model, 256), ids, count=12)[0]
+    )
+    reloaded = compiled.CompiledDecoder(fused.FusedDecoder(model, 256), damaged)
+    reloaded.warm_up()
+    assert reloaded.cached  # the damaged files were replaced whole
+
+
+def test_a_cache_dir_that_cannot_be_written_still_compiles(float32_model, tmp_path, caplog):
+    model, tokenizer = float32_model
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    decoder = compiled.CompiledDecoder(fused.FusedDecoder(model, 256), blocked / "compiled")
+    decoder.warm_up()
+    assert not decoder.failed and not decoder.cached
+    assert "compiled decode steps cannot be kept" in caplog.text
+    ids = _prompt(tokenizer, QUESTIONS[1], system=None)
+    assert (
+        _decode(model, decoder, ids, count=12)[0]
+        == _decode(model, fused.FusedDecoder(model, 256), ids, count=12)[0]
+    )
