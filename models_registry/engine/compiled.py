@@ -43,6 +43,7 @@ import platform
 import tempfile
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,8 @@ from models_registry.engine.fused import FusedDecoder
 from models_registry.engine.kv_cache import BatchKVCache
 
 logger = logging.getLogger(__name__)
+# torch.export's own use of a deprecated pytree check, printed at each compile: not ours to act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
 
 # Added to the window's start on the way in and taken off inside: export takes sizes from 2 up.
 _SHIFT = 2
