@@ -34,7 +34,7 @@ from models_registry.engine.kv_cache import BatchKVCache
 from models_registry.engine.loader import eos_token_ids
 from models_registry.engine.params import ContextLengthExceeded, InvalidParameter
 from models_registry.engine.prefill import PaddedBatch, prefill_cache
-from models_registry.engine.prefix_cache import PrefixCache
+from models_registry.engine.prefix_cache import LayerStates, PrefixCache
 from models_registry.engine.sampler import RowState, sample_next_tokens
 from models_registry.engine.scheduler import FairScheduler, QueueFull
 from models_registry.engine.stats import EngineStats, StepObserver
@@ -301,7 +301,7 @@ class Engine:
         for sequence in order:
             prefix = sequence.prefix
             remaining = len(sequence.request.prompt_ids) - (prefix.tokens if prefix else sequence.prefilled)
-            if sequence.prefill_cache is None and remaining <= budget:
+            if sequence.prefill_states is None and remaining <= budget:
                 level = running_by_tenant[sequence.request.tenant]
                 key = (level, prefix.entry, prefix.tokens) if prefix else (level, -1, 0)
                 groups.setdefault(key, []).append(sequence)
@@ -319,16 +319,13 @@ class Engine:
         prefix = sequences[0].prefix
         start = prefix.tokens if prefix else 0
         batch = PaddedBatch.of([s.request.prompt_ids for s in sequences], start)
-        cache = prefill_cache(self.model.config, prefix, len(sequences))
         self.prefill_tokens += sum(batch.lengths)
-        output = self.model(**batch.inputs(self.device), cache=cache, use_cache=True, logits_to_keep=1)
-        first_tokens = sample_next_tokens(
-            output.logits[:, -1, :], [s.row_state for s in sequences], self._generator
-        )
+        logits, states = self._prefill_forward(batch, prefix.states if prefix else None)
+        first_tokens = sample_next_tokens(logits, [s.row_state for s in sequences], self._generator)
         for row, sequence in enumerate(sequences):
             sequence.prefilled = start + batch.lengths[row]
             self.reused_tokens += start
-            self._start_decoding(sequence, first_tokens[row], batch.row_states(cache, row))
+            self._start_decoding(sequence, first_tokens[row], batch.row_states(states, row))
             # Only once it is decoding (or done): if anything above fails, the sequence is still
             # in _prefilling, where the failure handler finds it and tells its client.
             self._prefilling.remove(sequence)
@@ -336,29 +333,35 @@ class Engine:
     def _prefill_chunk(self, sequence: GenerationState, budget: int) -> int:
         """Prefills the next chunk of one long prompt; returns the tokens spent."""
         prompt = sequence.request.prompt_ids
-        if sequence.prefill_cache is None:  # its first chunk: after its cached prefix, if any
-            sequence.prefill_cache = prefill_cache(self.model.config, sequence.prefix)
+        past = sequence.prefill_states
+        if past is None:  # its first chunk: after its cached prefix, if any
+            past = sequence.prefix.states if sequence.prefix else None
             sequence.prefilled = sequence.reused
             self.reused_tokens += sequence.reused
         start = sequence.prefilled
         chunk = prompt[start : start + budget]
-        output = self.model(
-            input_ids=torch.tensor([chunk], device=self.device),
-            position_ids=torch.arange(start, start + len(chunk), device=self.device).unsqueeze(0),
-            cache=sequence.prefill_cache,
-            use_cache=True,
-            logits_to_keep=1,
+        logits, sequence.prefill_states = self._prefill_forward(
+            PaddedBatch.of([prompt[: start + len(chunk)]], start), past
         )
         sequence.prefilled += len(chunk)
         self.prefill_tokens += len(chunk)
         if sequence.prefilled == len(prompt):
-            logits = output.logits[:, -1, :]
             first_token = sample_next_tokens(logits, [sequence.row_state], self._generator)[0]
-            states = [(layer.keys, layer.values) for layer in sequence.prefill_cache.layers]
-            sequence.prefill_cache = None
+            states, sequence.prefill_states = sequence.prefill_states, None
             self._start_decoding(sequence, first_token, states)
             self._prefilling.remove(sequence)
         return len(chunk)
+
+    def _prefill_forward(
+        self, batch: PaddedBatch, past: LayerStates | None
+    ) -> tuple[torch.Tensor, LayerStates]:
+        """Each prompt's last logits and the batch's keys and values (per layer: the shared `past`'s,
+        then the padded prompts'), through fused.py where the model allows it, else transformers."""
+        if self._fused is not None:
+            return self._fused.prefill(batch, past)
+        cache = prefill_cache(self.model.config, past, len(batch.lengths))
+        output = self.model(**batch.inputs(self.device), cache=cache, use_cache=True, logits_to_keep=1)
+        return output.logits[:, -1, :], [(layer.keys, layer.values) for layer in cache.layers]
 
     def _start_decoding(
         self, sequence: GenerationState, first_token: int, states: list[tuple[torch.Tensor, torch.Tensor]]

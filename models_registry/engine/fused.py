@@ -1,4 +1,5 @@
-"""The decode step of a Llama-architecture model, written against its packed weights with fewer operators.
+"""Decode steps and prefills of a Llama-architecture model, written against its packed weights with fewer
+operators.
 
 With its weights packed (packed.py), a float32 SmolLM2-135M decode step spends ~25 ms streaming weights
 and, through transformers' forward, ~12 ms more on some 900 small eager operators: per layer, two
@@ -14,11 +15,15 @@ modules around them. This step does the same arithmetic with fewer operators and
 
 It calls the model's own packed weights (no copy: memory does not grow; q/k/v and gate/up concatenated
 into one projection each saved another 1-1.6 ms a step but need a second copy of the layer weights, so
-they stay separate), and only decode steps take it:
-prefill keeps transformers' forward, which fills the same cache. Measured in one process, alternating
-(bench/RESULTS.md, engine), a float32 step: 36.8 -> 33.1 ms at 1 row, 41.9 -> 38.6 at 8, 81.3 -> 76.7
-at 32; bf16 at 1 row 28.0 -> 24.3. In float32 the logits equal transformers' (tested); in bfloat16 a
-residual add is rounded once instead of twice, so they differ by bf16 rounding.
+they stay separate). Measured in one process, alternating (bench/RESULTS.md, engine), a float32 step:
+36.8 -> 33.1 ms at 1 row, 41.9 -> 38.6 at 8, 81.3 -> 76.7 at 32; bf16 at 1 row 28.0 -> 24.3. In float32
+the logits equal transformers' (tested); in bfloat16 a residual add is rounded once instead of twice, so
+they differ by bf16 rounding.
+
+Prefill takes the same layers (`prefill`) over left-padded prompts, with two differences that matter
+when a forward holds a thousand tokens and more: the projections, norms and MLP run over the prompts'
+own tokens only (the padding is there for attention alone), and SiLU and the product with up_proj ride
+on the gate and up projections as oneDNN post-ops (one pass over the widest activations, not three).
 
 `step` is written over plain tensors and integers so that compiled.py can compile it as it is.
 """
@@ -31,6 +36,8 @@ from transformers import PreTrainedModel
 from models_registry.engine.attention import gqa_sdpa_attention
 from models_registry.engine.kv_cache import BatchKVCache
 from models_registry.engine.packed import is_packed
+from models_registry.engine.prefill import PaddedBatch
+from models_registry.engine.prefix_cache import LayerStates
 
 # Rope types whose frequencies do not depend on the sequence's length, so a table made once is right.
 _STATIC_ROPE = {"default", "linear", "llama3", "yarn"}
@@ -66,7 +73,7 @@ class _Layer(torch.nn.Module):
 
 
 class FusedDecoder(torch.nn.Module):
-    """Decode steps of a model `supports` accepts, over the engine's batch cache.
+    """Decode steps over the engine's batch cache, and prefills, of a model `supports` accepts.
 
     A module holding the model's own tensors (no copies) under its own names, so that compiled.py can
     export `step` and hand those same tensors to the compiled step."""
@@ -151,11 +158,67 @@ class FusedDecoder(torch.nn.Module):
             hidden = layer.down.forward_add(act, hidden)
         return self.lm_head(self._norm(hidden, self.final_norm))[:, -1, :]
 
+    @torch.inference_mode()
+    def prefill(
+        self, batch: PaddedBatch, past: LayerStates | None = None
+    ) -> tuple[torch.Tensor, LayerStates]:
+        """Logits (rows, vocabulary) of each prompt's last token, and every layer's keys and values
+        (rows, kv heads, batch.start + width, dim: `past`'s, shared by all rows, then the padded
+        prompts'), as transformers' forward over the same batch and cache computes them."""
+        rows, width = batch.input_ids.shape
+        heads, kv_heads, dim, start = self.heads, self.kv_heads, self.head_dim, batch.start
+        own = batch.attention_mask[:, start:].bool()
+        tokens = own.reshape(-1).nonzero().squeeze(1)  # where the prompts' own tokens sit in rows x width
+        count = tokens.numel()
+        hidden = torch.nn.functional.embedding(batch.input_ids.reshape(-1)[tokens], self.embed)
+        positions = batch.position_ids.reshape(-1)[tokens]
+        cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # (tokens, 1, dim)
+        mask = _prefill_mask(batch.attention_mask.bool(), width, start)
+        states: LayerStates = []
+        for index, layer in enumerate(self.stack):
+            normed = self._norm(hidden, layer.input_norm)
+            query = _rotate(layer.q(normed).view(count, heads, dim), cos, sin)
+            key = _rotate(layer.k(normed).view(count, kv_heads, dim), cos, sin)
+            value = layer.v(normed).view(count, kv_heads, dim)
+            query, key, value = (_padded(x, tokens, rows, width) for x in (query, key, value))
+            if past is not None:
+                past_keys, past_values = past[index]
+                key = torch.cat([past_keys.expand(rows, -1, -1, -1), key], dim=2)
+                value = torch.cat([past_values.expand(rows, -1, -1, -1), value], dim=2)
+            states.append((key, value))
+            attended = torch.nn.functional.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, scale=self.scaling, enable_gqa=True
+            )
+            attended = attended.transpose(1, 2).reshape(rows * width, heads * dim).index_select(0, tokens)
+            hidden = layer.out.forward_add(attended, hidden)
+            normed = self._norm(hidden, layer.post_norm)
+            hidden = layer.down.forward_add(
+                layer.up.forward_mul(normed, layer.gate.forward_silu(normed)), hidden
+            )
+        last = own.sum(1).cumsum(0) - 1  # each prompt's last token among the own tokens
+        return self.lm_head(self._norm(hidden.index_select(0, last), self.final_norm)), states
+
     def _norm(self, hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Llama's RMSNorm, in float32 whatever the weights' dtype, as transformers computes it."""
         x = hidden.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return weight * x.to(self.dtype)
+
+
+def _padded(x: torch.Tensor, tokens: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+    """Own tokens' (tokens, heads, dim) placed in their rows, zeros in the padding: (rows, heads, width,
+    dim), as attention takes them."""
+    padded = x.new_zeros(rows * width, *x.shape[1:]).index_copy_(0, tokens, x)
+    return padded.view(rows, width, *x.shape[1:]).transpose(1, 2)
+
+
+def _prefill_mask(keys: torch.Tensor, width: int, start: int) -> torch.Tensor:
+    """(rows, 1, width, start + width): causal over each row's keys (`keys`: the batch's attention
+    mask, the shared prefix then the padded prompts). A padding query, which would see no key at all,
+    sees every key instead: its output is never used, and a row of nothing would be NaN."""
+    causal = torch.ones(width, start + width, dtype=torch.bool).tril(start)
+    mask = causal[None] & keys[:, None, :]
+    return (mask | ~mask.any(-1, keepdim=True)).unsqueeze(1)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

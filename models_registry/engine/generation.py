@@ -7,11 +7,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from transformers import DynamicCache
-
 from models_registry.engine.detokenizer import IncrementalDetokenizer, StopStringFilter
 from models_registry.engine.params import SamplingParams
-from models_registry.engine.prefix_cache import PrefixHit
+from models_registry.engine.prefix_cache import LayerStates, PrefixHit
 from models_registry.engine.sampler import RowState
 
 logger = logging.getLogger(__name__)
@@ -52,7 +50,7 @@ class GenerationState:
     generated: list[int] = field(default_factory=list)
     prefilled: int = 0
     prefix: PrefixHit | None = None  # the cached start of its prompt, found before its prefill
-    prefill_cache: DynamicCache | None = None
+    prefill_states: LayerStates | None = None  # a long prompt's KV so far, while prefilled in chunks
     pending_token: int | None = None  # sampled, not yet fed through the model
     finish_reason: str | None = None
 

@@ -48,6 +48,14 @@ class PackedLinear(torch.nn.Module):
             self._input(x), residual, self.packed, self.bias, "add"
         )
 
+    def forward_silu(self, x: torch.Tensor) -> torch.Tensor:
+        """silu(forward(x)) in one oneDNN call (its `swish` post-op)."""
+        return torch.ops.mkldnn._linear_pointwise(self._input(x), self.packed, self.bias, "swish", [], "")
+
+    def forward_mul(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """forward(x) * other in one oneDNN call (its `mul` post-op)."""
+        return torch.ops.mkldnn._linear_pointwise.binary(self._input(x), other, self.packed, self.bias, "mul")
+
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return x if x.dtype == self.dtype else x.to(self.dtype)
 

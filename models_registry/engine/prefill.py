@@ -8,14 +8,15 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache, PretrainedConfig
 
-from models_registry.engine.prefix_cache import LayerStates, PrefixHit
+from models_registry.engine.prefix_cache import LayerStates
 
 
-def prefill_cache(config: PretrainedConfig, prefix: PrefixHit | None, rows: int = 1) -> DynamicCache:
-    """A prefill's cache: holding a cached prefix's KV for each of `rows` prompts, or empty."""
+def prefill_cache(config: PretrainedConfig, past: LayerStates | None, rows: int = 1) -> DynamicCache:
+    """A transformers prefill's cache: holding `past` (a cached prefix's KV, or a long prompt's chunks
+    so far) for each of `rows` prompts, or empty."""
     cache = DynamicCache(config=config)
-    if prefix is not None:
-        for layer, (keys, values) in enumerate(prefix.states):
+    if past is not None:
+        for layer, (keys, values) in enumerate(past):
             # The forward's own update concatenates into new tensors: the cached entry is never written.
             cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), layer)
     return cache
@@ -53,13 +54,11 @@ class PaddedBatch:
             "position_ids": self.position_ids.to(device),
         }
 
-    def row_states(self, cache: DynamicCache, row: int) -> LayerStates:
-        """One prompt's keys and values after the forward: the prefix's, then its own (no padding)."""
+    def row_states(self, states: LayerStates, row: int) -> LayerStates:
+        """One prompt's keys and values after the forward (`states`: the batch's, per layer): the
+        prefix's, then its own (no padding)."""
         own = slice(self.input_ids.shape[1] - self.lengths[row], None)
-        return [
-            (self._joined(layer.keys, row, own), self._joined(layer.values, row, own))
-            for layer in cache.layers
-        ]
+        return [(self._joined(keys, row, own), self._joined(values, row, own)) for keys, values in states]
 
     def _joined(self, states: torch.Tensor, row: int, own: slice) -> torch.Tensor:
         mine = states[row : row + 1, :, self.start :][:, :, own]

@@ -13,6 +13,7 @@ from models_registry.engine.kv_cache import BatchKVCache
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model
 from models_registry.engine.packed import PackedLinear
 from models_registry.engine.params import SamplingParams
+from models_registry.engine.prefill import PaddedBatch, prefill_cache
 from models_registry.engine.prefix_cache import PrefixCache, common_prefix_length
 from tests.models_registry.engine.test_engine import QUESTIONS, Collector, reference
 
@@ -100,6 +101,40 @@ def test_the_fused_decode_step_computes_transformers_logits(packed):
     assert torch.allclose(got, expected, atol=1e-5)
 
 
+def _transformers_prefill(model, batch: PaddedBatch, past=None):  # type: ignore[no-untyped-def]
+    cache = prefill_cache(model.config, past, len(batch.lengths))
+    with torch.inference_mode():
+        logits = model(**batch.inputs(torch.device("cpu")), cache=cache, use_cache=True).logits[:, -1, :]
+    return logits, [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def test_the_fused_prefill_computes_transformers_logits_and_cache(packed):
+    """Prompts of different lengths, left-padded into one forward, alone and after a shared cached
+    prefix: each prompt's last logits and its keys and values (without the padding) as transformers'."""
+    model, tokenizer = packed
+    decoder = fused.FusedDecoder(model, 1024)
+    prompts = [_prompt(tokenizer, question) for question in QUESTIONS]
+    shared = common_prefix_length(prompts[0], prompts[1])
+    _, prefix = _transformers_prefill(model, PaddedBatch.of([prompts[0][:shared]]))
+    for start, past in ((0, None), (shared, prefix)):
+        batch = PaddedBatch.of(prompts, start)
+        assert len(set(batch.lengths)) > 1  # padding in the batch
+        expected_logits, expected_states = _transformers_prefill(model, batch, past)
+        logits, states = decoder.prefill(batch, past)
+        assert torch.allclose(logits, expected_logits, atol=1e-5)
+        for row in range(len(prompts)):
+            for (keys, values), (expected_keys, expected_values) in zip(
+                batch.row_states(states, row), batch.row_states(expected_states, row), strict=True
+            ):
+                assert (
+                    keys.shape
+                    == expected_keys.shape
+                    == (1, keys.shape[1], start + batch.lengths[row], keys.shape[3])
+                )
+                assert torch.allclose(keys, expected_keys, atol=1e-5)
+                assert torch.allclose(values, expected_values, atol=1e-5)
+
+
 def test_the_engine_decodes_through_the_fused_step_with_the_same_tokens(packed, plain):
     model, tokenizer = packed
     prompts = [_prompt(tokenizer, question) for question in QUESTIONS]
@@ -151,15 +186,20 @@ def _run(engine: Engine, tenant: str, ids: list[int]) -> tuple[str, int]:
     return "".join(chunks), final.completion_tokens
 
 
-@pytest.fixture(params=[256, 16], ids=["whole-prompts", "in-chunks"])
-def engines(plain, request):  # type: ignore[no-untyped-def]
-    """With a 16-token chunk budget, long prompts and long rests after a cached prefix go in chunks."""
-    model, tokenizer = plain
-    chunk = request.param
+@pytest.fixture(
+    params=[(256, "plain"), (16, "plain"), (256, "packed"), (16, "packed")],
+    ids=["whole-prompts", "in-chunks", "whole-prompts-fused", "in-chunks-fused"],
+)
+def engines(plain, packed, request):  # type: ignore[no-untyped-def]
+    """With a 16-token chunk budget, long prompts and long rests after a cached prefix go in chunks; a
+    packed model prefills through fused.py, a plain one through transformers' forward."""
+    chunk, kind = request.param
+    model, tokenizer = packed if kind == "packed" else plain
     without = Engine(
         model, tokenizer, EngineConfig(max_running=4, prefill_chunk_tokens=chunk, prefix_cache_bytes=0)
     ).start()
     with_reuse = Engine(model, tokenizer, EngineConfig(max_running=4, prefill_chunk_tokens=chunk)).start()
+    assert without.fused_decode is (kind == "packed")
     yield without, with_reuse, tokenizer
     without.shutdown()
     with_reuse.shutdown()
