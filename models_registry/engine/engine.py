@@ -322,6 +322,7 @@ class Engine:
         self.prefill_tokens += sum(batch.lengths)
         logits, states = self._prefill_forward(batch, prefix.states if prefix else None)
         first_tokens = sample_next_tokens(logits, [s.row_state for s in sequences], self._generator)
+        self._cache.reserve(len(self._rows) + len(sequences))
         for row, sequence in enumerate(sequences):
             sequence.prefilled = start + batch.lengths[row]
             self.reused_tokens += start

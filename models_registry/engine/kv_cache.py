@@ -8,6 +8,12 @@ keys and values are views of the active window [start, end): no torch.cat of the
 
 RoPE is applied before keys are cached, so a row's keys do not care which columns they sit in; only the
 per-row position ids (passed to the model) and the mask matter.
+
+Key and value buffers are allocated, not zeroed: a burst of 32 prompts used to zero ~1 GB of buffers
+(three doublings of the rows, float32 SmolLM2) inside the step that prefilled them. Attention reads
+every column of the window, masked or not (a masked NaN would still poison its row: 0 x NaN), so the
+cache keeps one invariant instead: every column of the window [start, end) of every row is written
+(a token's keys and values) or zeroed (a shorter row's padding) before it is read.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class BatchKVCache(Cache):
         self._mask = torch.zeros(0, 0, dtype=torch.bool)
         self._row_start: list[int] = []  # first column of each row
         self.positions = torch.zeros(0, dtype=torch.long)  # next position id of each row
+        self._reserved_rows = 0
 
     @property
     def width(self) -> int:
@@ -100,16 +107,26 @@ class BatchKVCache(Cache):
             self._make_room_before_end(length)
         first_column = self.end - length
         row = self.rows
+        start = min(self.start, first_column) if row else first_column
         for layer, (keys, values) in enumerate(layer_states):
-            self._keys[layer][row, :, first_column : self.end] = keys[0]
-            self._values[layer][row, :, first_column : self.end] = values[0]
+            for buffer, states in ((self._keys[layer], keys), (self._values[layer], values)):
+                buffer[:row, :, start : self.start].zero_()  # the other rows' padding, new to the window
+                buffer[row, :, start:first_column].zero_()  # this row's padding
+                buffer[row, :, first_column : self.end] = states[0]
         self._mask[row].zero_()
         self._mask[row, first_column : self.end] = True
         self.positions[row] = length
         self._row_start.append(first_column)
         self.rows += 1
-        self.start = min(self.start, first_column) if row else first_column
+        self.start = start
         return row
+
+    def reserve(self, rows: int) -> None:
+        """Makes room for `rows` rows in all at once, before a group of sequences joins (growing as
+        they come would copy the whole cache at each doubling)."""
+        self._reserved_rows = min(rows, self.max_rows)
+        if self._keys:
+            self._ensure_rows(self._reserved_rows)
 
     def remove_row(self, row: int) -> int | None:
         """Drops a row; the last row moves into its place. Returns the moved row's old index, if any."""
@@ -140,12 +157,12 @@ class BatchKVCache(Cache):
         rows: int = _INITIAL_ROWS,
         columns: int = _INITIAL_COLUMNS,
     ) -> None:
-        rows, columns = min(rows, self.max_rows), min(columns, self.max_columns)
+        rows, columns = min(max(rows, self._reserved_rows), self.max_rows), min(columns, self.max_columns)
         _, heads, _, key_dim = sample_keys.shape
         value_dim = sample_values.shape[-1]
         options = {"dtype": sample_keys.dtype, "device": sample_keys.device}
-        self._keys = [torch.zeros(rows, heads, columns, key_dim, **options) for _ in self.layers]
-        self._values = [torch.zeros(rows, heads, columns, value_dim, **options) for _ in self.layers]
+        self._keys = [_buffer((rows, heads, columns, key_dim), **options) for _ in self.layers]
+        self._values = [_buffer((rows, heads, columns, value_dim), **options) for _ in self.layers]
         self._mask = torch.zeros(rows, columns, dtype=torch.bool, device=sample_keys.device)
         self.positions = torch.zeros(rows, dtype=torch.long, device=sample_keys.device)
 
@@ -209,8 +226,17 @@ class BatchKVCache(Cache):
 
     @staticmethod
     def _grow(tensor: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+        """A larger copy: keys and values allocated (see the module's invariant), the mask zeroed."""
         shape = list(tensor.shape)
         shape[dim] = size
-        grown = torch.zeros(shape, dtype=tensor.dtype, device=tensor.device)
+        if not tensor.is_floating_point():
+            grown = torch.zeros(shape, dtype=tensor.dtype, device=tensor.device)
+        else:
+            grown = _buffer(tuple(shape), dtype=tensor.dtype, device=tensor.device)
         grown.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
         return grown
+
+
+def _buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Key or value storage, not initialised."""
+    return torch.empty(shape, dtype=dtype, device=device)

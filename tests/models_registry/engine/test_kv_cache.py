@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 
+from models_registry.engine import kv_cache
 from models_registry.engine.kv_cache import BatchKVCache
 
 HEADS, DIM, LAYERS = 2, 3, 2
@@ -25,7 +27,23 @@ def _row_contents(cache: BatchKVCache, row: int, layer: int) -> list[float]:
     return (keys - layer).tolist()
 
 
-def test_random_joins_steps_and_leaves_keep_each_row_intact():
+@pytest.fixture
+def nan_buffers(monkeypatch):  # type: ignore[no-untyped-def]
+    """Key and value buffers are not initialised: make that memory NaN, the worst it could hold."""
+    monkeypatch.setattr(
+        kv_cache, "_buffer", lambda shape, dtype, device: torch.full(shape, float("nan"), dtype=dtype)
+    )
+
+
+def _window_is_finite(cache: BatchKVCache) -> bool:
+    """What attention reads: every column of the window of every row, masked or not."""
+    window = (slice(None, cache.rows), slice(None), slice(cache.start, cache.end))
+    return all(torch.isfinite(t[window]).all() for t in (*cache._keys, *cache._values))
+
+
+def test_random_joins_steps_and_leaves_keep_each_row_intact(nan_buffers):
+    """... and attention never reads memory the cache has not written or zeroed (a masked NaN would
+    still poison its row)."""
     rng = random.Random(7)
     cache = BatchKVCache(num_layers=LAYERS, max_rows=6, max_columns=200)
     expected: list[list[float]] = []  # per row: its tokens' values, in order
@@ -59,9 +77,12 @@ def test_random_joins_steps_and_leaves_keep_each_row_intact():
             cache.finish_step()
             for row, value in enumerate(step_values):
                 expected[row].append(value)
+        if action < 0.05 and cache.rows < 5:
+            cache.reserve(cache.rows + 2)  # room made ahead, as for a group of prompts
         for row in range(cache.rows):
             for layer in range(LAYERS):
                 assert _row_contents(cache, row, layer) == expected[row]
+        assert _window_is_finite(cache)
 
 
 def test_a_longer_prompt_joining_a_compacted_window_fits():
