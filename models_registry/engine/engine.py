@@ -252,7 +252,7 @@ class Engine:
             self._compiled = decoder
             self._compile_state = "on"
             how = "loaded" if decoder.cached else "compiled"
-            logger.info("decode step %s in %.1f s", how, time.perf_counter() - started)
+            logger.info("decode step and prefill %s in %.1f s", how, time.perf_counter() - started)
         finally:
             self._compile_ended.set()
 
@@ -358,6 +358,11 @@ class Engine:
     ) -> tuple[torch.Tensor, LayerStates]:
         """Each prompt's last logits and the batch's keys and values (per layer: the shared `past`'s,
         then the padded prompts'), through fused.py where the model allows it, else transformers."""
+        if self._compiled is not None and past is None:
+            try:
+                return self._compiled.prefill(batch)
+            except Exception as exc:  # the same forward uncompiled (it writes nothing in place)
+                self._compiled_failed("prefill", exc)
         if self._fused is not None:
             return self._fused.prefill(batch, past)
         cache = prefill_cache(self.model.config, past, len(batch.lengths))
@@ -403,9 +408,13 @@ class Engine:
         try:
             return self._compiled.decode(input_ids, position_ids, attention_mask, self._cache)
         except Exception as exc:  # the same step uncompiled (it writes the same cache column)
-            logger.warning("the compiled decode step failed (%s); decoding uncompiled", type(exc).__name__)
-            self._compiled, self._compile_state = None, "failed"
+            self._compiled_failed("decode step", exc)
             return self._fused.decode(input_ids, position_ids, attention_mask, self._cache)
+
+    def _compiled_failed(self, what: str, exc: Exception) -> None:
+        """From now on every step and prefill runs uncompiled."""
+        logger.warning("the compiled %s failed (%s); running uncompiled", what, type(exc).__name__)
+        self._compiled, self._compile_state = None, "failed"
 
     def _accept(self, sequence: GenerationState, token: int) -> bool:
         """Records a sampled token and streams its text. True when the sequence is done."""

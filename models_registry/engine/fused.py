@@ -165,16 +165,28 @@ class FusedDecoder(torch.nn.Module):
         """Logits (rows, vocabulary) of each prompt's last token, and every layer's keys and values
         (rows, kv heads, batch.start + width, dim: `past`'s, shared by all rows, then the padded
         prompts'), as transformers' forward over the same batch and cache computes them."""
-        rows, width = batch.input_ids.shape
-        heads, kv_heads, dim, start = self.heads, self.kv_heads, self.head_dim, batch.start
-        own = batch.attention_mask[:, start:].bool()
-        tokens = own.reshape(-1).nonzero().squeeze(1)  # where the prompts' own tokens sit in rows x width
-        count = tokens.numel()
-        hidden = torch.nn.functional.embedding(batch.input_ids.reshape(-1)[tokens], self.embed)
-        positions = batch.position_ids.reshape(-1)[tokens]
-        cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # (tokens, 1, dim)
-        mask = _prefill_mask(batch.attention_mask.bool(), width, start)
-        states: LayerStates = []
+        logits, keys, values = self.prefill_tokens(*prefill_inputs(batch), past)
+        return logits, list(zip(keys, values, strict=True))
+
+    def prefill_tokens(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        last: torch.Tensor,
+        past: LayerStates | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """`prefill` over plain tensors (`prefill_inputs`), so that compiled.py can compile it as it is;
+        returns the logits, then the keys and the values of every layer."""
+        rows, width = mask.shape[0], mask.shape[2]
+        heads, kv_heads, dim, count = self.heads, self.kv_heads, self.head_dim, input_ids.shape[0]
+        hidden = torch.nn.functional.embedding(input_ids, self.embed)
+        cos, sin = (
+            self.cos[position_ids].unsqueeze(1),
+            self.sin[position_ids].unsqueeze(1),
+        )  # (tokens, 1, dim)
+        keys, values = [], []
         for index, layer in enumerate(self.stack):
             normed = self._norm(hidden, layer.input_norm)
             query = _rotate(layer.q(normed).view(count, heads, dim), cos, sin)
@@ -185,7 +197,8 @@ class FusedDecoder(torch.nn.Module):
                 past_keys, past_values = past[index]
                 key = torch.cat([past_keys.expand(rows, -1, -1, -1), key], dim=2)
                 value = torch.cat([past_values.expand(rows, -1, -1, -1), value], dim=2)
-            states.append((key, value))
+            keys.append(key)
+            values.append(value)
             attended = torch.nn.functional.scaled_dot_product_attention(
                 query, key, value, attn_mask=mask, scale=self.scaling, enable_gqa=True
             )
@@ -195,14 +208,27 @@ class FusedDecoder(torch.nn.Module):
             hidden = layer.down.forward_add(
                 layer.up.forward_mul(normed, layer.gate.forward_silu(normed)), hidden
             )
-        last = own.sum(1).cumsum(0) - 1  # each prompt's last token among the own tokens
-        return self.lm_head(self._norm(hidden.index_select(0, last), self.final_norm)), states
+        return self.lm_head(self._norm(hidden.index_select(0, last), self.final_norm)), keys, values
 
     def _norm(self, hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Llama's RMSNorm, in float32 whatever the weights' dtype, as transformers computes it."""
         x = hidden.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return weight * x.to(self.dtype)
+
+
+def prefill_inputs(
+    batch: PaddedBatch,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FusedDecoder.prefill_tokens' inputs: the prompts' own tokens' ids and positions (tokens,), where
+    they sit in the batch's rows x width (`tokens`), the attention mask (rows, 1, width, start + width)
+    and each prompt's last token among them (rows,)."""
+    width = batch.input_ids.shape[1]
+    own = batch.attention_mask[:, batch.start :].bool()
+    tokens = own.reshape(-1).nonzero().squeeze(1)
+    mask = _prefill_mask(batch.attention_mask.bool(), width, batch.start)
+    last = own.sum(1).cumsum(0) - 1
+    return batch.input_ids.reshape(-1)[tokens], batch.position_ids.reshape(-1)[tokens], tokens, mask, last
 
 
 def _padded(x: torch.Tensor, tokens: torch.Tensor, rows: int, width: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from models_registry.engine.engine import Engine, EngineConfig, GenerationReques
 from models_registry.engine.kv_cache import BatchKVCache
 from models_registry.engine.loader import load_chat_model
 from models_registry.engine.params import SamplingParams
+from models_registry.engine.prefill import PaddedBatch
 from tests.models_registry.engine.test_engine import QUESTIONS, Collector, reference
 from tests.models_registry.engine.test_fast_paths import _prompt
 from tests.tiny_model import build_tiny_model
@@ -142,7 +143,10 @@ def _decode(model, decoder, prompt: list[int], answer: list[int] | None = None, 
     return tokens, torch.stack(logits).float().log_softmax(-1)
 
 
-def test_a_failing_compiled_step_falls_back_to_the_uncompiled_one(float32_model, monkeypatch, caplog):
+@pytest.mark.parametrize("failing", ["decode step", "prefill"])
+def test_a_failing_compiled_step_falls_back_to_the_uncompiled_one(
+    float32_model, monkeypatch, caplog, failing
+):
     model, tokenizer = float32_model
     prompts = [_prompt(tokenizer, question, system=None) for question in QUESTIONS]
     expected = _answers_uncompiled(model, tokenizer, prompts)
@@ -150,10 +154,14 @@ def test_a_failing_compiled_step_falls_back_to_the_uncompiled_one(float32_model,
     def broken(*_: object) -> torch.Tensor:
         raise RuntimeError("torchinductor: c2abc.so: undefined symbol")
 
-    # A model of its own, so that no step compiled by another test is found.
+    # A model of its own, so that no step compiled by another test is found; nothing compiled, the other
+    # graph stands in by its uncompiled forward.
     other, _ = load_chat_model(model.name_or_path, precision="float32")
     monkeypatch.setattr(compiled.CompiledDecoder, "warm_up", lambda self, busy=None: self.ready.set())
-    monkeypatch.setattr(compiled.CompiledDecoder, "decode", broken)
+    decode = broken if failing == "decode step" else lambda self, *args: self.decoder.decode(*args)
+    prefill = broken if failing == "prefill" else lambda self, batch: self.decoder.prefill(batch)
+    monkeypatch.setattr(compiled.CompiledDecoder, "decode", decode)
+    monkeypatch.setattr(compiled.CompiledDecoder, "prefill", prefill)
     engine = _engine(other, tokenizer, compile_decode=True)
     try:
         assert engine.wait_compiled(timeout_s=60) == "on"
@@ -161,7 +169,7 @@ def test_a_failing_compiled_step_falls_back_to_the_uncompiled_one(float32_model,
         assert engine.compiled_decode == "failed"
     finally:
         engine.shutdown()
-    assert "compiled decode step failed (RuntimeError); decoding uncompiled" in caplog.text
+    assert f"compiled {failing} failed (RuntimeError); running uncompiled" in caplog.text
     assert "torchinductor" not in caplog.text  # the exception's type only, never its text
 
 
@@ -225,10 +233,12 @@ def test_a_compiled_step_is_kept_and_a_later_start_loads_it_with_its_own_weights
     model, tokenizer = float32_model
     first = compiled.CompiledDecoder(fused.FusedDecoder(model, 256), compile_cache)
     first.warm_up()
-    kept = sorted(path.name for path in compile_cache.glob("decode-*.pt2"))
-    assert {name for name in kept if first.key("rows") in name or first.key("row") in name} == {
+    kept = sorted(path.name for path in compile_cache.glob("*.pt2"))
+    keys = [first.key(graph) for graph in ("rows", "row", "prefill")]
+    assert {name for name in kept if any(key in name for key in keys)} == {
         f"decode-rows-{first.key('rows')}.pt2",
         f"decode-row-{first.key('row')}.pt2",
+        f"prefill-{first.key('prefill')}.pt2",
     }
 
     other, _ = load_chat_model(build_tiny_model(tmp_path / "other", seed=1), precision="float32")
@@ -238,7 +248,7 @@ def test_a_compiled_step_is_kept_and_a_later_start_loads_it_with_its_own_weights
     later.warm_up()
     assert later.cached and not later.failed
     assert time.perf_counter() - started < 10  # loaded, not compiled (that takes ~15 s here)
-    assert sorted(path.name for path in compile_cache.glob("decode-*.pt2")) == kept  # nothing new
+    assert sorted(path.name for path in compile_cache.glob("*.pt2")) == kept  # nothing new
 
     prompts = [_prompt(tokenizer, question, system=None) for question in QUESTIONS]
     for ids in prompts:
@@ -248,12 +258,32 @@ def test_a_compiled_step_is_kept_and_a_later_start_loads_it_with_its_own_weights
         assert own != _decode(model, first, ids, count=12)[0]  # the other weights' answer, not the first's
 
 
+def test_the_compiled_prefill_computes_the_uncompiled_one(float32_model, compile_cache):
+    """Prompts of different lengths in one padded batch, and a single prompt: the same last logits and
+    keys and values (without the padding) as the uncompiled prefill."""
+    model, tokenizer = float32_model
+    eager = fused.FusedDecoder(model, 256)
+    decoder = compiled.CompiledDecoder(eager, compile_cache)
+    decoder.warm_up()
+    prompts = [_prompt(tokenizer, question, system=None) for question in QUESTIONS]
+    for batch in (PaddedBatch.of(prompts), PaddedBatch.of(prompts[:1])):
+        logits, states = decoder.prefill(batch)
+        expected_logits, expected_states = eager.prefill(batch)
+        assert torch.allclose(logits, expected_logits, atol=1e-4)
+        for row in range(len(batch.lengths)):
+            for got, expected in zip(
+                batch.row_states(states, row), batch.row_states(expected_states, row), strict=True
+            ):
+                assert torch.allclose(got[0], expected[0], atol=1e-4)
+                assert torch.allclose(got[1], expected[1], atol=1e-4)
+
+
 def test_a_damaged_kept_step_is_compiled_again(float32_model, compile_cache, tmp_path, caplog):
     model, tokenizer = float32_model
     compiled.CompiledDecoder(fused.FusedDecoder(model, 256), compile_cache).warm_up()  # kept there
     damaged = tmp_path / "damaged"
     damaged.mkdir()
-    for path in compile_cache.glob("decode-*.pt2"):
+    for path in compile_cache.glob("*.pt2"):
         (damaged / path.name).write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     decoder = compiled.CompiledDecoder(fused.FusedDecoder(model, 256), damaged)
     decoder.warm_up()
