@@ -357,7 +357,8 @@ class Engine:
         self, batch: PaddedBatch, past: LayerStates | None
     ) -> tuple[torch.Tensor, LayerStates]:
         """Each prompt's last logits and the batch's keys and values (per layer: the shared `past`'s,
-        then the padded prompts'), through fused.py where the model allows it, else transformers."""
+        then the padded prompts'): compiled (compiled.py) for prompts with no `past` once compiling has
+        ended, else through fused.py where the model allows it, else through transformers."""
         if self._compiled is not None and past is None:
             try:
                 return self._compiled.prefill(batch)
