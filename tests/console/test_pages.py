@@ -35,6 +35,9 @@ def test_a_platform_admin_sees_models_and_workers_and_sets_a_tenants_limits(
     sign_in(page, root_email)
 
     page.get_by_role("link", name="Models").click()
+    # The page renders once the catalogue has loaded: until then the previous page (with a "Name" field
+    # of its own) is still there to be filled.
+    expect(page.get_by_role("heading", name="Models", exact=True)).to_be_visible()
     name = f"upstream-{uuid.uuid4().hex[:6]}"
     page.get_by_label("Name", exact=True).fill(name)
     page.get_by_label("Upstream model").fill("gpt-4o-mini")
