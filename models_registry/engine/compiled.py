@@ -257,15 +257,7 @@ class CompiledDecoder:
         batch = auto if graph == "rows" else torch.export.Dim.STATIC
         cache_shape = [{0: auto, 2: auto}] * len(keys)
         shapes = ({0: batch}, {0: batch}, {0: batch, 1: auto}, cache_shape, cache_shape, {0: auto})
-        # Sizes that happen to be equal are not the same size (else a 2-row sample in a model with 2
-        # KV heads would be exported for 2 rows only).
-        with shape_config.patch(use_duck_shape=False):
-            exported = torch.export.export(_Step(self.decoder), inputs, dynamic_shapes=shapes, strict=False)
-        return Path(
-            torch._inductor.aoti_compile_and_package(
-                exported, package_path=str(target), inductor_configs=_INDUCTOR
-            )
-        )
+        return _package(_Step(self.decoder), inputs, shapes, target)
 
     def _compile_prefill(self, target: Path) -> Path:
         # Three prompts of different lengths (padding in the sample); any number of prompts from 1 up.
@@ -274,15 +266,7 @@ class CompiledDecoder:
         rows = torch.export.Dim("rows", min=1)
         width = torch.export.Dim("width", min=2)
         shapes = ({0: tokens}, {0: tokens}, {0: tokens}, {0: rows, 2: width, 3: width}, {0: rows})
-        with shape_config.patch(use_duck_shape=False):
-            exported = torch.export.export(
-                _Prefill(self.decoder), fused.prefill_inputs(sample), dynamic_shapes=shapes, strict=False
-            )
-        return Path(
-            torch._inductor.aoti_compile_and_package(
-                exported, package_path=str(target), inductor_configs=_INDUCTOR
-            )
-        )
+        return _package(_Prefill(self.decoder), fused.prefill_inputs(sample), shapes, target)
 
     def _load(self, package: Path) -> Any:
         runner = torch._inductor.aoti_load_package(str(package))
@@ -294,6 +278,19 @@ class CompiledDecoder:
             user_managed=True,
         )
         return runner.loader
+
+
+def _package(module: torch.nn.Module, inputs: tuple[Any, ...], shapes: tuple[Any, ...], target: Path) -> Path:
+    """`module` exported over `inputs` with `shapes` dynamic, compiled into a code-only package."""
+    # Sizes that happen to be equal are not the same size (else a 2-row sample in a model with 2 KV
+    # heads would be exported for 2 rows only).
+    with shape_config.patch(use_duck_shape=False):
+        exported = torch.export.export(module, inputs, dynamic_shapes=shapes, strict=False)
+    return Path(
+        torch._inductor.aoti_compile_and_package(
+            exported, package_path=str(target), inductor_configs=_INDUCTOR
+        )
+    )
 
 
 def _tensors(decoder: FusedDecoder) -> dict[str, torch.Tensor]:
