@@ -322,14 +322,10 @@ class Engine:
         self.prefill_tokens += sum(batch.lengths)
         logits, states = self._prefill_forward(batch, prefix.states if prefix else None)
         first_tokens = sample_next_tokens(logits, [s.row_state for s in sequences], self._generator)
-        self._cache.reserve(len(self._rows) + len(sequences))
         for row, sequence in enumerate(sequences):
             sequence.prefilled = start + batch.lengths[row]
             self.reused_tokens += start
-            self._start_decoding(sequence, first_tokens[row], batch.row_states(states, row))
-            # Only once it is decoding (or done): if anything above fails, the sequence is still
-            # in _prefilling, where the failure handler finds it and tells its client.
-            self._prefilling.remove(sequence)
+        self._start_decoding(sequences, first_tokens, batch, states)
 
     def _prefill_chunk(self, sequence: GenerationState, budget: int) -> int:
         """Prefills the next chunk of one long prompt; returns the tokens spent."""
@@ -341,16 +337,14 @@ class Engine:
             self.reused_tokens += sequence.reused
         start = sequence.prefilled
         chunk = prompt[start : start + budget]
-        logits, sequence.prefill_states = self._prefill_forward(
-            PaddedBatch.of([prompt[: start + len(chunk)]], start), past
-        )
+        batch = PaddedBatch.of([prompt[: start + len(chunk)]], start)
+        logits, sequence.prefill_states = self._prefill_forward(batch, past)
         sequence.prefilled += len(chunk)
         self.prefill_tokens += len(chunk)
         if sequence.prefilled == len(prompt):
             first_token = sample_next_tokens(logits, [sequence.row_state], self._generator)[0]
             states, sequence.prefill_states = sequence.prefill_states, None
-            self._start_decoding(sequence, first_token, states)
-            self._prefilling.remove(sequence)
+            self._start_decoding([sequence], [first_token], batch, states)
         return len(chunk)
 
     def _prefill_forward(
@@ -371,15 +365,40 @@ class Engine:
         return output.logits[:, -1, :], [(layer.keys, layer.values) for layer in cache.layers]
 
     def _start_decoding(
-        self, sequence: GenerationState, first_token: int, states: list[tuple[torch.Tensor, torch.Tensor]]
+        self,
+        sequences: list[GenerationState],
+        first_tokens: list[int],
+        batch: PaddedBatch,
+        states: LayerStates,
     ) -> None:
-        """Streams the first token; unless that already ends it, the sequence joins the running batch."""
-        self._prefixes.store(sequence.request.tenant, sequence.request.prompt_ids, states, sequence.reused)
-        if self._accept(sequence, first_token):
-            self._finish(sequence, sequence.finish_reason or "stop")
+        """Streams each prefilled sequence's first token; those it does not end join the running batch
+        together (`states`: the batch's keys and values, per layer, as the prefill forward left them)."""
+        joining = []
+        for row, (sequence, token) in enumerate(zip(sequences, first_tokens, strict=True)):
+            request, reused = sequence.request, sequence.reused
+            if self._prefixes.keeps(request.prompt_ids, reused):
+                self._prefixes.store(
+                    request.tenant, request.prompt_ids, batch.row_states(states, row), reused
+                )
+            if self._accept(sequence, token):
+                self._finish(sequence, sequence.finish_reason or "stop")
+                # Only once it is done (or decoding, below): if anything before fails, the sequence
+                # is still in _prefilling, where the failure handler finds it and tells its client.
+                self._prefilling.remove(sequence)
+            else:
+                joining.append(row)
+        if not joining:
             return
-        self._cache.add_sequence(states)
-        self._rows.append(sequence)
+        tokens = batch.attention_mask.bool()
+        if len(joining) < len(sequences):
+            index = torch.tensor(joining)
+            states = [(keys.index_select(0, index), values.index_select(0, index)) for keys, values in states]
+            tokens = tokens.index_select(0, index)
+        self._cache.reserve(len(self._rows) + len(joining))
+        self._cache.add_rows(states, tokens)
+        for row in joining:
+            self._rows.append(sequences[row])
+            self._prefilling.remove(sequences[row])
 
     def _decode_step(self) -> None:
         attention_mask, position_ids = self._cache.prepare_step()

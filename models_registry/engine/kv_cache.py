@@ -1,8 +1,9 @@
 """The running batch's KV cache: preallocated buffers that transformers' attention reads through views.
 
 Rows are sequences, columns are cache positions. Every decode step writes one column for all rows at
-`end`, so each row's tokens sit in one contiguous run of columns ending at `end` (shorter rows are
-left-padded, and the attention mask hides the padding). transformers sees an ordinary DynamicLayer whose
+`end`, so each row's tokens sit in a run of columns ending at `end` (shorter rows are left-padded, a
+prompt prefilled after a shared prefix keeps its batch's padding between the two, and the attention
+mask hides the padding). transformers sees an ordinary DynamicLayer whose
 keys and values are views of the active window [start, end): no torch.cat of the whole cache per step
 (what one costs: bench/RESULTS.md, engine).
 
@@ -93,33 +94,58 @@ class BatchKVCache(Cache):
     # --- joining and leaving ----------------------------------------------------------------------
 
     def add_sequence(self, layer_states: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
-        """Adds a prefilled sequence (per layer: keys and values of shape (1, heads, length, dim)).
+        """Adds one prefilled sequence (per layer: keys and values of shape (1, heads, length, dim)).
 
         Returns its row. The sequence's next position id is its length.
         """
-        length = layer_states[0][0].shape[-2]
+        return self.add_rows(layer_states)
+
+    def add_rows(
+        self, layer_states: list[tuple[torch.Tensor, torch.Tensor]], tokens: torch.Tensor | None = None
+    ) -> int:
+        """Adds prefilled sequences as they come out of one padded prefill: per layer, keys and values
+        of shape (sequences, heads, columns, dim); `tokens` (sequences, columns) says which columns
+        hold a sequence's tokens (None: all of them). The other columns (left padding, or padding
+        between a shared prefix and a prompt's own tokens) join masked, their keys and values zeroed.
+
+        A batch of prompts joins in a few copies per layer, not a few per prompt and layer. Returns
+        the first new row; each row's next position id is its number of tokens.
+        """
+        count, columns = layer_states[0][0].shape[0], layer_states[0][0].shape[-2]
+        if tokens is None:
+            tokens = torch.ones(count, columns, dtype=torch.bool)
         if not self._keys:
             self._allocate(layer_states[0][0], layer_states[0][1])
         if self.rows == 0:
             self.start = self.end = 0
-        self._ensure_rows(self.rows + 1)
-        if self.end < length:  # not enough columns left of `end`: move everyone right
-            self._make_room_before_end(length)
-        first_column = self.end - length
-        row = self.rows
-        start = min(self.start, first_column) if row else first_column
+        first = self.rows
+        self._ensure_rows(first + count)
+        if self.end < columns:  # not enough columns left of `end`: move everyone right
+            self._make_room_before_end(columns)
+        first_column = self.end - columns
+        row_starts = (first_column + tokens.int().argmax(1)).tolist()  # each row's first token
+        start = min(self.start, *row_starts) if first else min(row_starts)
+        new = slice(first, first + count)
+        # The padding is zeroed over the few columns that hold any (left padding runs up to the longest
+        # prompt's first token), not over the whole block.
+        padded = (~tokens).any(0).nonzero().squeeze(1).tolist()
+        lo, hi = (padded[0], padded[-1] + 1) if padded else (0, 0)
+        padding = ~tokens[:, None, lo:hi, None].to(self._mask.device)
         for layer, (keys, values) in enumerate(layer_states):
             for buffer, states in ((self._keys[layer], keys), (self._values[layer], values)):
-                buffer[:row, :, start : self.start].zero_()  # the other rows' padding, new to the window
-                buffer[row, :, start:first_column].zero_()  # this row's padding
-                buffer[row, :, first_column : self.end] = states[0]
-        self._mask[row].zero_()
-        self._mask[row, first_column : self.end] = True
-        self.positions[row] = length
-        self._row_start.append(first_column)
-        self.rows += 1
+                buffer[:first, :, start : self.start].zero_()  # the other rows' padding, new to the window
+                buffer[new, :, start:first_column].zero_()  # the new rows' padding left of their block
+                block = buffer[new, :, first_column : self.end]
+                block.copy_(states)
+                if padded:
+                    block[:, :, lo:hi].masked_fill_(padding, 0)
+        self._mask[new].zero_()
+        self._mask[new, first_column : self.end] = tokens
+        self.positions[new] = tokens.sum(1).to(self.positions.device)
+        self._row_start.extend(row_starts)
+        self.rows += count
         self.start = start
-        return row
+        return first
 
     def reserve(self, rows: int) -> None:
         """Makes room for `rows` rows in all at once, before a group of sequences joins (growing as

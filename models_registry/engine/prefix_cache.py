@@ -70,14 +70,20 @@ class PrefixCache:
         states = [(k[:, :, :best_length], v[:, :, :best_length]) for k, v in self._entries[best_key].states]
         return PrefixHit(best_key, best_length, states)
 
-    def store(self, tenant: str, prompt: list[int], states: LayerStates, reused: int = 0) -> None:
-        """Keeps a prefilled prompt's states (copied: the caller's may be views of a larger buffer).
+    def keeps(self, prompt: list[int], reused: int = 0) -> bool:
+        """Whether `store` would keep this prompt (asked first: taking a prompt's states out of its
+        batch costs a copy per layer).
 
         A prompt that reused `reused` tokens of an entry is kept only if it adds at least min_tokens of
         its own: 32 turns on one system prompt keep that prompt once, not 32 times; a conversation's
         next turn, which adds the last answer and question, is kept.
         """
-        if self.max_bytes <= 0 or len(prompt) - reused < self.min_tokens:
+        return self.max_bytes > 0 and len(prompt) - reused >= self.min_tokens
+
+    def store(self, tenant: str, prompt: list[int], states: LayerStates, reused: int = 0) -> None:
+        """Keeps a prefilled prompt's states (copied: the caller's may be views of a larger buffer),
+        if it `keeps` them."""
+        if not self.keeps(prompt, reused):
             return
         nbytes = sum(k.nbytes + v.nbytes for k, v in states)
         if nbytes > self.max_bytes:

@@ -19,6 +19,23 @@ def _states(values: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(column + layer, -(column + layer)) for layer in range(LAYERS)]
 
 
+def _padded_group(
+    prefix: list[float], group: list[list[float]]
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """As a padded prefill leaves a group: per row the shared prefix, NaN padding up to the longest
+    prompt, then the prompt's own values; and which columns hold tokens."""
+    width = max(len(own) for own in group)
+    rows = torch.full((len(group), len(prefix) + width), float("nan"))
+    tokens = torch.zeros(rows.shape, dtype=torch.bool)
+    for row, own in enumerate(group):
+        rows[row, : len(prefix)] = torch.tensor(prefix)
+        rows[row, rows.shape[1] - len(own) :] = torch.tensor(own)
+        tokens[row, : len(prefix)] = True
+        tokens[row, rows.shape[1] - len(own) :] = True
+    column = rows.view(len(group), 1, -1, 1).expand(-1, HEADS, -1, DIM)
+    return [(column + layer, -(column + layer)) for layer in range(LAYERS)], tokens
+
+
 def _row_contents(cache: BatchKVCache, row: int, layer: int) -> list[float]:
     mask = cache._mask[row, cache.start : cache.end]
     keys = cache._keys[layer][row, 0, cache.start : cache.end, 0][mask]
@@ -42,15 +59,16 @@ def _window_is_finite(cache: BatchKVCache) -> bool:
 
 
 def test_random_joins_steps_and_leaves_keep_each_row_intact(nan_buffers):
-    """... and attention never reads memory the cache has not written or zeroed (a masked NaN would
-    still poison its row)."""
+    """Sequences join one by one or as a padded prefill's group (some after a shared prefix), decode
+    steps and leave; attention never reads memory the cache has not written or zeroed (a masked NaN
+    would still poison its row, and the group's padding arrives as NaN)."""
     rng = random.Random(7)
     cache = BatchKVCache(num_layers=LAYERS, max_rows=6, max_columns=200)
     expected: list[list[float]] = []  # per row: its tokens' values, in order
     next_value = 1.0
     for _ in range(400):
         action = rng.random()
-        if action < 0.25 and cache.rows < 6:
+        if action < 0.15 and cache.rows < 6:
             length = rng.randint(1, 40)
             values = [next_value + i for i in range(length)]
             next_value += length
@@ -58,6 +76,20 @@ def test_random_joins_steps_and_leaves_keep_each_row_intact(nan_buffers):
             assert row == len(expected)
             expected.append(values)
             assert cache.positions[row] == length
+        elif action < 0.25 and cache.rows < 4:
+            prefix = [next_value + i for i in range(rng.choice([0, 0, 5]))]
+            lengths = [rng.randint(1, 30) for _ in range(rng.randint(1, 6 - cache.rows))]
+            next_value += len(prefix)
+            group = []
+            for length in lengths:
+                group.append([next_value + i for i in range(length)])
+                next_value += length
+            states, tokens = _padded_group(prefix, group)
+            row = cache.add_rows(states, tokens)
+            assert row == len(expected)
+            for offset, own in enumerate(group):
+                expected.append(prefix + own)
+                assert cache.positions[row + offset] == len(prefix) + len(own)
         elif action < 0.4 and cache.rows:
             row = rng.randrange(cache.rows)
             moved = cache.remove_row(row)
