@@ -283,10 +283,11 @@ class Engine:
         A prompt that starts like one of its tenant's recent prompts starts from that prompt's cached
         KV (prefix_cache.py) and prefills only the rest. Prompts whose rest fits the remaining budget
         are prefilled together in left-padded forwards, one per level of service (so a newcomer's first
-        token does not wait for a flooding tenant's prompts) and cached prefix; a longer rest continues
-        in chunks of its own. The budget exists so prefill does not stall the running batch for long; a
-        stall costs less the emptier the batch is, so the budget grows as the batch empties (up to
-        IDLE_PREFILL_FACTOR times with nothing decoding).
+        token does not wait for a flooding tenant's prompts) and cached prefix; a rest longer than
+        prefill_chunk_tokens continues in chunks of its own, a shorter one waits for a step with room.
+        The budget exists so prefill does not stall the running batch for long; a stall costs less the
+        emptier the batch is, so the budget grows as the batch empties (up to IDLE_PREFILL_FACTOR times
+        with nothing decoding).
         """
         for sequence in self._prefilling:
             if sequence.prefilled == 0 and sequence.prefix is None:
@@ -300,7 +301,7 @@ class Engine:
         groups: dict[tuple[int, int, int], list[GenerationState]] = {}
         for sequence in order:
             prefix = sequence.prefix
-            remaining = len(sequence.request.prompt_ids) - (prefix.tokens if prefix else sequence.prefilled)
+            remaining = _rest(sequence)
             if sequence.prefill_states is None and remaining <= budget:
                 level = running_by_tenant[sequence.request.tenant]
                 key = (level, prefix.entry, prefix.tokens) if prefix else (level, -1, 0)
@@ -311,7 +312,11 @@ class Engine:
         for sequence in order:
             if budget <= 0:
                 break
-            if sequence in self._prefilling:  # not among the whole prompts above: a long one, in chunks
+            # Not among the whole prompts above. A long one goes on in chunks; one that a step's budget
+            # always holds waits to go whole in the next step, in one forward rather than two.
+            if sequence in self._prefilling and (
+                sequence.prefill_states is not None or _rest(sequence) > self.config.prefill_chunk_tokens
+            ):
                 budget -= self._prefill_chunk(sequence, budget)
 
     def _prefill_together(self, sequences: list[GenerationState]) -> None:
@@ -479,3 +484,9 @@ class Engine:
             self._finish_row(len(self._rows) - 1, reason, error)
         while self._prefilling:
             self._finish(self._prefilling.popleft(), reason, error)
+
+
+def _rest(sequence: GenerationState) -> int:
+    """The prompt tokens a sequence has left to prefill (after its cached prefix, if any)."""
+    prefix = sequence.prefix
+    return len(sequence.request.prompt_ids) - (prefix.tokens if prefix else sequence.prefilled)

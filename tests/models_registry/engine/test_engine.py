@@ -193,6 +193,44 @@ def test_the_prompt_and_max_tokens_may_fill_the_context_exactly(model_and_tokeni
     assert idle.load() == {"running": 0, "waiting": 1, "capacity": 32}
 
 
+def test_a_prompt_a_step_always_holds_is_prefilled_whole(model_and_tokenizer, monkeypatch):
+    """A burst larger than the first step's budget: the prompt that does not fit what is left of it
+    waits for the next step and goes whole (one forward), rather than a few tokens now and the rest
+    then; the answers still equal generate()'s."""
+    model, tokenizer = model_and_tokenizer
+    questions = [f"Question number {n}: what is {n} plus {n}?" for n in range(6)]
+    prompts = [chat_prompt_ids(tokenizer, [{"role": "user", "content": q}]) for q in questions]
+    longest = max(len(ids) for ids in prompts)
+    # The first step's budget (4 chunks, nothing running) holds four prompts and part of a fifth.
+    chunk = (4 * longest + longest // 2) // 4 + 1
+    assert 4 * chunk < 5 * min(len(ids) for ids in prompts)
+    engine = Engine(model, tokenizer, EngineConfig(max_running=8, prefill_chunk_tokens=chunk))
+    forwards: list[tuple[int, int]] = []  # (start, prompts) of each prefill forward
+    original = engine._prefill_forward
+
+    def counted(batch, past):  # type: ignore[no-untyped-def]
+        forwards.append((batch.start, len(batch.lengths)))
+        return original(batch, past)
+
+    monkeypatch.setattr(engine, "_prefill_forward", counted)
+    params = SamplingParams(max_tokens=8, temperature=0)
+    collectors = []
+    for ids in prompts:  # all queued before the engine starts: one burst
+        collector = Collector()
+        engine.submit(GenerationRequest(uuid.uuid4().hex, "t", ids, params, collector))
+        collectors.append(collector)
+    engine.start()
+    try:
+        for collector, ids in zip(collectors, prompts, strict=True):
+            chunks, _ = collector.wait()
+            assert "".join(chunks) == reference(model, tokenizer, ids, 8)[0]
+    finally:
+        engine.shutdown()
+    assert all(start == 0 for start, _ in forwards)  # no prompt continued from a chunk of itself
+    assert sum(count for _, count in forwards) == len(prompts)
+    assert forwards[0] == (0, 4)
+
+
 def test_shutdown_finishes_every_waiting_request(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     running = Engine(model, tokenizer, EngineConfig(max_running=1)).start()
