@@ -323,6 +323,9 @@ def main() -> None:
     parser.add_argument("--no-fused", action="store_true", help="decode through transformers' forward")
     parser.add_argument("--no-compile", action="store_true", help="the fused decode step uncompiled")
     parser.add_argument(
+        "--no-plain-weights", action="store_true", help="the compiled one-row step over packed weights"
+    )
+    parser.add_argument(
         "--compile-cache",
         type=Path,
         default=None,
@@ -340,14 +343,15 @@ def main() -> None:
 
         args.model_dir = resolve_bundled("bundled:smollm2-135m", Path("var/models"))
     prepack = not args.no_prepack
+    keep_plain = prepack and not (args.no_compile or args.no_fused or args.no_plain_weights)  # as the worker
     dtype = weights_dtype(torch.device(args.device), args.precision)
 
     def load():  # type: ignore[no-untyped-def]
-        model, tokenizer = load_chat_model(args.model_dir, args.device, args.precision, prepack)
+        model, tokenizer = load_chat_model(args.model_dir, args.device, args.precision, prepack, keep_plain)
         if args.random_1b:
             model = random_llama(device=args.device, dtype=dtype)
             if prepack:
-                pack_linear_layers(model)
+                pack_linear_layers(model, keep_plain=keep_plain)
         warm_up(model, tokenizer)
         return model, tokenizer
 
@@ -396,6 +400,7 @@ def main() -> None:
         "compile": "on" if compiled == "on" else "off",
         "compile_s": compile_s if compiled == "on" else None,
         "fused_decode": fused_decode,
+        "plain_weights": keep_plain and compiled == "on",
         "threads": torch.get_num_threads(),
         "results": results,
         "fairness": fair,

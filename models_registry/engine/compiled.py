@@ -8,6 +8,12 @@ step and with the same step under torch.compile (what this module did before; be
 engine): float32 19.2 -> 15.2 ms at 1 row (torch.compile 17.5), 24.9 -> 20.2 at 8 (22.4), 48.3 -> 43.3
 at 32 (45.7); bfloat16 13.3 -> 8.2 (10.4), 18.8 -> 13.2 (15.5), 36.6 -> 29.3 (32.0).
 
+Where the model kept its plain weights (packed.py's keep_plain, LLMP_ENGINE_PLAIN_WEIGHTS), the one-row
+step's projections are sums of products over them (PackedLinear.row), which inductor turns into loops
+that read each weight once at memory speed; oneDNN's packed kernels read a weight for a single row at
+about half of it. Measured on 2 Zen 4 vCPUs, float32 SmolLM2, the one-row step alone: 39.5 -> 25.2 ms
+(median), logits within 5e-5 (bench/RESULTS.md, engine, sixth round).
+
 The prefill of prompts with no cached prefix is a third graph, the same layers over the prompts' own
 tokens (FusedDecoder.prefill_tokens), for any number of prompts and lengths; a prefill after a cached
 prefix, or a long prompt's later chunks, run uncompiled. Measured alone on an Intel 2-vCPU host, float32,
@@ -92,9 +98,10 @@ class _Step(torch.nn.Module):
     """FusedDecoder.step as export takes it: the window's start as a tensor's length, its end from the
     mask's width (the window and the new column)."""
 
-    def __init__(self, decoder: FusedDecoder) -> None:
+    def __init__(self, decoder: FusedDecoder, plain_row: bool = False) -> None:
         super().__init__()
         self.decoder = decoder
+        self.plain_row = plain_row
 
     def forward(
         self,
@@ -107,7 +114,9 @@ class _Step(torch.nn.Module):
     ) -> torch.Tensor:
         first = start.shape[0] - _SHIFT
         last = first + attention_mask.shape[1] - 1
-        return self.decoder.step(input_ids, position_ids, attention_mask, keys, values, first, last)
+        return self.decoder.step(
+            input_ids, position_ids, attention_mask, keys, values, first, last, self.plain_row
+        )
 
 
 class _Prefill(torch.nn.Module):
@@ -257,7 +266,9 @@ class CompiledDecoder:
         batch = auto if graph == "rows" else torch.export.Dim.STATIC
         cache_shape = [{0: auto, 2: auto}] * len(keys)
         shapes = ({0: batch}, {0: batch}, {0: batch, 1: auto}, cache_shape, cache_shape, {0: auto})
-        return _package(_Step(self.decoder), inputs, shapes, target)
+        # The one-row step reads the plain weights where the model kept them (PackedLinear.row).
+        step = _Step(self.decoder, plain_row=graph == "row" and self.decoder.plain_weights)
+        return _package(step, inputs, shapes, target)
 
     def _compile_prefill(self, target: Path) -> Path:
         # Three prompts of different lengths (padding in the sample); any number of prompts from 1 up.

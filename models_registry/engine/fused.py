@@ -35,7 +35,7 @@ from transformers import PreTrainedModel
 
 from models_registry.engine.attention import gqa_sdpa_attention
 from models_registry.engine.kv_cache import BatchKVCache
-from models_registry.engine.packed import is_packed
+from models_registry.engine.packed import PackedLinear, is_packed
 from models_registry.engine.prefill import PaddedBatch
 from models_registry.engine.prefix_cache import LayerStates
 
@@ -105,6 +105,14 @@ class FusedDecoder(torch.nn.Module):
         ):
             self.register_buffer(name, tensor, persistent=False)
 
+    @property
+    def plain_weights(self) -> bool:
+        """Whether every projection kept its plain weight beside the packed one (packed.py's
+        keep_plain), as `step`'s plain_row needs."""
+        linears = [self.lm_head, *(m for layer in self.stack for m in (layer.q, layer.k, layer.v))]
+        linears += [m for layer in self.stack for m in (layer.out, layer.gate, layer.up, layer.down)]
+        return all(getattr(module, "plain", None) is not None for module in linears)
+
     @torch.inference_mode()
     def decode(
         self,
@@ -128,10 +136,22 @@ class FusedDecoder(torch.nn.Module):
         values: list[torch.Tensor],
         start: int,
         end: int,
+        plain_row: bool = False,
     ) -> torch.Tensor:
         """`decode` over the cache's buffers (per layer: rows, kv heads, columns, dim) and window
         [start, end): the new keys and values go into column `end`. Only tensor operations and the
-        packed weights' oneDNN calls, so compiled.py can hand it to torch.compile as it is."""
+        packed weights' oneDNN calls, so compiled.py can hand it to torch.compile as it is.
+
+        `plain_row`: a single row's projections as sums of products over the plain weights
+        (PackedLinear.row), for compiled.py's one-row step when the model kept them (`plain_weights`)."""
+
+        def linear(
+            module: PackedLinear, x: torch.Tensor, residual: torch.Tensor | None = None
+        ) -> torch.Tensor:
+            if plain_row:
+                return module.row(x, residual)
+            return module(x) if residual is None else module.forward_add(x, residual)
+
         rows = input_ids.shape[0]
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         hidden = torch.nn.functional.embedding(input_ids, self.embed)  # (rows, 1, hidden)
@@ -140,10 +160,10 @@ class FusedDecoder(torch.nn.Module):
         mask = attention_mask.view(rows, 1, 1, -1)
         for layer, layer_keys, layer_values in zip(self.stack, keys, values, strict=True):
             normed = self._norm(hidden, layer.input_norm)
-            query = _rotate(layer.q(normed).view(rows, heads, dim), cos, sin)
-            key = _rotate(layer.k(normed).view(rows, kv_heads, dim), cos, sin)
+            query = _rotate(linear(layer.q, normed).view(rows, heads, dim), cos, sin)
+            key = _rotate(linear(layer.k, normed).view(rows, kv_heads, dim), cos, sin)
             layer_keys[:rows, :, end : end + 1] = key.unsqueeze(2)
-            layer_values[:rows, :, end : end + 1] = layer.v(normed).view(rows, kv_heads, 1, dim)
+            layer_values[:rows, :, end : end + 1] = linear(layer.v, normed).view(rows, kv_heads, 1, dim)
             attended, _ = gqa_sdpa_attention(
                 None,
                 query.unsqueeze(2),
@@ -152,11 +172,11 @@ class FusedDecoder(torch.nn.Module):
                 mask,
                 scaling=self.scaling,
             )
-            hidden = layer.out.forward_add(attended.reshape(rows, 1, heads * dim), hidden)
+            hidden = linear(layer.out, attended.reshape(rows, 1, heads * dim), hidden)
             normed = self._norm(hidden, layer.post_norm)
-            act = torch.nn.functional.silu(layer.gate(normed)) * layer.up(normed)
-            hidden = layer.down.forward_add(act, hidden)
-        return self.lm_head(self._norm(hidden, self.final_norm))[:, -1, :]
+            act = torch.nn.functional.silu(linear(layer.gate, normed)) * linear(layer.up, normed)
+            hidden = linear(layer.down, act, hidden)
+        return linear(self.lm_head, self._norm(hidden, self.final_norm))[:, -1, :]
 
     @torch.inference_mode()
     def prefill(

@@ -42,12 +42,17 @@ def weights_dtype(device: torch.device, precision: str = "float32") -> torch.dty
 
 
 def load_chat_model(
-    path: str | Path, device: str = "cpu", precision: str = "float32", prepack: bool = True
+    path: str | Path,
+    device: str = "cpu",
+    precision: str = "float32",
+    prepack: bool = True,
+    keep_plain: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Loads weights and tokenizer from a local directory; never reaches for a model hub.
 
     On a CPU, `precision` picks float32 or bfloat16 (see wants_bf16), and `prepack` reorders the linear
-    layers' weights for oneDNN (packed.py: about twice the decode speed).
+    layers' weights for oneDNN (packed.py: about twice the decode speed), keeping the plain weights
+    too with `keep_plain` (for the compiled one-row decode step: PackedLinear.row).
     """
     target = torch.device(device)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -57,7 +62,7 @@ def load_chat_model(
     model = model.to(target).eval()
     use_native_gqa(model)
     if prepack:
-        pack_linear_layers(model)
+        pack_linear_layers(model, keep_plain=keep_plain)
     return model, tokenizer
 
 

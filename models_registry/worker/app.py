@@ -164,8 +164,19 @@ def create_worker_app(
                 embedder.forward, settings.embed_batch_max_inputs, settings.embed_batch_max_tokens, run
             ).start()
         else:
+            # Plain weights serve the compiled one-row step only (packed.py: PackedLinear.row).
+            keep_plain = (
+                settings.engine_plain_weights
+                and settings.engine_compile_decode
+                and settings.engine_fused_decode
+            )
             model, tokenizer = await run(
-                load_chat_model, model_dir, device, settings.engine_precision, settings.engine_prepack
+                load_chat_model,
+                model_dir,
+                device,
+                settings.engine_precision,
+                settings.engine_prepack,
+                keep_plain,
             )
             loaded = time.perf_counter()
             packed = ", oneDNN-packed" if is_packed(model) else ""

@@ -28,7 +28,8 @@ from tests.tiny_model import build_tiny_model
 
 @pytest.fixture(scope="module")
 def float32_model(tiny_model_dir):  # type: ignore[no-untyped-def]
-    return load_chat_model(tiny_model_dir, precision="float32")
+    """As a worker loads it by default: with its plain weights, which the one-row step reads."""
+    return load_chat_model(tiny_model_dir, precision="float32", keep_plain=True)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,10 @@ def _engine(model, tokenizer, compile_decode: bool, cache_dir: Path | None = Non
 
 
 def test_the_compiled_step_gives_the_uncompiled_float32_tokens(float32_model, compile_cache):
+    """Rows leave down to one, so both compiled steps run: several rows (packed weights) and one row
+    (the plain weights, PackedLinear.row)."""
     model, tokenizer = float32_model
+    assert fused.FusedDecoder(model, 8).plain_weights
     prompts = [_prompt(tokenizer, question, system=None) for question in QUESTIONS]
     plain = _engine(model, tokenizer, compile_decode=False)
     try:
@@ -93,7 +97,7 @@ def test_compiled_bfloat16_decoding_keeps_the_bf16_bound(tiny_model_dir, float32
     0.5 nats below it. (Greedy text is not compared with float32's: on the tiny random model's
     near-uniform logits, a bf16 rounding flips a near-tie within the first tokens.) The engine's greedy
     answers are the compiled step's own."""
-    model, tokenizer = load_chat_model(tiny_model_dir, precision="bfloat16")
+    model, tokenizer = load_chat_model(tiny_model_dir, precision="bfloat16", keep_plain=True)
     # As many positions as the engine below asks for (its context + 1), so that it finds this step.
     positions = model.config.max_position_embeddings + 1
     decoder, made = compiled.decoder_for(model, fused.FusedDecoder(model, positions), compile_cache)
@@ -241,7 +245,9 @@ def test_a_compiled_step_is_kept_and_a_later_start_loads_it_with_its_own_weights
         f"prefill-{first.key('prefill')}.pt2",
     }
 
-    other, _ = load_chat_model(build_tiny_model(tmp_path / "other", seed=1), precision="float32")
+    other, _ = load_chat_model(
+        build_tiny_model(tmp_path / "other", seed=1), precision="float32", keep_plain=True
+    )
     eager = fused.FusedDecoder(other, 256)
     later = compiled.CompiledDecoder(eager, compile_cache)
     started = time.perf_counter()

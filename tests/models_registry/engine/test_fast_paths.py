@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from models_registry.engine import fused
 from models_registry.engine.attention import decode_attention
 from models_registry.engine.engine import Engine, EngineConfig, GenerationRequest
 from models_registry.engine.kv_cache import BatchKVCache
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model
-from models_registry.engine.packed import PackedLinear
+from models_registry.engine.packed import PackedLinear, pack_linear_layers
 from models_registry.engine.params import SamplingParams
 from models_registry.engine.prefill import PaddedBatch, prefill_cache
 from models_registry.engine.prefix_cache import PrefixCache, common_prefix_length
@@ -46,6 +47,29 @@ def test_packed_weights_give_the_plain_float32_tokens(plain, packed):
     batch = torch.randint(0, 200, (3, 20))
     with torch.inference_mode():
         assert torch.allclose(model(input_ids=batch).logits, plain[0](input_ids=batch).logits, atol=1e-4)
+
+
+def test_kept_plain_weights_are_the_models_own_tensors():
+    """keep_plain costs no copy: each layer keeps the very weight it was made from, and a tied output
+    layer the embedding's."""
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config).eval()
+    weights = {name: m.weight for name, m in model.named_modules() if type(m) is torch.nn.Linear}
+    assert pack_linear_layers(model, keep_plain=True) == len(weights)
+    for name, module in model.named_modules():
+        if isinstance(module, PackedLinear):
+            assert module.plain is not None
+            assert module.plain.data_ptr() == weights[name].data_ptr()
+    assert model.lm_head.plain.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    pack_linear_layers(packed_only := LlamaForCausalLM(config), keep_plain=False)
+    assert all(m.plain is None for m in packed_only.modules() if isinstance(m, PackedLinear))
 
 
 def test_bfloat16_stays_close_to_float32(tiny_model_dir, plain):
