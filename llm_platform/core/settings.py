@@ -225,8 +225,8 @@ class Settings(BaseSettings):
             description="Keep a chat model's plain linear weights beside the packed ones, for the compiled "
             "decode step of a single request decoding alone, which reads them at memory speed (oneDNN's "
             "packed kernels read a weight for one row at about half of it): ~1.5x faster tokens for one "
-            "stream on 2 vCPUs, for about 1.8x the model's memory (SmolLM2 in float32: +425 MB; a tied "
-            "output layer shares the embedding's). Only with LLMP_ENGINE_COMPILE_DECODE"
+            "stream on 2 vCPUs, for the linear layers' weights held twice (SmolLM2 in float32: +425 MB on "
+            "~650 MB; a tied output layer shares the embedding's). Only with LLMP_ENGINE_COMPILE_DECODE"
         ),
     ] = True
     engine_compile_cache_dir: Annotated[
