@@ -3,9 +3,9 @@
 Rows are sequences, columns are cache positions. Every decode step writes one column for all rows at
 `end`, so each row's tokens sit in a run of columns ending at `end` (shorter rows are left-padded, a
 prompt prefilled after a shared prefix keeps its batch's padding between the two, and the attention
-mask hides the padding). transformers sees an ordinary DynamicLayer whose
-keys and values are views of the active window [start, end): no torch.cat of the whole cache per step
-(what one costs: bench/RESULTS.md, engine).
+mask hides the padding). transformers sees an ordinary DynamicLayer whose keys and values are views of
+the active window [start, end): no torch.cat of the whole cache per step (what one costs:
+bench/RESULTS.md, engine).
 
 RoPE is applied before keys are cached, so a row's keys do not care which columns they sit in; only the
 per-row position ids (passed to the model) and the mask matter.
