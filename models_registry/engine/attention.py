@@ -12,6 +12,12 @@ One case SDPA's CPU kernel serves badly: a bf16 decode step (one query per row).
 over the upcast window take a fifth of that (decode_attention). Measured in the engine, in-process A/B,
 a bf16 step: 1 row 27.4 -> 27.1 ms, 8 rows 43.2 -> 32.2, 32 rows 106.6 -> 62.9. In float32, SDPA and
 decode_attention measured the same, so float32 keeps SDPA.
+
+Compiled decode steps (compiled.py) take neither: both run one small matrix product per row and KV head
+through MKL, at 2.5x the time it takes to read the cached window (2 Zen 5 vCPUs, float32, 32 rows over
+151 positions, 30 layers: 17.3 ms against 7 ms to read them). A compiled step of several rows
+computes attention as sums of products (summed_decode_attention), which inductor makes a few loops per
+layer over each row's window.
 """
 
 from __future__ import annotations
@@ -80,4 +86,29 @@ def decode_attention(
     if attention_mask is not None:  # boolean, True where a row may attend (sdpa_mask)
         scores = scores.masked_fill(~attention_mask.view(rows, 1, 1, -1), float("-inf"))
     output = torch.matmul(scores.softmax(-1), value.float())
+    return output.reshape(rows, 1, heads, dim).to(query.dtype)
+
+
+def summed_decode_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor,
+    scaling: float,
+) -> torch.Tensor:
+    """decode_attention (one new token per row, a boolean mask) as sums of products, for compiled code
+    only: inductor makes it loops that read each row's cached keys and values in place, in float32
+    whatever their dtype; eager, it would hold every product in memory. The compiled step, 2 Zen 5 vCPUs,
+    float32, alternated with SDPA's: 8 rows 0.90-0.92x the time, 32 rows 0.86-0.90x (bench/RESULTS.md,
+    engine, seventh round).
+
+    The query must be in memory already: inductor inlines a query computed in the same graph into the
+    loop over the window, recomputing it at every cached position (fused.py's step makes it a buffer)."""
+    rows, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    # Query head h reads KV head h // group (transformers' repeat_kv order).
+    grouped = query.float().reshape(rows, kv_heads, heads // kv_heads, 1, dim)
+    scores = (grouped * key.float().unsqueeze(2)).sum(-1) * scaling  # (rows, kv heads, group, window)
+    scores = scores.masked_fill(~attention_mask.view(rows, 1, 1, -1), float("-inf"))
+    output = (scores.softmax(-1).unsqueeze(-1) * value.float().unsqueeze(2)).sum(-2)
     return output.reshape(rows, 1, heads, dim).to(query.dtype)

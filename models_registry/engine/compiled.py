@@ -14,6 +14,12 @@ that read each weight once at memory speed; oneDNN's packed kernels read a weigh
 about half of it. Measured on 2 Zen 4 vCPUs, float32 SmolLM2, the one-row step alone: 39.5 -> 25.2 ms
 (median), logits within 5e-5 (bench/RESULTS.md, engine, sixth round).
 
+The several-row step computes attention as sums of products (attention.summed_decode_attention), which
+inductor makes loops over each row's cached window, instead of calling SDPA's kernel (one small MKL
+product per row and KV head). Measured on 2 Zen 5 vCPUs, SmolLM2, the step alone, alternated: float32
+8 rows 0.93-0.96x the time, 32 rows 0.88-0.91x; bfloat16 0.93-0.97x and 0.87-0.94x; one row unchanged
+(it keeps SDPA).
+
 The prefill of prompts with no cached prefix is a third graph, the same layers over the prompts' own
 tokens (FusedDecoder.prefill_tokens), for any number of prompts and lengths; a prefill after a cached
 prefix, or a long prompt's later chunks, run uncompiled. Measured alone on an Intel 2-vCPU host, float32,
@@ -98,10 +104,13 @@ class _Step(torch.nn.Module):
     """FusedDecoder.step as export takes it: the window's start as a tensor's length, its end from the
     mask's width (the window and the new column)."""
 
-    def __init__(self, decoder: FusedDecoder, plain_row: bool = False) -> None:
+    def __init__(
+        self, decoder: FusedDecoder, plain_row: bool = False, summed_attention: bool = False
+    ) -> None:
         super().__init__()
         self.decoder = decoder
         self.plain_row = plain_row
+        self.summed_attention = summed_attention
 
     def forward(
         self,
@@ -115,7 +124,15 @@ class _Step(torch.nn.Module):
         first = start.shape[0] - _SHIFT
         last = first + attention_mask.shape[1] - 1
         return self.decoder.step(
-            input_ids, position_ids, attention_mask, keys, values, first, last, self.plain_row
+            input_ids,
+            position_ids,
+            attention_mask,
+            keys,
+            values,
+            first,
+            last,
+            self.plain_row,
+            self.summed_attention,
         )
 
 
@@ -247,9 +264,13 @@ class CompiledDecoder:
     def _compile(self, graph: str, target: Path) -> Path:
         if graph == "prefill":
             return self._compile_prefill(target)
-        rows = 1 if graph == "row" else 3
-        cache = BatchKVCache(len(self.decoder.stack), max_rows=8, max_columns=64)
-        sample = torch.zeros((1, self.decoder.kv_heads, 5, self.decoder.head_dim), dtype=self.decoder.dtype)
+        # A sample of typical sizes: inductor sizes its loops' threading by it (from a 3-row sample of 5
+        # positions it ran some of attention's loops on one thread).
+        rows, length = (1 if graph == "row" else 16), min(127, self.decoder.positions - 2)
+        cache = BatchKVCache(len(self.decoder.stack), max_rows=rows, max_columns=2 * length)
+        sample = torch.zeros(
+            (1, self.decoder.kv_heads, length, self.decoder.head_dim), dtype=self.decoder.dtype
+        )
         for _ in range(rows):
             cache.add_sequence([(sample, sample)] * len(self.decoder.stack))
         attention_mask, position_ids = cache.prepare_step()
@@ -266,8 +287,15 @@ class CompiledDecoder:
         batch = auto if graph == "rows" else torch.export.Dim.STATIC
         cache_shape = [{0: auto, 2: auto}] * len(keys)
         shapes = ({0: batch}, {0: batch}, {0: batch, 1: auto}, cache_shape, cache_shape, {0: auto})
-        # The one-row step reads the plain weights where the model kept them (PackedLinear.row).
-        step = _Step(self.decoder, plain_row=graph == "row" and self.decoder.plain_weights)
+        # The one-row step reads the plain weights where the model kept them (PackedLinear.row). The
+        # several-row step's attention is sums of products; one row keeps SDPA (or decode_attention in
+        # bf16): inductor spreads attention's loops over rows, so one row's would run on one thread
+        # (bf16, one row: 7.5 -> 9.7 ms a step).
+        step = _Step(
+            self.decoder,
+            plain_row=graph == "row" and self.decoder.plain_weights,
+            summed_attention=graph == "rows",
+        )
         return _package(step, inputs, shapes, target)
 
     def _compile_prefill(self, target: Path) -> Path:

@@ -8,7 +8,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from models_registry.engine import fused
-from models_registry.engine.attention import decode_attention
+from models_registry.engine.attention import decode_attention, summed_decode_attention
 from models_registry.engine.engine import Engine, EngineConfig, GenerationRequest
 from models_registry.engine.kv_cache import BatchKVCache
 from models_registry.engine.loader import chat_prompt_ids, load_chat_model
@@ -302,10 +302,11 @@ def test_a_prompt_already_covered_is_not_stored_twice_and_a_short_match_is_not_u
     assert cache.lookup("t", prompt).tokens == 39  # the last token is always prefilled
 
 
+@pytest.mark.parametrize("attention", [decode_attention, summed_decode_attention])
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
-def test_bf16_decode_attention_matches_sdpa(dtype, tolerance):
-    """decode_attention (used for bf16 decode steps) against SDPA, over a left-padded batch of views of
-    a larger cache buffer, as the engine hands them over."""
+def test_decode_attentions_match_sdpa(attention, dtype, tolerance):
+    """decode_attention (bf16 eager decode steps) and summed_decode_attention (compiled ones) against
+    SDPA, over a left-padded batch of views of a larger cache buffer, as the engine hands them over."""
     torch.manual_seed(0)
     keys, values = (torch.randn(6, 3, 64, 16).to(dtype) for _ in range(2))
     key, value = keys[:5, :, 8:40], values[:5, :, 8:40]
@@ -316,6 +317,6 @@ def test_bf16_decode_attention_matches_sdpa(dtype, tolerance):
     expected = torch.nn.functional.scaled_dot_product_attention(
         query.float(), key.float(), value.float(), attn_mask=mask, scale=0.25, enable_gqa=True
     ).transpose(1, 2)
-    got = decode_attention(query, key, value, mask, 0.25)
+    got = attention(query, key, value, mask, 0.25)
     assert got.shape == (5, 1, 9, 16) and got.dtype == dtype
     assert torch.allclose(got.float(), expected, atol=tolerance)
