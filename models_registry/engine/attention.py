@@ -13,11 +13,10 @@ over the upcast window take a fifth of that (decode_attention). Measured in the 
 a bf16 step: 1 row 27.4 -> 27.1 ms, 8 rows 43.2 -> 32.2, 32 rows 106.6 -> 62.9. In float32, SDPA and
 decode_attention measured the same, so float32 keeps SDPA.
 
-Compiled decode steps (compiled.py) take neither: both run one small matrix product per row and KV head
-through MKL, at 2.5x the time it takes to read the cached window (2 Zen 5 vCPUs, float32, 32 rows over
-151 positions, 30 layers: 17.3 ms against 7 ms to read them). A compiled step of several rows
-computes attention as sums of products (summed_decode_attention), which inductor makes a few loops per
-layer over each row's window.
+Compiled decode steps of several rows (compiled.py) take neither: both run one small matrix product per
+row and KV head through MKL, at 2.5x the time it takes to read the cached window (2 Zen 5 vCPUs, float32,
+32 rows over 151 positions, 30 layers: 17.3 ms against 7 ms to read them). They compute attention as sums
+of products (summed_decode_attention), which inductor makes a few loops per layer over each row's window.
 """
 
 from __future__ import annotations
@@ -99,7 +98,7 @@ def summed_decode_attention(
     """decode_attention (one new token per row, a boolean mask) as sums of products, for compiled code
     only: inductor makes it loops that read each row's cached keys and values in place, in float32
     whatever their dtype; eager, it would hold every product in memory. The compiled step, 2 Zen 5 vCPUs,
-    float32, alternated with SDPA's: 8 rows 0.90-0.92x the time, 32 rows 0.86-0.90x (bench/RESULTS.md,
+    float32, alternated with SDPA's: 8 rows 0.93-0.96x the time, 32 rows 0.88-0.91x (bench/RESULTS.md,
     engine, seventh round).
 
     The query must be in memory already: inductor inlines a query computed in the same graph into the
