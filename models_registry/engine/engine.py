@@ -404,10 +404,6 @@ class Engine:
             index = torch.tensor(joining)
             states = [(keys.index_select(0, index), values.index_select(0, index)) for keys, values in states]
             tokens = tokens.index_select(0, index)
-        # Room for every admitted sequence, those still prefilling too: a burst's later groups then join
-        # without the cache growing under the running batch (32 prompts of ~50 tokens: a 21-row cache
-        # grown to 36 rows stalled the step 60-590 ms, mostly faulting in the new buffers).
-        self._cache.reserve(len(self._rows) + len(self._prefilling))
         self._cache.add_rows(states, tokens)
         for row in joining:
             self._rows.append(sequences[row])

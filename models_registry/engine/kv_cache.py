@@ -10,11 +10,18 @@ bench/RESULTS.md, engine).
 RoPE is applied before keys are cached, so a row's keys do not care which columns they sit in; only the
 per-row position ids (passed to the model) and the mask matter.
 
-Key and value buffers are allocated, not zeroed: a burst of 32 prompts used to zero ~1 GB of buffers
-(three doublings of the rows, float32 SmolLM2) inside the step that prefilled them. Attention reads
-every column of the window, masked or not (a masked NaN would still poison its row: 0 x NaN), so the
-cache keeps one invariant instead: every column of the window [start, end) of every row is written
-(a token's keys and values) or zeroed (a shorter row's padding) before it is read.
+The cache never relies on what its buffers hold: attention reads every column of the window, masked or
+not (a masked NaN would still poison its row: 0 x NaN), so it keeps one invariant instead: every column
+of the window [start, end) of every row is written (a token's keys and values) or zeroed (a shorter
+row's padding) before it is read. (A burst of 32 prompts used to zero ~1 GB of grown buffers inside the
+step that prefilled them.)
+
+The buffers hold every row the engine may run (max_rows) from the first sequence on: memory is backed
+only where rows are written, so rows not in use cost address space, and a burst never copies the cache
+into larger buffers under the running batch (measured on 2 Zen 5 vCPUs, float32 SmolLM2, 32 prompts at
+once: a 21-row cache grown to 36 rows stalled a step 60-590 ms, mostly faulting in the new buffers; that
+VM faults fresh memory in at 1-4 GB/s against 25 GB/s once touched). An idle cache keeps its buffers,
+and the memory its rows touched, unless a long sequence widened them: those are dropped once it is idle.
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
 _INITIAL_COLUMNS = 256
-_INITIAL_ROWS = 8
 
 
 class _WindowLayer(DynamicLayer):
@@ -58,7 +64,6 @@ class BatchKVCache(Cache):
         self._mask = torch.zeros(0, 0, dtype=torch.bool)
         self._row_start: list[int] = []  # first column of each row
         self.positions = torch.zeros(0, dtype=torch.long)  # next position id of each row
-        self._reserved_rows = 0
 
     @property
     def width(self) -> int:
@@ -115,11 +120,18 @@ class BatchKVCache(Cache):
         if tokens is None:
             tokens = torch.ones(count, columns, dtype=torch.bool)
         if not self._keys:
-            self._allocate(layer_states[0][0], layer_states[0][1])
+            # As wide as the block and the next step's column need: allocating narrower and then growing
+            # would write the cache twice (32 rows of a 424-token prompt: 256 columns grown to 512 took
+            # 2 s on such a VM).
+            needed = _INITIAL_COLUMNS
+            while needed < columns + 1:
+                needed *= 2
+            self._allocate(layer_states[0][0], layer_states[0][1], needed)
         if self.rows == 0:
             self.start = self.end = 0
         first = self.rows
-        self._ensure_rows(first + count)
+        if first + count > self.max_rows:
+            raise RuntimeError(f"batch is full ({self.max_rows} rows)")
         if self.end < columns:  # not enough columns left of `end`: move everyone right
             self._make_room_before_end(columns)
         first_column = self.end - columns
@@ -147,13 +159,6 @@ class BatchKVCache(Cache):
         self.start = start
         return first
 
-    def reserve(self, rows: int) -> None:
-        """Makes room for `rows` rows in all at once, before a group of sequences joins (growing as
-        they come would copy the whole cache at each doubling)."""
-        self._reserved_rows = min(rows, self.max_rows)
-        if self._keys:
-            self._ensure_rows(self._reserved_rows)
-
     def remove_row(self, row: int) -> int | None:
         """Drops a row; the last row moves into its place. Returns the moved row's old index, if any."""
         last = self.rows - 1
@@ -176,14 +181,8 @@ class BatchKVCache(Cache):
 
     # --- capacity ---------------------------------------------------------------------------------
 
-    def _allocate(
-        self,
-        sample_keys: torch.Tensor,
-        sample_values: torch.Tensor,
-        rows: int = _INITIAL_ROWS,
-        columns: int = _INITIAL_COLUMNS,
-    ) -> None:
-        rows, columns = min(max(rows, self._reserved_rows), self.max_rows), min(columns, self.max_columns)
+    def _allocate(self, sample_keys: torch.Tensor, sample_values: torch.Tensor, columns: int) -> None:
+        rows, columns = self.max_rows, min(columns, self.max_columns)
         _, heads, _, key_dim = sample_keys.shape
         value_dim = sample_values.shape[-1]
         options = {"dtype": sample_keys.dtype, "device": sample_keys.device}
@@ -191,18 +190,6 @@ class BatchKVCache(Cache):
         self._values = [_buffer((rows, heads, columns, value_dim), **options) for _ in self.layers]
         self._mask = torch.zeros(rows, columns, dtype=torch.bool, device=sample_keys.device)
         self.positions = torch.zeros(rows, dtype=torch.long, device=sample_keys.device)
-
-    def _ensure_rows(self, needed: int) -> None:
-        capacity = self._mask.shape[0]
-        if needed <= capacity:
-            return
-        if needed > self.max_rows:
-            raise RuntimeError(f"batch is full ({self.max_rows} rows)")
-        grown = min(max(needed, capacity * 2), self.max_rows)
-        self._keys = [self._grow(t, 0, grown) for t in self._keys]
-        self._values = [self._grow(t, 0, grown) for t in self._values]
-        self._mask = self._grow(self._mask, 0, grown)
-        self.positions = self._grow(self.positions, 0, grown)
 
     def _ensure_columns(self, extra: int) -> None:
         """Makes sure `extra` more columns fit after `end`."""
@@ -218,9 +205,9 @@ class BatchKVCache(Cache):
         if needed > self.max_columns:
             raise RuntimeError(f"sequence longer than {self.max_columns} cache columns")
         grown = min(max(needed, capacity * 2), self.max_columns)
-        self._keys = [self._grow(t, 2, grown) for t in self._keys]
-        self._values = [self._grow(t, 2, grown) for t in self._values]
-        self._mask = self._grow(self._mask, 1, grown)
+        self._keys = [self._wider(t, 2, grown) for t in self._keys]
+        self._values = [self._wider(t, 2, grown) for t in self._values]
+        self._mask = self._wider(self._mask, 1, grown)
 
     def _make_room_before_end(self, length: int) -> None:
         """Moves the window right until `length` columns fit before `end` (compacting it first)."""
@@ -243,26 +230,27 @@ class BatchKVCache(Cache):
         self.start, self.end = start + offset, end + offset
 
     def _release_if_large(self) -> None:
-        """An idle engine should not keep a peak-sized cache: drop buffers beyond the initial size."""
-        if self._mask.shape[0] > _INITIAL_ROWS or self._mask.shape[1] > _INITIAL_COLUMNS:
+        """An idle engine keeps its buffers (see the module's docstring) unless a long sequence widened
+        them: those are dropped, and the next sequence allocates anew."""
+        if self._mask.shape[1] > _INITIAL_COLUMNS:
             self._keys, self._values = [], []
             self._mask = torch.zeros(0, 0, dtype=torch.bool)
             self.positions = torch.zeros(0, dtype=torch.long)
         self.start = self.end = 0
 
-    @staticmethod
-    def _grow(tensor: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-        """A larger copy: keys and values allocated (see the module's invariant), the mask zeroed."""
+    def _wider(self, tensor: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+        """A wider copy of the rows in use: keys and values allocated (see the module's invariant),
+        the mask zeroed; rows not in use are not copied (nor their memory touched)."""
         shape = list(tensor.shape)
         shape[dim] = size
         if not tensor.is_floating_point():
             grown = torch.zeros(shape, dtype=tensor.dtype, device=tensor.device)
         else:
             grown = _buffer(tuple(shape), dtype=tensor.dtype, device=tensor.device)
-        grown.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
+        grown[: self.rows].narrow(dim, 0, tensor.shape[dim]).copy_(tensor[: self.rows])
         return grown
 
 
 def _buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Key or value storage, not initialised."""
+    """Key or value storage, not initialised: memory is backed only where rows are written."""
     return torch.empty(shape, dtype=dtype, device=device)

@@ -233,14 +233,14 @@ def test_a_prompt_a_step_always_holds_is_prefilled_whole(model_and_tokenizer, mo
 
 def test_a_burst_prefilled_over_several_steps(model_and_tokenizer, monkeypatch):
     """A burst larger than a step's prefill budget: the first group's batch decodes only after the next
-    group is prefilled (so the later prompts' first tokens do not wait for a decode step), and room is
-    made for every admitted prompt when the first group joins (so the later ones join without the cache
-    being copied into larger buffers under the running batch); the answers still equal generate()'s."""
+    group is prefilled (so the later prompts' first tokens do not wait for a decode step), and the later
+    groups join without the cache being copied into larger buffers under the running batch; the answers
+    still equal generate()'s."""
     model, tokenizer = model_and_tokenizer
     questions = [f"Question number {n}: what is {n} plus {n}?" for n in range(12)]
     prompts = [chat_prompt_ids(tokenizer, [{"role": "user", "content": q}]) for q in questions]
-    # The first step's budget (4 chunks, nothing running) holds four of them: more than 8 rows (the
-    # cache's first size) join over several steps.
+    # The first step's budget (4 chunks, nothing running) holds four of them: the twelve join over
+    # several steps.
     chunk = max(len(ids) for ids in prompts)
     engine = Engine(model, tokenizer, EngineConfig(max_running=16, prefill_chunk_tokens=chunk))
     steps: list[int] = []  # prompts in each prefill forward, 0 for a decode step
@@ -254,16 +254,17 @@ def test_a_burst_prefilled_over_several_steps(model_and_tokenizer, monkeypatch):
         steps.append(0)
         decode_step()
 
-    grown: list[int] = []  # the dimension of each growth of a cache buffer
-    grow = engine._cache._grow
+    buffers: list[int] = []  # where the first layer's keys are, as each group joins
+    add_rows = engine._cache.add_rows
 
-    def counted_grow(tensor, dim, size):  # type: ignore[no-untyped-def]
-        grown.append(dim)
-        return grow(tensor, dim, size)
+    def counted_add_rows(states, tokens):  # type: ignore[no-untyped-def]
+        first = add_rows(states, tokens)
+        buffers.append(engine._cache.buffers()[0][0].data_ptr())
+        return first
 
     monkeypatch.setattr(engine, "_prefill_forward", counted_prefill)
     monkeypatch.setattr(engine, "_decode_step", counted_decode)
-    monkeypatch.setattr(engine._cache, "_grow", counted_grow)
+    monkeypatch.setattr(engine._cache, "add_rows", counted_add_rows)
     params = SamplingParams(max_tokens=4, temperature=0)
     collectors = []
     for ids in prompts:  # all queued before the engine starts: one burst
@@ -280,7 +281,7 @@ def test_a_burst_prefilled_over_several_steps(model_and_tokenizer, monkeypatch):
     forwards = [count for count in steps if count]
     assert len(forwards) > 2 and forwards[0] == 4 and sum(forwards) == len(prompts)
     assert steps[:2] == forwards[:2]  # the second group's prefill before the first decode step
-    assert 0 not in grown  # never grown by rows
+    assert len(set(buffers)) == 1  # never copied into new buffers
 
 
 def test_shutdown_finishes_every_waiting_request(model_and_tokenizer):

@@ -1,4 +1,4 @@
-"""The batch KV cache keeps every row's keys in order through joins, leaves, compaction and growth."""
+"""The batch KV cache keeps every row's keys in order through joins, leaves, compaction and widening."""
 
 from __future__ import annotations
 
@@ -109,8 +109,6 @@ def test_random_joins_steps_and_leaves_keep_each_row_intact(nan_buffers):
             cache.finish_step()
             for row, value in enumerate(step_values):
                 expected[row].append(value)
-        if action < 0.05 and cache.rows < 5:
-            cache.reserve(cache.rows + 2)  # room made ahead, as for a group of prompts
         for row in range(cache.rows):
             for layer in range(LAYERS):
                 assert _row_contents(cache, row, layer) == expected[row]
@@ -148,3 +146,19 @@ def test_a_long_prompt_joining_near_the_end_of_the_buffer_compacts_then_fits():
     assert _row_contents(cache, 1, 0) == [3.0] * 300
     _step(cache, 4.0)
     assert _row_contents(cache, 1, 1) == [3.0] * 300 + [4.0]
+
+
+def test_an_idle_cache_keeps_its_buffers_unless_a_long_sequence_widened_them():
+    cache = BatchKVCache(num_layers=LAYERS, max_rows=4, max_columns=1000)
+    cache.add_sequence(_states([1.0] * 10))
+    kept = cache.buffers()[0][0]
+    assert kept.shape[0] == 4  # every row the batch may hold, from the start
+    cache.remove_row(0)
+    cache.add_sequence(_states([2.0] * 10))
+    assert cache.buffers()[0][0].data_ptr() == kept.data_ptr()
+    cache.add_sequence(_states([3.0] * 300))  # wider than the buffers: they are widened
+    assert cache.buffers()[0][0].shape[2] > kept.shape[2]
+    assert [_row_contents(cache, row, 1) for row in range(2)] == [[2.0] * 10, [3.0] * 300]
+    cache.remove_row(1)
+    cache.remove_row(0)
+    assert cache.buffers() == ([], [])  # dropped once idle
