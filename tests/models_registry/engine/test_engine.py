@@ -193,6 +193,24 @@ def test_the_prompt_and_max_tokens_may_fill_the_context_exactly(model_and_tokeni
     assert idle.load() == {"running": 0, "waiting": 1, "capacity": 32}
 
 
+def answer_burst_as_generate_does(engine, model, tokenizer, prompts, max_tokens):  # type: ignore[no-untyped-def]
+    """Queues every prompt before the engine starts (one burst), then checks each answer against
+    generate()'s and shuts the engine down."""
+    params = SamplingParams(max_tokens=max_tokens, temperature=0)
+    collectors = []
+    for ids in prompts:
+        collector = Collector()
+        engine.submit(GenerationRequest(uuid.uuid4().hex, "t", ids, params, collector))
+        collectors.append(collector)
+    engine.start()
+    try:
+        for collector, ids in zip(collectors, prompts, strict=True):
+            chunks, _ = collector.wait()
+            assert "".join(chunks) == reference(model, tokenizer, ids, max_tokens)[0]
+    finally:
+        engine.shutdown()
+
+
 def test_a_prompt_a_step_always_holds_is_prefilled_whole(model_and_tokenizer, monkeypatch):
     """A burst larger than the first step's budget: the prompt that does not fit what is left of it
     waits for the next step and goes whole (one forward), rather than a few tokens now and the rest
@@ -213,19 +231,7 @@ def test_a_prompt_a_step_always_holds_is_prefilled_whole(model_and_tokenizer, mo
         return original(batch, past)
 
     monkeypatch.setattr(engine, "_prefill_forward", counted)
-    params = SamplingParams(max_tokens=8, temperature=0)
-    collectors = []
-    for ids in prompts:  # all queued before the engine starts: one burst
-        collector = Collector()
-        engine.submit(GenerationRequest(uuid.uuid4().hex, "t", ids, params, collector))
-        collectors.append(collector)
-    engine.start()
-    try:
-        for collector, ids in zip(collectors, prompts, strict=True):
-            chunks, _ = collector.wait()
-            assert "".join(chunks) == reference(model, tokenizer, ids, 8)[0]
-    finally:
-        engine.shutdown()
+    answer_burst_as_generate_does(engine, model, tokenizer, prompts, 8)
     assert all(start == 0 for start, _ in forwards)  # no prompt continued from a chunk of itself
     assert sum(count for _, count in forwards) == len(prompts)
     assert forwards[0] == (0, 4)
@@ -265,19 +271,7 @@ def test_a_burst_prefilled_over_several_steps(model_and_tokenizer, monkeypatch):
     monkeypatch.setattr(engine, "_prefill_forward", counted_prefill)
     monkeypatch.setattr(engine, "_decode_step", counted_decode)
     monkeypatch.setattr(engine._cache, "add_rows", counted_add_rows)
-    params = SamplingParams(max_tokens=4, temperature=0)
-    collectors = []
-    for ids in prompts:  # all queued before the engine starts: one burst
-        collector = Collector()
-        engine.submit(GenerationRequest(uuid.uuid4().hex, "t", ids, params, collector))
-        collectors.append(collector)
-    engine.start()
-    try:
-        for collector, ids in zip(collectors, prompts, strict=True):
-            chunks, _ = collector.wait()
-            assert "".join(chunks) == reference(model, tokenizer, ids, 4)[0]
-    finally:
-        engine.shutdown()
+    answer_burst_as_generate_does(engine, model, tokenizer, prompts, 4)
     forwards = [count for count in steps if count]
     assert len(forwards) > 2 and forwards[0] == 4 and sum(forwards) == len(prompts)
     assert steps[:2] == forwards[:2]  # the second group's prefill before the first decode step
