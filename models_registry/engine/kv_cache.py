@@ -120,9 +120,9 @@ class BatchKVCache(Cache):
         if tokens is None:
             tokens = torch.ones(count, columns, dtype=torch.bool)
         if not self._keys:
-            # As wide as the block and the next step's column need: allocating narrower and then growing
-            # would write the cache twice (32 rows of a 424-token prompt: 256 columns grown to 512 took
-            # 2 s on such a VM).
+            # Wide enough for the block and the next step's column, in the sizes widening goes by (256
+            # doubled): allocating 256 and then widening would write the cache twice (32 rows of a
+            # 424-token prompt: 256 columns widened to 512 took 2 s on such a VM).
             needed = _INITIAL_COLUMNS
             while needed < columns + 1:
                 needed *= 2
